@@ -1,0 +1,134 @@
+"""Architectures as data.
+
+An :class:`Architecture` is a frozen (hashable) description of a transformer:
+sizes, positional scheme, norm placement, attention kind, masking.  It is a
+static argument of every jitted function, so two equal descriptions share one
+compilation.  ``init_params`` (in :mod:`theory.params`) draws random weights for
+it from a seed.
+
+Notation (THEORY.md §1, TransformerLens names):
+  d_model  hidden size ``d``          n_heads  heads per layer ``H``
+  d_head   key/query/value size ``k`` d_vocab  vocabulary size ``V``
+  n_ctx    number of positions        d_mlp    MLP hidden width (0: no MLP)
+  temperature  the inverse temperature ``T`` multiplying every attention logit
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from theory.errors import ToolkitError, unknown_name
+
+NORM_PLACEMENTS = ("pre", "post", "none")
+NORM_KINDS = ("layernorm", "rmsnorm")
+MLP_ACTIVATIONS = ("gelu", "gelu_tanh", "relu", "gated_gelu", "gated_silu")
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A transformer architecture (static, hashable).
+
+    ``expectations`` lists exceptions to the default expectation of a theorem
+    on this architecture as ``(theorem_id, "holds"|"fails", reason)``; every
+    theorem not listed is expected to hold for context-based methods.
+    """
+
+    name: str
+    n_layers: int
+    n_heads: int
+    d_model: int
+    d_head: int
+    d_mlp: int
+    d_vocab: int
+    n_ctx: int
+    positional: str = "learned"        # key of theory.positional.POSITIONAL_SCHEMES
+    attention: str = "softmax"         # key of theory.attention.ATTENTION_KINDS
+    norm: str = "pre"                  # "pre" | "post" | "none"
+    norm_kind: str = "layernorm"       # "layernorm" | "rmsnorm"
+    norm_eps: float = 1e-5
+    causal: bool = True
+    n_kv_heads: int | None = None      # None: one key/value head per head
+    window: int | None = None          # sliding-window width (keys i-window < j <= i)
+    parallel: bool = False             # GPT-J style: attention and MLP read the same input
+    mlp_act: str = "gelu"
+    mlp_depth: int = 1                 # number of hidden layers of the MLP
+    qk_norm: bool = False              # normalise queries and keys per head
+    temperature: float = 1.0           # inverse temperature T
+    embed_norm: bool = False           # norm after the embedding (BERT)
+    final_norm: bool = True            # norm before the unembedding (only with norm="pre")
+    n_token_types: int = 0             # BERT token-type embeddings (0: none)
+    description: str = ""
+    expectations: tuple = ()           # ((theorem_id, "holds"|"fails", reason), ...)
+    negative_control: bool = False     # deliberately broken: expected to violate theorems
+
+    @property
+    def kv_heads(self) -> int:
+        """Number of key/value heads (``n_heads`` unless multi-/grouped-query)."""
+        return self.n_heads if self.n_kv_heads is None else self.n_kv_heads
+
+    def replace(self, **changes) -> "Architecture":
+        """A copy with some fields changed (validated)."""
+        return validate_architecture(dataclasses.replace(self, **changes))
+
+    def expectation(self, theorem_id: str) -> tuple[str, str] | None:
+        """(expected, reason) declared by this architecture for a theorem, or None."""
+        for tid, expected, reason in self.expectations:
+            if tid == theorem_id:
+                return expected, reason
+        return None
+
+
+def validate_architecture(arch: Architecture) -> Architecture:
+    """Check an architecture's fields; raise ToolkitError naming the bad field."""
+    from theory.attention import ATTENTION_KINDS
+    from theory.positional import POSITIONAL_SCHEMES
+
+    for field in ("n_layers", "n_heads", "d_model", "d_head", "d_vocab", "n_ctx", "mlp_depth"):
+        value = getattr(arch, field)
+        if not isinstance(value, int) or value < 1:
+            raise ToolkitError(f"architecture {arch.name!r}: {field} must be a positive int, got {value!r}")
+    if not isinstance(arch.d_mlp, int) or arch.d_mlp < 0:
+        raise ToolkitError(f"architecture {arch.name!r}: d_mlp must be an int >= 0, got {arch.d_mlp!r}")
+    if arch.positional not in POSITIONAL_SCHEMES:
+        raise unknown_name("positional scheme", arch.positional, POSITIONAL_SCHEMES)
+    if arch.attention not in ATTENTION_KINDS:
+        raise unknown_name("attention kind", arch.attention, ATTENTION_KINDS)
+    if arch.norm not in NORM_PLACEMENTS:
+        raise unknown_name("norm placement", arch.norm, NORM_PLACEMENTS)
+    if arch.norm_kind not in NORM_KINDS:
+        raise unknown_name("norm kind", arch.norm_kind, NORM_KINDS)
+    if arch.mlp_act not in MLP_ACTIVATIONS:
+        raise unknown_name("MLP activation", arch.mlp_act, MLP_ACTIVATIONS)
+    if arch.n_heads % arch.kv_heads:
+        raise ToolkitError(
+            f"architecture {arch.name!r}: n_kv_heads must divide n_heads={arch.n_heads}, got {arch.n_kv_heads}")
+    if arch.window is not None and arch.window < 1:
+        raise ToolkitError(f"architecture {arch.name!r}: window must be >= 1 or None, got {arch.window}")
+    if arch.parallel and arch.norm == "post":
+        raise ToolkitError(f"architecture {arch.name!r}: parallel blocks need norm 'pre' or 'none', got 'post'")
+    if arch.positional == "rope" and arch.d_head % 2:
+        raise ToolkitError(f"architecture {arch.name!r}: RoPE needs an even d_head, got {arch.d_head}")
+    for entry in arch.expectations:
+        if len(entry) != 3 or entry[1] not in ("holds", "fails"):
+            raise ToolkitError(
+                f"architecture {arch.name!r}: expectations must be (theorem_id, 'holds'|'fails', reason), got {entry!r}")
+    return arch
+
+
+ARCHITECTURES: dict[str, Architecture] = {}
+
+
+def register_architecture(arch: Architecture) -> Architecture:
+    """Add an architecture to the registry (``verify`` and the property tests pick it up)."""
+    validate_architecture(arch)
+    if arch.name in ARCHITECTURES and ARCHITECTURES[arch.name] != arch:
+        raise ToolkitError(f"an architecture named {arch.name!r} is already registered")
+    ARCHITECTURES[arch.name] = arch
+    return arch
+
+
+def get_architecture(name: str) -> Architecture:
+    """Registered architecture by name (ToolkitError listing valid names otherwise)."""
+    if name not in ARCHITECTURES:
+        raise unknown_name("architecture", name, ARCHITECTURES)
+    return ARCHITECTURES[name]

@@ -1,0 +1,63 @@
+"""The numeric core of THEORY.md §3: compare an adapted run with the base model, layer by layer.
+
+For every layer ``l`` the adapted model (prefix or changed weights) is run on
+the whole sequence; then the BASE block ``l`` is run without any prefix on the
+adapted run's content activations at layer ``l`` (same positions).  At layer 0
+the inputs coincide, so this is the unconditional statement; deeper, it is the
+statement "given its inputs" (THEORY.md §3, Deeper layers).
+
+Per layer, head ``h``, content query ``i`` and content key ``j``::
+
+    m_i   = sum_{p prefix} A^pt_ip                (prefix mass)
+    c_i   = 1 - m_i     (normalised attention kinds; 1 for unnormalised kinds)
+    attention residual = max |A^pt_ij - c_i A_ij|
+    output residual    = max |t^pt_i - (sum_p A^pt_ip v_p + c_i t_i)|
+
+where ``v_p`` are the virtual positions' value vectors and ``t`` = ``hook_z``.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from theory.architecture import Architecture
+from theory.attention import ATTENTION_KINDS
+from theory.context import n_virtual
+from theory.model import block_forward, forward, mask_matrix
+from theory.trials import Trial
+
+
+class Comparison(NamedTuple):
+    attention_residual: jax.Array   # [n_layers] max |A^pt_ij - c_i A_ij|
+    output_residual: jax.Array      # [n_layers] max |t^pt - (bias + c t)|
+    prefix_mass: jax.Array          # [n_layers] mean prefix mass m_i (shows a check is not vacuous)
+
+
+def compare(arch: Architecture, trial: Trial) -> Comparison:
+    """Per-layer residuals of the two §3 identities for one trial (pure, jittable)."""
+    n_p = n_virtual(trial.context)
+    n = trial.tokens.shape[0]
+    _, cache = forward(trial.adapted, arch, trial.tokens, trial.context, attention_mask=trial.key_mask,
+                       validate=False)
+    positions = n_p + jnp.arange(n)
+    content_mask = mask_matrix(arch, trial.key_mask[n_p:])
+    no_virtual = jnp.zeros(n, bool)
+    normalised = ATTENTION_KINDS[arch.attention].normalised
+    group = arch.n_heads // arch.kv_heads
+    attn_res, out_res, masses = [], [], []
+    for l in range(arch.n_layers):
+        resid = cache[f"blocks.{l}.hook_resid_pre"][n_p:]
+        _, base = block_forward(trial.params["blocks"][l], arch, resid, positions, content_mask, no_virtual)
+        pattern = cache[f"blocks.{l}.attn.hook_pattern"][:, n_p:, :]      # [H, n, n_p + n]
+        to_prefix, to_content = pattern[:, :, :n_p], pattern[:, :, n_p:]
+        mass = to_prefix.sum(-1)                                          # [H, n]
+        c = 1.0 - mass if normalised else jnp.ones_like(mass)
+        attn_res.append(jnp.max(jnp.abs(to_content - c[..., None] * base["attn.hook_pattern"])))
+        v_prefix = jnp.repeat(cache[f"blocks.{l}.attn.hook_v"][:n_p], group, axis=1)   # [n_p, H, d_head]
+        bias = jnp.einsum("hqp,phd->qhd", to_prefix, v_prefix)
+        predicted = bias + c.T[..., None] * base["attn.hook_z"]
+        out_res.append(jnp.max(jnp.abs(cache[f"blocks.{l}.attn.hook_z"][n_p:] - predicted)))
+        masses.append(jnp.mean(mass))
+    return Comparison(jnp.stack(attn_res), jnp.stack(out_res), jnp.stack(masses))

@@ -1,0 +1,123 @@
+"""Context-based methods as first-class model inputs (THEORY.md §1).
+
+Each context puts ``n_virtual = n_p`` positions in front of the content:
+
+=============  ==========================================  ===================================
+class          what is free                                array(s)
+=============  ==========================================  ===================================
+HardPrompt     token ids of the virtual positions           tokens ``[n_p]`` int
+SoftPrompt     layer-0 embeddings (any vectors)             embeddings ``[n_p, d_model]``
+Prefix         hidden state of every virtual position at    states ``[n_layers, n_p, d_model]``
+               every layer (the paper's prefix-tuning):     (``states[l]`` is the block-l input,
+               ``hook_resid_pre`` of block l                 i.e. before that block's norm)
+KVPrefix       key and value of every virtual position at   keys, values
+               every layer (PEFT's ``past_key_values``,     ``[n_layers, n_kv_heads, n_p, d_head]``
+               ``num_virtual_tokens = n_p``)                used as-is: no norm, no RoPE applied
+=============  ==========================================  ===================================
+
+Hard and soft prompts are token embeddings: the model adds positions (and the
+embedding norm) to them exactly as to content tokens.  All contexts are
+NamedTuples, hence pytrees: they can be vmapped, differentiated and jitted.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from theory.architecture import Architecture
+from theory.errors import ToolkitError
+
+
+class HardPrompt(NamedTuple):
+    tokens: jax.Array            # [n_p] int
+
+    @property
+    def n_virtual(self) -> int:
+        return self.tokens.shape[0]
+
+
+class SoftPrompt(NamedTuple):
+    embeddings: jax.Array        # [n_p, d_model]
+
+    @property
+    def n_virtual(self) -> int:
+        return self.embeddings.shape[0]
+
+
+class Prefix(NamedTuple):
+    states: jax.Array            # [n_layers, n_p, d_model]
+
+    @property
+    def n_virtual(self) -> int:
+        return self.states.shape[1]
+
+
+class KVPrefix(NamedTuple):
+    keys: jax.Array              # [n_layers, n_kv_heads, n_p, d_head]
+    values: jax.Array            # [n_layers, n_kv_heads, n_p, d_head]
+
+    @property
+    def n_virtual(self) -> int:
+        return self.keys.shape[2]
+
+
+Context = Union[None, HardPrompt, SoftPrompt, Prefix, KVPrefix]
+CONTEXT_TYPES = (HardPrompt, SoftPrompt, Prefix, KVPrefix)
+
+
+def n_virtual(context: Context) -> int:
+    """Number of virtual positions a context adds (0 for None)."""
+    return 0 if context is None else context.n_virtual
+
+
+def _check_float(name: str, x, expected_shape) -> None:
+    shape = tuple(getattr(x, "shape", ()))
+    if shape != tuple(expected_shape):
+        raise ToolkitError(f"{name}: expected shape {tuple(expected_shape)}, got {shape}")
+    dtype = getattr(x, "dtype", None)
+    if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
+        raise ToolkitError(f"{name}: expected a floating-point array, got dtype {dtype}")
+    if not isinstance(x, jax.core.Tracer) and not bool(np.all(np.isfinite(np.asarray(x)))):
+        raise ToolkitError(f"{name}: expected finite values, got NaN or inf")
+
+
+def check_tokens(name: str, tokens, arch: Architecture) -> None:
+    """Tokens must be a 1-D integer array with ids in [0, d_vocab)."""
+    shape = tuple(getattr(tokens, "shape", ()))
+    if len(shape) != 1:
+        raise ToolkitError(f"{name}: expected a 1-D array of token ids [n], got shape {shape}")
+    dtype = getattr(tokens, "dtype", None)
+    if dtype is None or not jnp.issubdtype(dtype, jnp.integer):
+        raise ToolkitError(f"{name}: expected integer token ids, got dtype {dtype}")
+    if not isinstance(tokens, jax.core.Tracer) and shape[0]:
+        arr = np.asarray(tokens)
+        if arr.min() < 0 or arr.max() >= arch.d_vocab:
+            raise ToolkitError(f"{name}: token ids must lie in [0, {arch.d_vocab}) (the vocabulary of "
+                               f"{arch.name!r}), got ids from {arr.min()} to {arr.max()}")
+
+
+def validate_context(context: Context, arch: Architecture) -> None:
+    """Check a context's type, shapes, dtype and values against ``arch``."""
+    if context is None:
+        return
+    if not isinstance(context, CONTEXT_TYPES):
+        raise ToolkitError("context: expected None, HardPrompt, SoftPrompt, Prefix or KVPrefix, "
+                           f"got {type(context).__name__}")
+    if isinstance(context, HardPrompt):
+        check_tokens("hard prompt tokens", context.tokens, arch)
+    elif isinstance(context, SoftPrompt):
+        n_p = tuple(getattr(context.embeddings, "shape", (0,)))[0]
+        _check_float("soft prompt embeddings [n_p, d_model]", context.embeddings, (n_p, arch.d_model))
+    elif isinstance(context, Prefix):
+        shape = tuple(getattr(context.states, "shape", ()))
+        n_p = shape[1] if len(shape) == 3 else 0
+        _check_float("prefix states [n_layers, n_p, d_model]", context.states, (arch.n_layers, n_p, arch.d_model))
+    else:
+        shape = tuple(getattr(context.keys, "shape", ()))
+        n_p = shape[2] if len(shape) == 4 else 0
+        expected = (arch.n_layers, arch.kv_heads, n_p, arch.d_head)
+        _check_float("KV-prefix keys [n_layers, n_kv_heads, n_p, d_head]", context.keys, expected)
+        _check_float("KV-prefix values [n_layers, n_kv_heads, n_p, d_head]", context.values, expected)

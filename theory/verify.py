@@ -1,0 +1,159 @@
+"""Run every registered theorem on every registered architecture, batched over random trials.
+
+For each (architecture, method) one function is compiled that draws a trial
+from a key and evaluates every applicable theorem's residual; it is vmapped over
+``trials`` keys (``fold_in(PRNGKey(seed), t)``), so all random models of a row are
+checked in one call.  Compilation dominates at these sizes, so the functions are
+compiled with XLA's backend optimisation off and in parallel threads.
+
+A row's verdict is "holds" when every trial's residual is finite and at most the
+theorem's tolerance, else "fails" with the worst trial as the witness (replay it
+with :func:`replay`).
+"""
+from __future__ import annotations
+
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from theory.architecture import ARCHITECTURES, Architecture, get_architecture
+from theory.errors import ToolkitError
+from theory.methods import METHODS, get_method
+from theory.registry import THEOREMS, get_theorem
+from theory.trials import TrialShape, draw_trial
+
+FAST_COMPILE = {"xla_backend_optimization_level": 0}
+
+
+@dataclass
+class Result:
+    theorem: str
+    architecture: str
+    method: str
+    expected: str          # "holds" | "fails"
+    verdict: str           # "holds" | "fails"
+    max_residual: float
+    trials: int
+    tolerance: float
+    seed: int
+    witness_trial: int     # trial with the largest residual
+    reason: str
+
+    @property
+    def as_expected(self) -> bool:
+        return self.expected == self.verdict
+
+    def to_json(self) -> dict:
+        out = asdict(self)
+        out["max_residual"] = self.max_residual if math.isfinite(self.max_residual) else str(self.max_residual)
+        out["as_expected"] = self.as_expected
+        return out
+
+
+def trial_keys(seed: int, trials: int):
+    """Keys ``fold_in(PRNGKey(seed), t)`` for t = 0..trials-1."""
+    base = jax.random.PRNGKey(seed)
+    return jax.vmap(lambda t: jax.random.fold_in(base, t))(jnp.arange(trials))
+
+
+def residual_function(arch: Architecture, method_name: str, theorem_ids: tuple, shape: TrialShape):
+    """``keys [trials, 2] -> {theorem_id: residuals [trials]}`` (vmapped, not yet compiled)."""
+    method = METHODS[method_name]
+    theorems = [THEOREMS[t] for t in theorem_ids]
+
+    def one(key):
+        trial = draw_trial(arch, method, key, shape)
+        return {thm.id: thm.check(arch, trial) for thm in theorems}
+
+    return jax.vmap(one)
+
+
+def _select(names, registry, kind):
+    if not names:
+        return list(registry)
+    for name in names:
+        if name not in registry:
+            from theory.errors import unknown_name
+            raise unknown_name(kind, name, registry)
+    return list(dict.fromkeys(names))
+
+
+def plan(theorems=None, architectures=None, methods=None):
+    """The (architecture, method, theorem ids) groups to run, validated against the registries."""
+    theorem_ids = _select(theorems, THEOREMS, "theorem")
+    arch_names = _select(architectures, ARCHITECTURES, "architecture")
+    method_names = _select(methods, METHODS, "method")
+    groups = []
+    for a in arch_names:
+        for m in method_names:
+            ids = tuple(t for t in theorem_ids if m in THEOREMS[t].method_names())
+            if ids:
+                groups.append((a, m, ids))
+    if not groups:
+        raise ToolkitError(f"nothing to run: no theorem among {theorem_ids} applies to methods {method_names}")
+    return groups
+
+
+def run_verify(theorems=None, architectures=None, methods=None, seed: int = 0, trials: int = 16,
+               shape: TrialShape = TrialShape(), workers: int | None = None) -> list[Result]:
+    """Check the selected theorems x architectures x methods on ``trials`` random trials each."""
+    if not isinstance(trials, int) or trials < 1:
+        raise ToolkitError(f"trials must be a positive int, got {trials!r}")
+    if not isinstance(seed, int) or seed < 0:
+        raise ToolkitError(f"seed must be an int >= 0, got {seed!r}")
+    groups = plan(theorems, architectures, methods)
+    keys = trial_keys(seed, trials)
+
+    def compile_group(group):
+        a, m, ids = group
+        fn = residual_function(ARCHITECTURES[a], m, ids, shape)
+        return jax.jit(fn).lower(keys).compile(compiler_options=FAST_COMPILE)
+
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        compiled = list(pool.map(compile_group, groups))
+
+    results = []
+    for (a, m, ids), fn in zip(groups, compiled):
+        arch, method = ARCHITECTURES[a], METHODS[m]
+        residuals = jax.device_get(fn(keys))
+        for tid in ids:
+            thm = THEOREMS[tid]
+            r = np.asarray(residuals[tid], dtype=np.float64)
+            finite = np.isfinite(r)
+            worst = int(np.argmax(np.where(finite, r, np.inf)))
+            max_res = float(r[worst])
+            verdict = "holds" if finite.all() and max_res <= thm.tolerance else "fails"
+            expected, reason = thm.expectation(arch, method)
+            results.append(Result(tid, a, m, expected, verdict, max_res, trials, thm.tolerance, seed, worst, reason))
+    return results
+
+
+def replay(theorem: str, architecture: str, method: str, seed: int, trial: int,
+           shape: TrialShape = TrialShape()) -> float:
+    """Recompute one trial's residual (the witness of a reported violation)."""
+    thm, arch, m = get_theorem(theorem), get_architecture(architecture), get_method(method)
+    key = jax.random.fold_in(jax.random.PRNGKey(seed), trial)
+    return float(thm.check(arch, draw_trial(arch, m, key, shape)))
+
+
+def format_table(results: list[Result]) -> str:
+    """Plain-text table: theorem x architecture x method, expected, verdict, max residual, trials."""
+    header = ("theorem", "architecture", "method", "expected", "verdict", "max residual", "trials", "")
+    rows = [header]
+    for r in results:
+        flag = "ok" if r.as_expected else f"UNEXPECTED (witness: seed {r.seed}, trial {r.witness_trial})"
+        rows.append((r.theorem, r.architecture, r.method, r.expected, r.verdict, f"{r.max_residual:.2e}",
+                     str(r.trials), flag))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths).rstrip())
+    n_ok = sum(r.as_expected for r in results)
+    lines.append("")
+    lines.append(f"{n_ok}/{len(results)} verdicts as expected (tolerance: residual <= {results[0].tolerance:.0e} "
+                 "in float64 means 'holds')")
+    return "\n".join(lines)
