@@ -233,12 +233,13 @@ def forward(params, arch: Architecture, tokens, context: Context = None, *, posi
     Returns:
       (logits ``[n, d_vocab]`` at the content positions, cache dict of hook tensors).
     """
+    if validate:
+        validate_context(context, arch)
     n_p = n_virtual(context)
     offset = n_p if position_offset is None else position_offset
     if validate:
         validate_params(params, arch)
         check_tokens("tokens", tokens, arch)
-        validate_context(context, arch)
         if not isinstance(offset, int) or offset < 0:
             raise ToolkitError(f"position_offset must be an int >= 0, got {offset!r}")
         n = tokens.shape[0]

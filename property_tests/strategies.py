@@ -1,0 +1,91 @@
+"""Hypothesis strategies for the theorem property tests.
+
+Shapes come from small fixed buckets (``SHAPES``) so that JIT compiles a bounded
+number of functions; everything else (seed of the random weights, content and
+prefix, key mask, inverse temperature) is runtime data and never recompiles.
+Architectures and methods are drawn from the registries, so a newly registered
+architecture is property-tested with no edit here.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from hypothesis import strategies as st
+
+import theory
+from theory.architecture import ARCHITECTURES
+from theory.compare import compare
+from theory.methods import METHODS
+from theory.trials import Trial, TrialShape, draw_trial
+from theory.verify import FAST_COMPILE
+
+SHAPES = (TrialShape(n=4, n_p=1), TrialShape(n=8, n_p=3))
+TEMPERATURES = (0.25, 1.0, 4.0)
+CONTEXT_METHODS = tuple(sorted(m for m in METHODS if not METHODS[m].changes_weights))
+WEIGHT_METHODS = tuple(sorted(m for m in METHODS if METHODS[m].changes_weights))
+
+
+def architectures(negative_control: bool = False):
+    """Registered architectures (by name), normal ones or the negative controls."""
+    names = sorted(n for n, a in ARCHITECTURES.items() if a.negative_control == negative_control)
+    return st.sampled_from(names)
+
+
+def with_temperature(params, T):
+    """Scale every W_Q and b_Q by T: logits become T q.k/sqrt(k), i.e. inverse temperature T.
+
+    (THEORY.md §1: ``l_ij = T x_i^T H x_j`` with ``H = W_Q^T W_K / sqrt(k)``; scaling the query map
+    by T is the same as scaling the logits by T, so T stays runtime data and never recompiles.
+    tests/test_model.py checks this equals ``Architecture.temperature = T``.)
+    """
+    blocks = [dict(bp, attn=dict(bp["attn"], W_Q=bp["attn"]["W_Q"] * T, b_Q=bp["attn"]["b_Q"] * T))
+              for bp in params["blocks"]]
+    return dict(params, blocks=blocks)
+
+
+@lru_cache(maxsize=None)
+def comparison_fn(arch_name: str, method_name: str, shape: TrialShape):
+    """Compiled ``(key, content_mask [n], T) -> Comparison`` for one bucket."""
+    arch, method = ARCHITECTURES[arch_name], METHODS[method_name]
+
+    def run(key, content_mask, T):
+        trial = draw_trial(arch, method, key, shape)
+        n_p = trial.key_mask.shape[0] - shape.n
+        key_mask = jnp.concatenate([jnp.ones(n_p, bool), content_mask])
+        trial = Trial(with_temperature(trial.params, T), with_temperature(trial.adapted, T), trial.tokens,
+                      trial.context, key_mask)
+        return compare(arch, trial)
+
+    key0 = jax.random.PRNGKey(0)
+    return jax.jit(run).lower(key0, jnp.ones(shape.n, bool), 1.0).compile(compiler_options=FAST_COMPILE)
+
+
+@st.composite
+def content_masks(draw, n: int):
+    """A key-padding mask over n content keys; the first key stays visible so every query sees one."""
+    rest = draw(st.lists(st.booleans(), min_size=n - 1, max_size=n - 1))
+    return np.array([True] + rest)
+
+
+@st.composite
+def trial_inputs(draw, arch_names=None, method_names=CONTEXT_METHODS):
+    """(arch name, method name, shape, seed, content mask, T)."""
+    arch = draw(arch_names if arch_names is not None else architectures())
+    method = draw(st.sampled_from(method_names))
+    shape = draw(st.sampled_from(SHAPES))
+    seed = draw(st.integers(0, 2**31 - 1))
+    mask = draw(content_masks(shape.n))
+    T = draw(st.sampled_from(TEMPERATURES))
+    return arch, method, shape, seed, mask, T
+
+
+def run_comparison(arch, method, shape, seed, mask, T):
+    fn = comparison_fn(arch, method, shape)
+    return jax.device_get(fn(jax.random.PRNGKey(seed), jnp.asarray(mask), T))
+
+
+__all__ = ["SHAPES", "TEMPERATURES", "CONTEXT_METHODS", "WEIGHT_METHODS", "architectures", "trial_inputs",
+           "run_comparison", "with_temperature", "theory"]

@@ -1,0 +1,117 @@
+"""The transformer: shapes of the cache, conventions, temperature, positions, masks."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import theory
+from theory import ARCHITECTURES, HardPrompt, KVPrefix, Prefix, SoftPrompt, forward, init_params
+from property_tests.strategies import with_temperature
+
+GPT = ARCHITECTURES["gpt"]
+
+
+@pytest.fixture(scope="module")
+def gpt_params():
+    return init_params(GPT, jax.random.PRNGKey(0))
+
+
+def test_cache_shapes_follow_transformerlens_names(gpt_params):
+    tokens = jnp.arange(5) % GPT.d_vocab
+    ctx = Prefix(jnp.ones((GPT.n_layers, 3, GPT.d_model)))
+    logits, cache = forward(gpt_params, GPT, tokens, ctx)
+    N, H, k = 8, GPT.n_heads, GPT.d_head
+    assert logits.shape == (5, GPT.d_vocab)
+    assert cache["blocks.0.attn.hook_pattern"].shape == (H, N, N)
+    assert cache["blocks.1.attn.hook_attn_scores"].shape == (H, N, N)
+    assert cache["blocks.0.attn.hook_z"].shape == (N, H, k)
+    assert cache["blocks.0.attn.hook_q"].shape == (N, H, k)
+    assert cache["blocks.1.hook_resid_post"].shape == (N, GPT.d_model)
+    np.testing.assert_allclose(cache["blocks.1.attn.hook_pattern"].sum(-1), 1.0, atol=1e-12)
+    # the prefix states are the block inputs of the virtual positions
+    np.testing.assert_array_equal(cache["blocks.1.hook_resid_pre"][:3], 1.0)
+
+
+def test_causal_mask_and_key_mask(gpt_params):
+    tokens = jnp.arange(4)
+    mask = jnp.array([True, True, False, True])
+    _, cache = forward(gpt_params, GPT, tokens, attention_mask=mask)
+    A = np.asarray(cache["blocks.0.attn.hook_pattern"])
+    assert np.all(np.triu(A[0], 1) == 0)           # causal
+    assert np.all(A[:, :, 2] == 0)                  # masked key
+    # a prefix is seen by every content query (virtual positions come first)
+    _, cache = forward(gpt_params, GPT, tokens, SoftPrompt(jnp.ones((2, GPT.d_model))))
+    assert np.all(np.asarray(cache["blocks.0.attn.hook_pattern"])[:, 2:, :2] > 0)
+
+
+def test_temperature_is_scaling_the_logits(gpt_params):
+    """Architecture.temperature = T equals scaling W_Q, b_Q by T (what the property tests rely on)."""
+    tokens = jnp.array([1, 5, 2, 7, 3])
+    hot = GPT.replace(temperature=2.5)
+    logits_T, cache_T = forward(gpt_params, hot, tokens)
+    logits_W, cache_W = forward(with_temperature(gpt_params, 2.5), GPT, tokens)
+    np.testing.assert_allclose(logits_T, logits_W, atol=1e-12)
+    logits_1, _ = forward(gpt_params, GPT, tokens)
+    assert np.abs(np.asarray(logits_T - logits_1)).max() > 1e-3     # temperature does matter
+
+
+def test_logits_scale_with_temperature_exactly(gpt_params):
+    tokens = jnp.array([1, 5, 2])
+    _, c1 = forward(gpt_params, GPT, tokens)
+    _, c3 = forward(gpt_params, GPT.replace(temperature=3.0), tokens)
+    np.testing.assert_allclose(c3["blocks.0.attn.hook_attn_scores"], 3.0 * c1["blocks.0.attn.hook_attn_scores"],
+                               atol=1e-12)
+
+
+def test_position_offset_keeps_content_positions(gpt_params):
+    """The no-context run at offset n_p sees the same layer-0 inputs as the prefixed run's content."""
+    tokens = jnp.array([3, 1, 4, 1])
+    _, with_ctx = forward(gpt_params, GPT, tokens, HardPrompt(jnp.array([2, 2])))
+    _, same = forward(gpt_params, GPT, tokens, position_offset=2)
+    _, shifted = forward(gpt_params, GPT, tokens)
+    np.testing.assert_allclose(with_ctx["blocks.0.hook_resid_pre"][2:], same["blocks.0.hook_resid_pre"])
+    assert np.abs(np.asarray(with_ctx["blocks.0.hook_resid_pre"][2:] - shifted["blocks.0.hook_resid_pre"])).max() > 0.1
+
+
+def test_kv_prefix_from_hidden_states_matches_prefix(gpt_params):
+    """A hidden-state prefix s is the KV-prefix (W_K LN(s) + b_K, W_V LN(s) + b_V) (THEORY.md §1)."""
+    tokens = jnp.array([3, 1, 4, 1, 5])
+    states = jax.random.normal(jax.random.PRNGKey(1), (GPT.n_layers, 2, GPT.d_model))
+    logits_p, cache = forward(gpt_params, GPT, tokens, Prefix(states))
+    keys = jnp.stack([jnp.swapaxes(cache[f"blocks.{l}.attn.hook_k"][:2], 0, 1) for l in range(GPT.n_layers)])
+    values = jnp.stack([jnp.swapaxes(cache[f"blocks.{l}.attn.hook_v"][:2], 0, 1) for l in range(GPT.n_layers)])
+    logits_kv, _ = forward(gpt_params, GPT, tokens, KVPrefix(keys, values))
+    np.testing.assert_allclose(logits_p, logits_kv, atol=1e-12)
+
+
+def test_forward_is_jittable_and_vmappable(gpt_params):
+    tokens = jnp.tile(jnp.arange(6)[None], (3, 1))
+    batched = jax.jit(jax.vmap(lambda t: forward(gpt_params, GPT, t, validate=False)[0]))
+    out = batched(tokens)
+    assert out.shape == (3, 6, GPT.d_vocab)
+    np.testing.assert_allclose(out[0], forward(gpt_params, GPT, tokens[0])[0], atol=1e-12)
+
+
+def test_bert_token_types_and_post_ln():
+    bert = ARCHITECTURES["bert"]
+    params = init_params(bert, jax.random.PRNGKey(2))
+    tokens = jnp.array([1, 2, 3])
+    a, _ = forward(params, bert, tokens)
+    b, _ = forward(params, bert, tokens, token_types=jnp.array([0, 1, 1]))
+    assert np.abs(np.asarray(a - b)).max() > 1e-3
+    _, cache = forward(params, bert, tokens)
+    resid = np.asarray(cache["blocks.0.hook_resid_post"])
+    # post-LN: the block output is LayerNorm'ed (mean ~ b, not growing)
+    assert np.all(np.isfinite(resid))
+    A = np.asarray(cache["blocks.0.attn.hook_pattern"])
+    assert np.all(A > 0)          # bidirectional: every key visible
+
+
+def test_init_is_seeded():
+    a = init_params(GPT, jax.random.PRNGKey(7))
+    b = init_params(GPT, jax.random.PRNGKey(7))
+    c = init_params(GPT, jax.random.PRNGKey(8))
+    assert jax.tree_util.tree_all(jax.tree_util.tree_map(lambda x, y: bool(jnp.all(x == y)), a, b))
+    assert not bool(jnp.all(a["embed"]["W_E"] == c["embed"]["W_E"]))
+    assert a["embed"]["W_E"].dtype == jnp.float64
+    assert init_params(GPT, jax.random.PRNGKey(7), jnp.float32)["embed"]["W_E"].dtype == jnp.float32
