@@ -57,6 +57,8 @@ class Architecture:
     embed_norm: bool = False           # norm after the embedding (BERT)
     final_norm: bool = True            # norm before the unembedding (only with norm="pre")
     n_token_types: int = 0             # BERT token-type embeddings (0: none)
+    block: str = "standard"            # key of theory.blocks.BLOCK_KINDS ("standard": the fields above)
+    default_methods: tuple = ()        # methods a default `verify` runs here (empty: all; see docs/atlas.md)
     description: str = ""
     expectations: tuple = ()           # ((theorem_id, "holds"|"fails", reason), ...)
     negative_control: bool = False     # deliberately broken: expected to violate theorems
@@ -99,6 +101,16 @@ def validate_architecture(arch: Architecture) -> Architecture:
         raise unknown_name("norm kind", arch.norm_kind, NORM_KINDS)
     if arch.mlp_act not in MLP_ACTIVATIONS:
         raise unknown_name("MLP activation", arch.mlp_act, MLP_ACTIVATIONS)
+    from theory.blocks import BLOCK_KINDS
+    if arch.block not in BLOCK_KINDS:
+        raise unknown_name("block kind", arch.block, BLOCK_KINDS)
+    block_kind = BLOCK_KINDS[arch.block]
+    missing = block_kind.requires(arch) if block_kind.requires is not None else None
+    if missing:
+        raise ToolkitError(f"architecture {arch.name!r}: block {arch.block!r} needs {missing}")
+    if not isinstance(arch.default_methods, tuple):
+        raise ToolkitError(f"architecture {arch.name!r}: default_methods must be a tuple of method names, "
+                           f"got {arch.default_methods!r}")
     if arch.n_heads % arch.kv_heads:
         raise ToolkitError(
             f"architecture {arch.name!r}: n_kv_heads must divide n_heads={arch.n_heads}, got {arch.n_kv_heads}")

@@ -39,6 +39,7 @@ import jax.numpy as jnp
 
 from theory.architecture import Architecture
 from theory.attention import ATTENTION_KINDS
+from theory.blocks import BLOCK_KINDS
 from theory.context import (Context, HardPrompt, KVPrefix, Prefix, SoftPrompt, check_tokens,
                             n_virtual, validate_context)
 from theory.errors import ToolkitError
@@ -137,6 +138,12 @@ def block_forward(bp: dict, arch: Architecture, resid_pre, positions, mask, virt
     Running this on the content activations alone (``virtual`` all False) is the
     no-prefix layer of the deeper-layer theorems.
     """
+    block_kind = BLOCK_KINDS[arch.block]
+    if block_kind.forward is not None:      # a registered block kind (theory/blocks.py)
+        resid_post, record = block_kind.forward(
+            bp, arch, resid_pre, lambda h: attention_layer(bp["attn"], arch, h, positions, mask, virtual, kv))
+        record.update({"hook_resid_pre": resid_pre, "hook_resid_post": resid_post})
+        return resid_post, record
     h = apply_norm(bp["ln1"], resid_pre, arch) if arch.norm == "pre" else resid_pre
     attn_out, record = attention_layer(bp["attn"], arch, h, positions, mask, virtual, kv)
     if arch.parallel:

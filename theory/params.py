@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from theory.architecture import Architecture
+from theory.blocks import BLOCK_KINDS
 from theory.errors import ToolkitError
 from theory.positional import POSITIONAL_SCHEMES
 
@@ -67,6 +68,9 @@ def param_shapes(arch: Architecture) -> dict:
                 mlp["W_hidden"] = (arch.mlp_depth - 1, m, m)
                 mlp["b_hidden"] = (arch.mlp_depth - 1, m)
             block["mlp"] = mlp
+        block_kind = BLOCK_KINDS[arch.block]
+        if block_kind.param_shapes is not None:
+            block.update(block_kind.param_shapes(arch))
         blocks.append(block)
     shapes["blocks"] = blocks
     if arch.norm == "pre" and arch.final_norm:

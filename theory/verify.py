@@ -36,7 +36,7 @@ class Result:
     architecture: str
     method: str
     expected: str          # "holds" | "fails"
-    verdict: str           # "holds" | "fails"
+    verdict: str           # "holds" | "fails" | "error" (the check raised; reason says why)
     max_residual: float
     trials: int
     tolerance: float
@@ -90,7 +90,14 @@ def plan(theorems=None, architectures=None, methods=None):
     method_names = _select(methods, METHODS, "method")
     groups = []
     for a in arch_names:
+        defaults = ARCHITECTURES[a].default_methods
+        for m in defaults:
+            if m not in METHODS:
+                from theory.errors import unknown_name
+                raise unknown_name(f"method in default_methods of architecture {a!r}:", m, METHODS)
         for m in method_names:
+            if not methods and defaults and m not in defaults:
+                continue    # default run: the architecture's representative methods (docs/atlas.md)
             ids = tuple(t for t in theorem_ids if m in THEOREMS[t].method_names())
             if ids:
                 groups.append((a, m, ids))
@@ -111,8 +118,11 @@ def run_verify(theorems=None, architectures=None, methods=None, seed: int = 0, t
 
     def compile_group(group):
         a, m, ids = group
-        fn = residual_function(ARCHITECTURES[a], m, ids, shape)
-        return jax.jit(fn).lower(keys).compile(compiler_options=FAST_COMPILE)
+        try:
+            fn = residual_function(ARCHITECTURES[a], m, ids, shape)
+            return jax.jit(fn).lower(keys).compile(compiler_options=FAST_COMPILE)
+        except Exception as exc:    # a (user-registered) variant that cannot run: an error row, not a crash
+            return exc
 
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
         compiled = list(pool.map(compile_group, groups))
@@ -120,7 +130,17 @@ def run_verify(theorems=None, architectures=None, methods=None, seed: int = 0, t
     results = []
     for (a, m, ids), fn in zip(groups, compiled):
         arch, method = ARCHITECTURES[a], METHODS[m]
-        residuals = jax.device_get(fn(keys))
+        try:
+            if isinstance(fn, Exception):
+                raise fn
+            residuals = jax.device_get(fn(keys))
+        except Exception as exc:
+            message = f"the check raised {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            for tid in ids:
+                expected, _ = THEOREMS[tid].expectation(arch, method)
+                results.append(Result(tid, a, m, expected, "error", math.nan, trials, THEOREMS[tid].tolerance,
+                                      seed, -1, message))
+            continue
         for tid in ids:
             thm = THEOREMS[tid]
             r = np.asarray(residuals[tid], dtype=np.float64)
@@ -147,6 +167,8 @@ def format_table(results: list[Result]) -> str:
     rows = [header]
     for r in results:
         flag = "ok" if r.as_expected else f"UNEXPECTED (witness: seed {r.seed}, trial {r.witness_trial})"
+        if r.verdict == "error":
+            flag = f"ERROR ({r.reason})"
         rows.append((r.theorem, r.architecture, r.method, r.expected, r.verdict, f"{r.max_residual:.2e}",
                      str(r.trials), flag))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
