@@ -72,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_verify(sub)
     _add_derive(sub)
+    import experiments.cli; experiments.cli.add_parser(sub)  # noqa: E401,E702  (prefix-theory experiment)
     return parser
 
 

@@ -1,0 +1,173 @@
+"""What a training run optimises: the trainable pytree of each method and how it
+turns the frozen base model into ``(params, context)`` for :func:`theory.model.forward`.
+
+Methods (``Adaptation.kind``):
+
+  pretrain   all weights, from a random init; context: ``n_p`` zero tokens
+  finetune   all weights, from the pretrained model; context: ``n_p`` zero tokens
+  prefix     ``Prefix`` states ``[n_layers, n_p, d_model]`` (the hidden state of each
+             virtual position at each block input); the model is frozen
+  kv_prefix  ``KVPrefix`` keys and values ``[n_layers, n_kv_heads, n_p, d_head]``; frozen model
+  lora       ``W + A B`` with ``A [d_in, r]``, ``B [r, d_out]`` (``B = 0`` at init) on the chosen
+             matrices of every layer; no context change (zero tokens)
+
+"Prefix slots are zero tokens in the no-prefix model" (THEORY.md §4): the base model
+always sees ``n_p`` virtual positions holding token 0, so a prefix replaces exactly
+those states and the content sits at the same positions.  Prefixes are initialised
+to the base model's own states of those zero tokens (the adapted model starts equal
+to the base model).
+
+LoRA matrices (attention matrices are fused over heads, as a LoRA of the fused
+projection would be): ``W_in [d_model, d_mlp]``, ``W_out [d_mlp, d_model]``,
+``W_Q/W_K/W_V [d_model, n_heads*d_head]``, ``W_O [n_heads*d_head, d_model]``.
+Aliases: ``mlp`` = W_in, W_out; ``attn`` = W_Q, W_K, W_V, W_O.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from theory.architecture import Architecture
+from theory.context import HardPrompt, KVPrefix, Prefix
+from theory.errors import ToolkitError, unknown_name
+from theory.model import forward
+from experiments.tasks import MODEL_LEN
+
+KINDS = ("pretrain", "finetune", "prefix", "kv_prefix", "lora")
+LORA_MATRICES = ("W_in", "W_out", "W_Q", "W_K", "W_V", "W_O")
+LORA_ALIASES = {"mlp": ("W_in", "W_out"), "attn": ("W_Q", "W_K", "W_V", "W_O")}
+
+
+@dataclass(frozen=True)
+class Adaptation:
+    kind: str
+    n_p: int                       # virtual positions (zero tokens in the base model)
+    rank: int = 0                  # LoRA rank
+    targets: tuple = ()            # LoRA matrices (names or aliases)
+
+    @property
+    def matrices(self) -> tuple:
+        out = []
+        for t in self.targets:
+            for m in LORA_ALIASES.get(t, (t,)):
+                if m not in out:
+                    out.append(m)
+        return tuple(out)
+
+    def label(self) -> str:
+        if self.kind == "lora":
+            return f"lora r={self.rank} on {'+'.join(self.targets)}"
+        if self.kind in ("prefix", "kv_prefix"):
+            return f"{self.kind} n_p={self.n_p}"
+        return self.kind
+
+
+def lora_shape(arch: Architecture, matrix: str) -> tuple[int, int]:
+    """(d_in, d_out) of a LoRA target matrix."""
+    d, hk = arch.d_model, arch.n_heads * arch.d_head
+    return {"W_in": (d, arch.d_mlp), "W_out": (arch.d_mlp, d), "W_Q": (d, hk),
+            "W_K": (d, arch.kv_heads * arch.d_head), "W_V": (d, arch.kv_heads * arch.d_head),
+            "W_O": (hk, d)}[matrix]
+
+
+def validate(adapt: Adaptation, arch: Architecture) -> Adaptation:
+    """Raise ToolkitError for impossible settings (unknown kind, prefix too long, rank too large)."""
+    if adapt.kind not in KINDS:
+        raise unknown_name("adaptation method", adapt.kind, KINDS)
+    if not isinstance(adapt.n_p, int) or adapt.n_p < 0:
+        raise ToolkitError(f"n_p must be an int >= 0, got {adapt.n_p!r}")
+    if adapt.kind in ("prefix", "kv_prefix") and adapt.n_p < 1:
+        raise ToolkitError(f"{adapt.kind}: n_p must be >= 1 (a prefix needs at least one position), got {adapt.n_p}")
+    if adapt.n_p + MODEL_LEN > arch.n_ctx:
+        raise ToolkitError(f"prefix longer than the context: n_p={adapt.n_p} virtual + {MODEL_LEN} content positions "
+                           f"need {adapt.n_p + MODEL_LEN}, model {arch.name!r} has n_ctx={arch.n_ctx} "
+                           f"(n_p <= {arch.n_ctx - MODEL_LEN})")
+    if adapt.kind == "lora":
+        if not adapt.targets:
+            raise ToolkitError(f"lora needs target matrices; expected some of {LORA_MATRICES} or {tuple(LORA_ALIASES)}")
+        for t in adapt.targets:
+            if t not in LORA_MATRICES and t not in LORA_ALIASES:
+                raise unknown_name("LoRA target", t, LORA_MATRICES + tuple(LORA_ALIASES))
+        for m in adapt.matrices:
+            if m in ("W_in", "W_out") and not arch.d_mlp:
+                raise ToolkitError(f"LoRA target {m}: model {arch.name!r} has no MLP")
+            d_in, d_out = lora_shape(arch, m)
+            if not isinstance(adapt.rank, int) or not 1 <= adapt.rank <= min(d_in, d_out):
+                raise ToolkitError(f"LoRA rank must be an int in [1, {min(d_in, d_out)}] for {m} "
+                                   f"[{d_in} x {d_out}], got {adapt.rank!r}")
+    return adapt
+
+
+def zero_prompt(n_p: int) -> HardPrompt:
+    return HardPrompt(jnp.zeros((n_p,), jnp.int32))
+
+
+def base_context(adapt: Adaptation):
+    return zero_prompt(adapt.n_p) if adapt.n_p else None
+
+
+def init_trainable(adapt: Adaptation, arch: Architecture, base, key):
+    """The initial trainable pytree (``base``: pretrained params, or fresh ones for pretrain)."""
+    validate(adapt, arch)
+    if adapt.kind in ("pretrain", "finetune"):
+        return base
+    if adapt.kind == "lora":
+        dtype = base["embed"]["W_E"].dtype
+        layers = []
+        for l in range(arch.n_layers):
+            layer = {}
+            for i, m in enumerate(adapt.matrices):
+                d_in, d_out = lora_shape(arch, m)
+                k = jax.random.fold_in(key, l * len(LORA_MATRICES) + i)
+                layer[m] = {"A": jax.random.normal(k, (d_in, adapt.rank), dtype) / np.sqrt(d_in),
+                            "B": jnp.zeros((adapt.rank, d_out), dtype)}
+            layers.append(layer)
+        return layers
+    # prefixes start at the base model's own states of its zero tokens
+    dummy = jnp.zeros((MODEL_LEN,), jnp.int32)
+    _, cache = forward(base, arch, dummy, zero_prompt(adapt.n_p), validate=False)
+    n_p = adapt.n_p
+    if adapt.kind == "prefix":
+        return {"states": jnp.stack([cache[f"blocks.{l}.hook_resid_pre"][:n_p] for l in range(arch.n_layers)])}
+    keys = jnp.stack([jnp.swapaxes(cache[f"blocks.{l}.attn.hook_k"][:n_p], 0, 1) for l in range(arch.n_layers)])
+    values = jnp.stack([jnp.swapaxes(cache[f"blocks.{l}.attn.hook_v"][:n_p], 0, 1) for l in range(arch.n_layers)])
+    return {"keys": keys, "values": values}
+
+
+def _lora_apply(arch, base, layers):
+    blocks = []
+    for bp, layer in zip(base["blocks"], layers):
+        attn, mlp = dict(bp["attn"]), dict(bp.get("mlp", {}))
+        for m, ab in layer.items():
+            delta = ab["A"] @ ab["B"]                            # [d_in, d_out]
+            if m in ("W_in", "W_out"):
+                mlp[m] = mlp[m] + delta
+            elif m == "W_O":
+                attn[m] = attn[m] + delta.reshape(attn[m].shape)
+            else:
+                W = attn[m]                                       # [heads, d, k]
+                attn[m] = W + jnp.transpose(delta.reshape(W.shape[1], W.shape[0], W.shape[2]), (1, 0, 2))
+        new = dict(bp, attn=attn)
+        if mlp:
+            new["mlp"] = mlp
+        blocks.append(new)
+    return dict(base, blocks=blocks)
+
+
+def apply(adapt: Adaptation, arch: Architecture, base, trainable):
+    """``(params, context)`` of the adapted model (pure, jittable)."""
+    if adapt.kind in ("pretrain", "finetune"):
+        return trainable, base_context(adapt)
+    if adapt.kind == "lora":
+        return _lora_apply(arch, base, trainable), base_context(adapt)
+    if adapt.kind == "prefix":
+        return base, Prefix(trainable["states"])
+    return base, KVPrefix(trainable["keys"], trainable["values"])
+
+
+def n_trainable(trainable) -> int:
+    """Number of trainable scalars (the parameter count reported for the method)."""
+    return int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(trainable)))

@@ -1,0 +1,49 @@
+"""``prefix-theory experiment NAME|all [--quick|--full] [--out DIR] [--seed S] [--fresh]``.
+
+Runs the THEORY.md §4 experiments, prints the Markdown table, writes
+``{out}/{name}.json``, ``{out}/results.md``, PNGs and checkpoints (``{out}/checkpoints``;
+a rerun resumes them).  Exit 0 when every claim holds (always in --quick mode), 1 otherwise, 2 on usage errors.
+"""
+from __future__ import annotations
+
+import time
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("experiment", help="train and evaluate the prefix-tuning experiments (THEORY.md §4)")
+    p.add_argument("name", help="experiment: new_attention, elicit, combine, lora, prefix_attention, or all")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_const", const="quick", dest="mode",
+                      help="tiny models, minutes (CI, notebooks); claims are not expected to hold")
+    mode.add_argument("--full", action="store_const", const="full", dest="mode",
+                      help="the paper's model sizes and iteration counts (for a GPU)")
+    p.add_argument("--out", help="output directory (default runs/<mode>)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every draw: init, data, test set (default 0)")
+    p.add_argument("--fresh", action="store_true",
+                   help="retrain from scratch, replacing this run's checkpoints (default: resume them)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(run=run, mode="default")
+
+
+def run(args) -> int:
+    from experiments import report
+    from experiments.runner import Runner
+    from experiments.suite import EXPERIMENTS, get_experiment
+    names = list(EXPERIMENTS) if args.name == "all" else [args.name]
+    for name in names:
+        get_experiment(name)                      # unknown names fail before any training
+    runner = Runner(args.mode, out=args.out, seed=args.seed, fresh=args.fresh, progress=not args.no_progress)
+    start = time.perf_counter()
+    ok = True
+    for name in names:
+        result = get_experiment(name)(runner)
+        report.write_json(result, runner.out)
+        ok &= all(c["holds"] for c in result["claims"])
+        for c in result["claims"]:
+            print(f"[{'ok' if c['holds'] else 'FAILS'}] {name}: {c['claim']}: {c['value']:.4g} {c['op']} {c['target']:g}")
+    md = report.write_markdown(runner.out)
+    print(f"results: {md}  (elapsed {time.perf_counter() - start:.1f} s, mode {args.mode})")
+    if args.mode == "quick":
+        print("quick mode: tiny models, the claims are reported but not expected to hold (exit 0)")
+        return 0
+    return 0 if ok else 1

@@ -1,0 +1,76 @@
+"""Results as JSON (one file per experiment) and one Markdown table next to the paper's numbers."""
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+
+def _pct(x):
+    return "" if x is None else f"{100 * x:.1f}%"
+
+
+def write_json(result: dict, out: str) -> str:
+    os.makedirs(out, exist_ok=True)
+    path = os.path.join(out, f"{result['name']}.json")
+    with open(path, "w") as fh:
+        json.dump(result, fh, indent=2, default=float)
+    return path
+
+
+def markdown(results: list[dict]) -> str:
+    """The Markdown report of a list of experiment records."""
+    lines = ["# Prefix-tuning vs fine-tuning vs LoRA: results next to the paper's", ""]
+    if results:
+        r0 = results[0]
+        lines += [f"Mode `{r0['mode']}`, seed {r0['seed']}, accuracy = exact match of the whole 10-token greedy "
+                  f"output on {r0['n_eval']} test-split inputs. Paper figures from THEORY.md §4.", ""]
+    for res in results:
+        lines += [f"## {res['title']}", "", f"Model: {res['model']}. Wall time {res['seconds']} s.", ""]
+        if res["rows"]:
+            lines += ["| setting | params | steps (paper) | lr | accuracy (ours) | paper |",
+                      "|---|---:|---:|---:|---|---|"]
+            for row in res["rows"]:
+                ours = ", ".join(f"{t} {_pct(a)}" for t, a in row["accuracy"].items())
+                paper = ", ".join(f"{t} {_pct(a)}" for t, a in row["paper"].items()) or "-"
+                steps = f"{row['steps']} ({row['paper_steps'] if row['paper_steps'] else '-'})"
+                lines.append(f"| {row['setting']} | {row['n_params']:,} | {steps} | {row['lr']:g} | {ours} | {paper} |")
+            lines.append("")
+        if res.get("cross_task"):
+            tasks = list(next(iter(res["cross_task"].values())))
+            lines += ["Cross-task matrix (row: prefix trained on, column: task evaluated):", "",
+                      "| prefix \\ task | " + " | ".join(tasks) + " |", "|---|" + "---:|" * len(tasks)]
+            for p, accs in res["cross_task"].items():
+                lines.append(f"| {p} | " + " | ".join(_pct(accs[t]) for t in tasks) + " |")
+            lines.append("")
+        lines += ["| claim | ours | target | holds |", "|---|---:|---:|---|"]
+        for c in res["claims"]:
+            value = f"{c['value']:g}" if abs(c["value"]) > 1 or c["value"] == 0 else _pct(c["value"])
+            target = _pct(c["target"]) if 0 < c["target"] <= 1 else f"{c['target']:g}"
+            lines.append(f"| {c['claim']} | {value} | {c['op']} {target} | {'yes' if c['holds'] else 'NO'} |")
+        lines.append("")
+        ev = res.get("evidence")
+        if ev:
+            png = ev.get("png")
+            rest = {k: v for k, v in ev.items() if k != "png"}
+            lines += [f"Evidence: `{json.dumps(rest, default=float)}`", ""]
+            if png:
+                lines += [f"![{res['name']}]({png})", ""]
+    return "\n".join(lines)
+
+
+def write_markdown(out: str) -> str:
+    """Collect every ``{out}/*.json`` experiment record into ``{out}/results.md``."""
+    from experiments.suite import EXPERIMENTS
+    order = list(EXPERIMENTS)
+    results = []
+    for path in glob.glob(os.path.join(out, "*.json")):
+        with open(path) as fh:
+            res = json.load(fh)
+        if res.get("name") in EXPERIMENTS:
+            results.append(res)
+    results.sort(key=lambda r: order.index(r["name"]))
+    path = os.path.join(out, "results.md")
+    with open(path, "w") as fh:
+        fh.write(markdown(results))
+    return path

@@ -1,0 +1,183 @@
+"""The experiments of THEORY.md §4 (the paper's table) and the appendix observation.
+
+Each experiment takes a :class:`experiments.runner.Runner` and returns a JSON-able
+record: ``rows`` (what was trained, parameter count, steps, accuracy per task, the
+paper's figures), ``claims`` (the qualitative statement, our value, the target) and
+``evidence`` (residuals, PNG files).  Paper figures are accuracies in [0, 1].
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from experiments.adapt import Adaptation
+from experiments.evidence import attention_maps, bias_plot, prefix_attention
+from experiments.models import make_arch
+from experiments.runner import Runner, claim, row, timed
+from experiments.tasks import RANDOM_TASKS
+from theory.errors import unknown_name
+
+N_P_ATTN = 1          # new-attention experiment: one prefix position (paper n_p = 1)
+N_P_ELICIT = 1        # elicitation: one prefix position
+N_P_COMBINE = 10      # combine / LoRA model (paper n_p = 10; 12 in the LoRA row, see lora())
+PAPER_ATTN_STEPS = {"pretrain": 20000, "finetune": 10000, "prefix": 40000}
+FOUR = list(RANDOM_TASKS)
+
+
+def _arch_attn(r):
+    return make_arch(f"attn-1L1H-d{r.cfg.d_attn}", 1, 1, r.cfg.d_attn)
+
+
+def _arch_elicit(r):
+    return make_arch(f"elicit-1L4H-d{r.cfg.d_elicit}-noLN", 1, 4, r.cfg.d_elicit, ln_before_attention=False)
+
+
+def _arch_combine(r):
+    L = r.cfg.layers_combine
+    return make_arch(f"combine-{L}L4H-d{r.cfg.d_combine}", L, 4, r.cfg.d_combine)
+
+
+def _png(r, name):
+    os.makedirs(r.out, exist_ok=True)
+    return os.path.join(r.out, name)
+
+
+@timed
+def new_attention(r: Runner) -> dict:
+    """A prefix cannot learn a task needing a new attention pattern; full fine-tuning can."""
+    arch = _arch_attn(r)
+    tasks = ["ascending", "descending"]
+    base, binfo = r.pretrained(arch, "ascending", r.cfg.pre_attn, N_P_ATTN)
+    pre = Adaptation("pretrain", N_P_ATTN)
+    ft_ad, pf_ad, kv_ad = Adaptation("finetune", N_P_ATTN), Adaptation("prefix", N_P_ATTN), Adaptation("kv_prefix", N_P_ATTN)
+    ft, finfo = r.adapted(arch, base, binfo, ft_ad, "descending", r.cfg.ft_attn)
+    pf, pinfo = r.adapted(arch, base, binfo, pf_ad, "descending", r.cfg.prefix_attn)
+    kv, kinfo = r.adapted(arch, base, binfo, kv_ad, "descending", r.cfg.prefix_attn)
+    acc_base = r.evaluate(arch, pre, base, base, tasks)
+    acc_ft = r.evaluate(arch, ft_ad, base, ft, tasks)
+    acc_pf = r.evaluate(arch, pf_ad, base, pf, tasks)
+    acc_kv = r.evaluate(arch, kv_ad, base, kv, tasks)
+    rows = [row("pretrain on ascending", binfo, acc_base, {"ascending": .914, "descending": 0.0}, 20000),
+            row("full fine-tune on descending", finfo, acc_ft, {"descending": .849, "ascending": 0.0}, 10000),
+            row(f"prefix n_p={N_P_ATTN} on descending", pinfo, acc_pf, {"descending": 0.0, "ascending": .001}, 40000),
+            row(f"KV-prefix n_p={N_P_ATTN} on descending (not in the paper)", kinfo, acc_kv, None, None)]
+    claims = [claim("full fine-tuning learns descending", acc_ft["descending"], ">=", 0.80),
+              claim("a prefix cannot learn descending", acc_pf["descending"], "<=", 0.05),
+              claim("a KV-prefix cannot learn descending either", acc_kv["descending"], "<=", 0.05)]
+    evidence = attention_maps(arch, base, ft, pf["states"], r.x_test[0], "descending",
+                              _png(r, "new_attention_maps.png"), N_P_ATTN)
+    evidence["png"] = "new_attention_maps.png"
+    return {"name": "new_attention", "title": "New attention pattern (1 layer, 1 head)",
+            "model": f"1 layer, 1 head, d_model {arch.d_model}, pre-LN (paper: d 96)",
+            "rows": rows, "claims": claims, "evidence": evidence}
+
+
+@timed
+def elicit(r: Runner) -> dict:
+    """A prefix elicits one of the skills a model was pretrained on (the random mixture)."""
+    arch = _arch_elicit(r)
+    tasks = FOUR
+    base, binfo = r.pretrained(arch, "random", r.cfg.pre_elicit, N_P_ELICIT)
+    acc_base = r.evaluate(arch, Adaptation("pretrain", N_P_ELICIT), base, base, tasks)
+    paper_base = dict(zip(FOUR, (.31, .19, .30, .16)))
+    paper_pf = dict(zip(FOUR, (.941, .837, .996, .998)))
+    rows = [row("pretrain on random (no prefix)", binfo, acc_base, paper_base, 20000)]
+    matrix, claims, states = {}, [], {}
+    ad = Adaptation("prefix", N_P_ELICIT)
+    for task in FOUR:
+        pf, info = r.adapted(arch, base, binfo, ad, task, r.cfg.prefix_elicit)
+        accs = r.evaluate(arch, ad, base, pf, tasks)
+        matrix[task] = accs
+        states[task] = pf["states"]
+        rows.append(row(f"prefix n_p={N_P_ELICIT} on {task}", info, accs, {task: paper_pf[task]}, 30000))
+        claims.append(claim(f"prefix elicits {task}", accs[task], ">=", 0.90))
+    off = max(matrix[p][t] for p in FOUR for t in FOUR if p != t)
+    evidence = bias_plot(arch, base, states, r.x_test[:300], _png(r, "elicit_bias.png"))
+    evidence["png"] = "elicit_bias.png"
+    evidence["max_off_diagonal_accuracy"] = off
+    return {"name": "elicit", "title": "Eliciting a pretrained skill (1 layer, 4 heads, no LayerNorm)",
+            "model": f"1 layer, 4 heads, d_model {arch.d_model}, no LayerNorm at all (paper: d 256, no LN before "
+                     "attention)", "rows": rows, "claims": claims, "cross_task": matrix, "evidence": evidence}
+
+
+def _combine_base(r):
+    arch = _arch_combine(r)
+    base, binfo = r.pretrained(arch, "random", r.cfg.pre_combine, N_P_COMBINE)
+    return arch, base, binfo
+
+
+@timed
+def combine(r: Runner) -> dict:
+    """Prefixes combine pretrained skills (ascending_add1) but cannot learn a new one (double_hist)."""
+    arch, base, binfo = _combine_base(r)
+    tasks = FOUR + ["ascending_add1", "double_hist"]
+    acc_base = r.evaluate(arch, Adaptation("pretrain", N_P_COMBINE), base, base, tasks)
+    rows = [row("pretrain on random (no prefix)", binfo, acc_base, None, 40000)]
+    ad = Adaptation("prefix", N_P_COMBINE)
+    matrix, claims = {}, []
+    paper_pf = dict(zip(FOUR, (.997, .996, 1.0, 1.0)))
+    for task in FOUR:
+        pf, info = r.adapted(arch, base, binfo, ad, task, r.cfg.prefix_combine)
+        matrix[task] = r.evaluate(arch, ad, base, pf, tasks)
+        rows.append(row(f"prefix n_p={N_P_COMBINE} on {task}", info, matrix[task], {task: paper_pf[task]}, None))
+        claims.append(claim(f"prefix elicits {task}", matrix[task][task], ">=", 0.90))
+    for task, paper, steps in (("ascending_add1", .716, 500000), ("double_hist", .006, 500000)):
+        pf, info = r.adapted(arch, base, binfo, ad, task, r.cfg.prefix_new)
+        matrix[task] = r.evaluate(arch, ad, base, pf, tasks)
+        rows.append(row(f"prefix n_p={N_P_COMBINE} on {task}", info, matrix[task], {task: paper}, steps))
+    claims.append(claim("a prefix clearly learns ascending_add1 (a combination of pretrained skills)",
+                        matrix["ascending_add1"]["ascending_add1"], ">=", 0.50))
+    claims.append(claim("a prefix cannot learn double_hist (a new skill)", matrix["double_hist"]["double_hist"],
+                        "<=", 0.05))
+    return {"name": "combine", "title": f"Combining skills ({arch.n_layers} layers, 4 heads)",
+            "model": f"{arch.n_layers} layers, 4 heads, d_model {arch.d_model}, pre-LN, n_p={N_P_COMBINE} "
+                     f"(paper: 4 layers, d 256)", "rows": rows, "claims": claims, "cross_task": matrix}
+
+
+@timed
+def lora(r: Runner) -> dict:
+    """With the same number of parameters, rank-1 LoRA on the MLPs learns double_hist; a prefix does not."""
+    arch, base, binfo = _combine_base(r)
+    tasks = ["double_hist"]
+    pf_ad = Adaptation("prefix", N_P_COMBINE)
+    lo_ad = Adaptation("lora", N_P_COMBINE, rank=1, targets=("mlp",))
+    pf, pinfo = r.adapted(arch, base, binfo, pf_ad, "double_hist", r.cfg.prefix_new)
+    lo, linfo = r.adapted(arch, base, binfo, lo_ad, "double_hist", r.cfg.lora)
+    acc_pf = r.evaluate(arch, pf_ad, base, pf, tasks)
+    acc_lo = r.evaluate(arch, lo_ad, base, lo, tasks)
+    rows = [row(f"prefix n_p={N_P_COMBINE} on double_hist", pinfo, acc_pf, {"double_hist": .003}, 100000),
+            row("rank-1 LoRA on the MLPs, double_hist", linfo, acc_lo, {"double_hist": .924}, 10000)]
+    claims = [claim("a prefix cannot learn double_hist", acc_pf["double_hist"], "<=", 0.05),
+              claim("rank-1 LoRA with the same parameter count learns double_hist", acc_lo["double_hist"], ">=", 0.80),
+              claim("parameter counts are equal (prefix minus LoRA)", float(pinfo["n_params"] - linfo["n_params"]),
+                    "<=", 0.0)]
+    return {"name": "lora", "title": "Same parameter count, other method (LoRA)",
+            "model": f"the combine model; prefix n_p={N_P_COMBINE} x {arch.n_layers} layers x d {arch.d_model} = "
+                     f"{pinfo['n_params']} parameters; rank-1 LoRA on W_in and W_out (d_mlp = 4 d) = "
+                     f"{linfo['n_params']} (paper: n_p=12, both 12,288)", "rows": rows, "claims": claims}
+
+
+@timed
+def prefix_attention_exp(r: Runner) -> dict:
+    """Appendix: the attention a query gives to the prefix positions is far from uniform."""
+    arch, base, binfo = _combine_base(r)
+    ad = Adaptation("prefix", N_P_COMBINE)
+    states = {task: r.adapted(arch, base, binfo, ad, task, r.cfg.prefix_combine)[0]["states"] for task in FOUR}
+    stats = prefix_attention(arch, base, states, r.x_test[:256], _png(r, "prefix_attention.png"))
+    median = float(np.median([s["median_max_share_x_np"] for s in stats.values()]))
+    claims = [claim("attention over prefix positions is not uniform: the most attended position gets at least "
+                    "twice the uniform share (median over heads and prefixes)", median, ">=", 2.0)]
+    return {"name": "prefix_attention", "title": "Appendix: attention over the prefix positions",
+            "model": f"the combine model's per-task prefixes (n_p={N_P_COMBINE})", "rows": [], "claims": claims,
+            "evidence": {"per_prefix": stats, "png": "prefix_attention.png"}}
+
+
+EXPERIMENTS = {"new_attention": new_attention, "elicit": elicit, "combine": combine, "lora": lora,
+               "prefix_attention": prefix_attention_exp}
+
+
+def get_experiment(name: str):
+    if name not in EXPERIMENTS:
+        raise unknown_name("experiment", name, list(EXPERIMENTS) + ["all"])
+    return EXPERIMENTS[name]
