@@ -239,20 +239,23 @@ def l2_normalise(x):
     return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
-def last_hidden(params, arch: Architecture, ids, mask, context=None):
+def last_hidden(params, arch: Architecture, ids, mask, context=None, position_offset=None):
     """Last layer's hidden states ``[n, d_model]`` at the content positions (forward's cache)."""
     n_p = n_virtual(context)
     key_mask = jnp.concatenate([jnp.ones(n_p, bool), mask])
-    _, cache = forward(params, arch, ids, context, attention_mask=key_mask, validate=False)
+    _, cache = forward(params, arch, ids, context, position_offset=position_offset, attention_mask=key_mask,
+                       validate=False)
     return cache[f"blocks.{arch.n_layers - 1}.hook_resid_post"][n_p:]
 
 
-def sentence_embedding(params, arch: Architecture, ids, mask, context=None, normalise: bool = True):
+def sentence_embedding(params, arch: Architecture, ids, mask, context=None, normalise: bool = True,
+                       position_offset=None):
     """Sentence embedding ``[d_model]`` of one padded sequence ``ids [n]``, ``mask [n]`` (pure, jittable).
 
-    With a context the content sits at positions ``n_p..n_p+n-1`` (``forward``'s default).
+    With a context the content sits at positions ``n_p..n_p+n-1`` (``forward``'s default); a
+    no-context run given ``position_offset=n_p`` sees it at the same positions.
     """
-    pooled = mean_pool(last_hidden(params, arch, ids, mask, context), mask)
+    pooled = mean_pool(last_hidden(params, arch, ids, mask, context, position_offset), mask)
     return l2_normalise(pooled) if normalise else pooled
 
 

@@ -2,6 +2,7 @@
 
     prefix-theory verify [--seed S] [--trials N] [--theorem ID]... [--architecture NAME]...
                          [--method NAME]... [--json PATH]
+    prefix-theory verify --model minilm [--out DIR] [--steps N] [--prefix-length N] [--trials N] [--seed S]
     prefix-theory derive THEOREM [--latex] | --list
 
 Exit codes: 0 every verdict as expected, 1 some verdict unexpected, 2 usage error.
@@ -29,10 +30,13 @@ def _add_verify(sub):
     p.add_argument("--architecture", action="append", help="architecture name (repeatable; default all)")
     p.add_argument("--method", action="append", help="adaptation method (repeatable; default all)")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    import pretrained.cli; pretrained.cli.add_model_arguments(p)  # noqa: E401,E702  (--model: real weights)
     p.set_defaults(run=_run_verify)
 
 
 def _run_verify(args) -> int:
+    if getattr(args, "model", None) is not None:
+        import pretrained.cli; return pretrained.cli.run_model_verify(args)  # noqa: E401,E702
     from theory.verify import format_table, run_verify
     start = time.perf_counter()
     results = run_verify(args.theorem, args.architecture, args.method, seed=args.seed, trials=args.trials)

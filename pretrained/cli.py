@@ -1,0 +1,81 @@
+"""``prefix-theory verify --model minilm``: the §3 checks on real weights, parity, figures, in one command.
+
+Writes into ``--out`` (default ``runs/<model>``): ``residuals.txt`` (the per-layer
+table), ``report.json`` (everything, with parity and timings), and the PNGs
+``attention_optimised.png`` and ``attention_random.png``.  Exit 0 when parity
+agrees and every verdict is as expected, 1 otherwise, 2 on usage errors.
+
+This module imports nothing heavy at import time (theory/cli.py imports it to build the parser).
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from theory.errors import ToolkitError
+
+MODELS = ("minilm",)
+
+
+def add_model_arguments(parser) -> None:
+    """The ``--model`` options of ``prefix-theory verify``."""
+    g = parser.add_argument_group("real pretrained weights")
+    g.add_argument("--model", metavar="NAME",
+                   help=f"run the §3 checks on a real pretrained model instead ({', '.join(MODELS)}); "
+                        "--trials is then the number of random prefixes")
+    g.add_argument("--out", metavar="DIR", help="with --model: output folder (default runs/<model>)")
+    g.add_argument("--steps", type=int, default=300, help="with --model: Adam steps of the optimised prefix "
+                                                          "(default 300)")
+    g.add_argument("--prefix-length", type=int, default=1, help="with --model: prefix positions n_p (default 1)")
+
+
+def run_model_verify(args) -> int:
+    if args.model not in MODELS:
+        raise ToolkitError(f"unknown model {args.model!r}; expected one of: {', '.join(MODELS)}")
+    for option in ("architecture", "method", "atlas"):
+        if getattr(args, option, None):
+            raise ToolkitError(f"--{option} cannot be combined with --model (the model fixes the architecture "
+                               "and checks prefixes); drop one of them")
+    import jax
+    import jax.numpy as jnp
+
+    from theory.context import Prefix
+    from pretrained.checks import THEOREM_IDS, format_report, run_checks
+    from pretrained.figures import plot_attention, strongest_head
+    from pretrained.parity import format_parity, parity
+
+    start = time.perf_counter()
+    out = Path(args.out or Path("runs") / args.model)
+    parities = [parity("float32"), parity("float64")]
+    print(format_parity(parities))
+    print()
+    report, extras = run_checks(n_p=args.prefix_length, trials=args.trials, steps=args.steps, seed=args.seed,
+                                theorems=tuple(args.theorem or THEOREM_IDS))
+    print(format_report(report))
+
+    model, trained = extras["model"], extras["trained"]
+    ids = model.tokenizer.encode(trained.source)
+    tokens, ids = ids.tokens, jnp.asarray(ids.ids, jnp.int32)
+    deep = report.witness.get("layer", model.arch.n_layers - 1)
+    pngs = []
+    random_prefix = Prefix(jax.random.normal(jax.random.PRNGKey(args.seed), trained.prefix.states.shape, jnp.float32))
+    for name, prefix in (("optimised", trained.prefix), ("random", random_prefix)):
+        heads = [(layer, strongest_head(model.params, model.arch, ids, prefix, layer)) for layer in (0, deep)]
+        title = (f"all-MiniLM-L6-v2, {name} prefix (n_p={args.prefix_length}), float32: layer 0 (unconditional "
+                 f"statement holds) and layer {deep} (holds only given the layer's inputs)")
+        pngs.append(str(plot_attention(model.params, model.arch, ids, tokens, prefix, heads,
+                                       out / f"attention_{name}.png", title)))
+    elapsed = time.perf_counter() - start
+
+    table = format_parity(parities) + "\n\n" + format_report(report)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "residuals.txt").write_text(table + "\n")
+    payload = {"report": report.to_json(), "parity": parities, "figures": pngs, "elapsed_s": elapsed,
+               "training_losses_every_10": trained.losses[::10].tolist()}
+    (out / "report.json").write_text(json.dumps(payload, indent=1) + "\n")
+    if args.json:
+        Path(args.json).write_text(json.dumps(payload, indent=1) + "\n")
+    print(f"\nwrote {out / 'residuals.txt'}, {out / 'report.json'}, " + ", ".join(pngs))
+    print(f"elapsed {elapsed:.1f} s")
+    return 0 if report.as_expected and all(p["agrees"] for p in parities) else 1
