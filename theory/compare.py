@@ -35,8 +35,18 @@ class Comparison(NamedTuple):
     prefix_mass: jax.Array          # [n_layers] mean prefix mass m_i (shows a check is not vacuous)
 
 
-def compare(arch: Architecture, trial: Trial) -> Comparison:
-    """Per-layer residuals of the two §3 identities for one trial (pure, jittable)."""
+class LayerPair(NamedTuple):
+    """Layer ``l`` of the adapted run next to the base block run on its content inputs."""
+    adapted: dict          # the adapted run's hooks of layer l (names without "blocks.{l}."), all N positions
+    base: dict             # base block l without prefix on the adapted run's content inputs (n positions)
+    positions: jax.Array   # [n] content positions (shared by both)
+    content_mask: jax.Array  # [n, n] content-to-content visibility
+
+
+def layer_pairs(arch: Architecture, trial: Trial) -> tuple[list, dict]:
+    """Per layer: (adapted hooks, base hooks on the same content inputs); also the full adapted cache.
+
+    This is the "given its inputs" comparison of THEORY.md §3 (exact at layer 0)."""
     n_p = n_virtual(trial.context)
     n = trial.tokens.shape[0]
     _, cache = forward(trial.adapted, arch, trial.tokens, trial.context, attention_mask=trial.key_mask,
@@ -44,20 +54,32 @@ def compare(arch: Architecture, trial: Trial) -> Comparison:
     positions = n_p + jnp.arange(n)
     content_mask = mask_matrix(arch, trial.key_mask[n_p:])
     no_virtual = jnp.zeros(n, bool)
+    pairs = []
+    for l in range(arch.n_layers):
+        prefix = f"blocks.{l}."
+        adapted = {name[len(prefix):]: value for name, value in cache.items() if name.startswith(prefix)}
+        _, base = block_forward(trial.params["blocks"][l], arch, adapted["hook_resid_pre"][n_p:], positions,
+                                content_mask, no_virtual)
+        pairs.append(LayerPair(adapted, base, positions, content_mask))
+    return pairs, cache
+
+
+def compare(arch: Architecture, trial: Trial) -> Comparison:
+    """Per-layer residuals of the two §3 identities for one trial (pure, jittable)."""
+    n_p = n_virtual(trial.context)
     normalised = ATTENTION_KINDS[arch.attention].normalised
     group = arch.n_heads // arch.kv_heads
     attn_res, out_res, masses = [], [], []
-    for l in range(arch.n_layers):
-        resid = cache[f"blocks.{l}.hook_resid_pre"][n_p:]
-        _, base = block_forward(trial.params["blocks"][l], arch, resid, positions, content_mask, no_virtual)
-        pattern = cache[f"blocks.{l}.attn.hook_pattern"][:, n_p:, :]      # [H, n, n_p + n]
+    for layer in layer_pairs(arch, trial)[0]:
+        adapted, base = layer.adapted, layer.base
+        pattern = adapted["attn.hook_pattern"][:, n_p:, :]                # [H, n, n_p + n]
         to_prefix, to_content = pattern[:, :, :n_p], pattern[:, :, n_p:]
         mass = to_prefix.sum(-1)                                          # [H, n]
         c = 1.0 - mass if normalised else jnp.ones_like(mass)
         attn_res.append(jnp.max(jnp.abs(to_content - c[..., None] * base["attn.hook_pattern"])))
-        v_prefix = jnp.repeat(cache[f"blocks.{l}.attn.hook_v"][:n_p], group, axis=1)   # [n_p, H, d_head]
+        v_prefix = jnp.repeat(adapted["attn.hook_v"][:n_p], group, axis=1)   # [n_p, H, d_head]
         bias = jnp.einsum("hqp,phd->qhd", to_prefix, v_prefix)
         predicted = bias + c.T[..., None] * base["attn.hook_z"]
-        out_res.append(jnp.max(jnp.abs(cache[f"blocks.{l}.attn.hook_z"][n_p:] - predicted)))
+        out_res.append(jnp.max(jnp.abs(adapted["attn.hook_z"][n_p:] - predicted)))
         masses.append(jnp.mean(mass))
     return Comparison(jnp.stack(attn_res), jnp.stack(out_res), jnp.stack(masses))
