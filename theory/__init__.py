@@ -21,6 +21,8 @@ from theory.tolerances import TOL_F32, TOL_F64  # noqa: E402
 from theory.trials import Trial, TrialShape, draw_trial  # noqa: E402
 import theory.architectures  # noqa: E402,F401  (registers the built-in architectures)
 import theory.theorems  # noqa: E402,F401  (registers the built-in theorems)
+import theory.zoo  # noqa: E402,F401  (registers the atlas architectures: every module in theory/zoo/)
+theory.zoo.load_env_plugins()  # modules named in $PREFIX_THEORY_PLUGINS (docs/extending.md)
 
 __all__ = [
     "ARCHITECTURES", "ATTENTION_KINDS", "Architecture", "AttentionKind", "HardPrompt", "KVPrefix", "METHODS",
