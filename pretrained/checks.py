@@ -153,24 +153,31 @@ def _row(prefix, dtype, res, expected, theorems, with_mass=True):
                "holds" if holds else "fails", expected, list(theorems))
 
 
-def run_checks(sentences=SENTENCES, n_p: int = 1, trials: int = 8, steps: int = 300, seed: int = 0,
-               source: str = SOURCE, target: str = TARGET, dtypes=("float32", "float64"),
-               control: bool = True, theorems=THEOREM_IDS) -> tuple[Report, dict]:
-    """Run the §3 checks on all-MiniLM-L6-v2.
-
-    ``trials`` random prefixes (states ~ N(0, 1), from ``seed``) and one prefix optimised for
-    ``steps`` Adam steps (source -> target, float32) are each checked on every sentence, in
-    each of ``dtypes``.  Returns ``(report, extras)``; ``extras`` holds the trained prefix and
-    the float32 model for the figures.
-    """
+def check_options(n_p: int, trials: int, steps: int, seed: int, theorems) -> tuple:
+    """Validate the options of :func:`run_checks` (ToolkitError naming the bad one); returns the theorem ids."""
     for name, value, low in (("n_p", n_p, 1), ("trials", trials, 1), ("steps", steps, 1), ("seed", seed, 0)):
-        if not isinstance(value, int) or value < low:
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise ToolkitError(f"{name}: expected an int >= {low}, got {value!r}")
     theorems = tuple(dict.fromkeys(theorems or THEOREM_IDS))
     for t in theorems:
         if t not in THEOREM_IDS:
             raise ToolkitError(f"theorem {t!r} is not checked on real weights; expected one of: "
                                + ", ".join(THEOREM_IDS))
+    return theorems
+
+
+def run_checks(sentences=SENTENCES, n_p: int = 1, trials: int = 8, steps: int = 300, seed: int = 0,
+               source: str = SOURCE, target: str = TARGET, dtypes=("float32", "float64"),
+               control_dtypes=("float32", "float64"), theorems=THEOREM_IDS, fast_compile: bool = False) -> tuple[Report, dict]:
+    """Run the §3 checks on all-MiniLM-L6-v2.
+
+    ``trials`` random prefixes (states ~ N(0, 1), from ``seed``) and one prefix optimised for
+    ``steps`` Adam steps (source -> target, float32) are each checked on every sentence, in
+    each of ``dtypes``.  Returns ``(report, extras)``; ``extras`` holds the trained prefix and
+    the float32 model for the figures.  The rank-1 ``W_Q`` negative control runs in each of
+    ``control_dtypes``.  ``fast_compile`` is passed to :func:`train_prefix`.
+    """
+    theorems = check_options(n_p, trials, steps, seed, theorems)
     if any(d not in TARGETS for d in dtypes) or not dtypes:
         raise ToolkitError(f"dtypes: expected a non-empty subset of {tuple(TARGETS)}, got {dtypes!r}")
     timings = {}
@@ -183,7 +190,7 @@ def run_checks(sentences=SENTENCES, n_p: int = 1, trials: int = 8, steps: int = 
     B = ids.shape[0]
 
     t0 = time.perf_counter()
-    trained = train_prefix(f32, source, target, n_p=n_p, steps=steps, seed=seed)
+    trained = train_prefix(f32, source, target, n_p=n_p, steps=steps, seed=seed, fast_compile=fast_compile)
     timings["train_prefix"] = time.perf_counter() - t0
 
     key_random, key_control = jax.random.split(jax.random.PRNGKey(seed))
@@ -215,7 +222,7 @@ def run_checks(sentences=SENTENCES, n_p: int = 1, trials: int = 8, steps: int = 
                            "trial": int(p) + (sl.start or 0), "sentence": sentences[int(b)], "layer": int(l) + 1,
                            "layer0_residual": float(unc[:, :, 0].max()), "tolerance": tol,
                            "changes": bool(deep.max() > tol)}
-        if control:
+        if d in control_dtypes:
             t0 = time.perf_counter()
             # drawn in float64 and rounded, so both dtypes check the same update
             wide = jax.tree_util.tree_map(lambda x: x.astype(jnp.float64), model.params)

@@ -41,17 +41,18 @@ def run_model_verify(args) -> int:
     import jax.numpy as jnp
 
     from theory.context import Prefix
-    from pretrained.checks import THEOREM_IDS, format_report, run_checks
+    from pretrained.checks import check_options, format_report, run_checks
     from pretrained.figures import plot_attention, strongest_head
     from pretrained.parity import format_parity, parity
 
+    theorems = check_options(args.prefix_length, args.trials, args.steps, args.seed, args.theorem)
     start = time.perf_counter()
     out = Path(args.out or Path("runs") / args.model)
     parities = [parity("float32"), parity("float64")]
     print(format_parity(parities))
     print()
     report, extras = run_checks(n_p=args.prefix_length, trials=args.trials, steps=args.steps, seed=args.seed,
-                                theorems=tuple(args.theorem or THEOREM_IDS))
+                                theorems=theorems)
     print(format_report(report))
 
     model, trained = extras["model"], extras["trained"]

@@ -36,7 +36,7 @@ sentence-transformers) and the ``embeddings.position_ids`` buffer are ignored.
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -259,15 +259,14 @@ def sentence_embedding(params, arch: Architecture, ids, mask, context=None, norm
     return l2_normalise(pooled) if normalise else pooled
 
 
-def _encode(params, arch, ids, mask, normalise):
-    return jax.vmap(lambda i, m: sentence_embedding(params, arch, i, m, None, normalise))(ids, mask)
-
-
-_encode_jit = jax.jit(_encode, static_argnames=("arch", "normalise"))
+@partial(jax.jit, static_argnames=("arch",))
+def _pooled(params, arch, ids, mask):
+    return jax.vmap(lambda i, m: sentence_embedding(params, arch, i, m, None, normalise=False))(ids, mask)
 
 
 def encode(model: Pretrained, texts, normalise: bool = True) -> np.ndarray:
     """Sentence embeddings ``[B, d_model]`` of a list of texts (one padded, vmapped batch)."""
     ids, mask = tokenize(model.tokenizer, texts)
     with jax.default_matmul_precision("highest"):
-        return np.asarray(_encode_jit(model.params, model.arch, jnp.asarray(ids), jnp.asarray(mask), normalise))
+        pooled = _pooled(model.params, model.arch, jnp.asarray(ids), jnp.asarray(mask))
+        return np.asarray(l2_normalise(pooled) if normalise else pooled)

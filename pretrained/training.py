@@ -17,7 +17,6 @@ distribution), plus ``init_noise`` times a standard normal draw from ``seed``.
 """
 from __future__ import annotations
 
-from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -27,6 +26,7 @@ import numpy as np
 from theory.context import Prefix
 from theory.errors import ToolkitError
 from theory.model import forward
+from theory.verify import FAST_COMPILE
 from pretrained.minilm import Pretrained, sentence_embedding, tokenize
 from pretrained.optional import require
 
@@ -45,7 +45,6 @@ def _loss(states, params, arch, ids, mask, target):
     return 1.0 - sentence_embedding(params, arch, ids, mask, Prefix(states)) @ target
 
 
-@partial(jax.jit, static_argnames=("arch", "steps", "lr"))
 def _optimise(states, params, arch, ids, mask, target, steps: int, lr: float):
     optax = require("optax")
     optimiser = optax.adam(lr)
@@ -61,8 +60,14 @@ def _optimise(states, params, arch, ids, mask, target, steps: int, lr: float):
 
 
 def train_prefix(model: Pretrained, source: str, target: str, n_p: int = 1, steps: int = 300,
-                 lr: float = 1e-2, seed: int = 0, init_noise: float = 0.1) -> TrainedPrefix:
-    """Train a prefix of ``n_p`` positions for ``steps`` Adam steps (float32 model expected)."""
+                 lr: float = 1e-2, seed: int = 0, init_noise: float = 0.1,
+                 fast_compile: bool = False) -> TrainedPrefix:
+    """Train a prefix of ``n_p`` positions for ``steps`` Adam steps (float32 model expected).
+
+    ``fast_compile`` compiles with XLA's backend optimisation off (as ``verify`` does):
+    several times quicker to compile, about ten times slower per step, so only worth it
+    for a few steps (tests).
+    """
     require("optax")
     if not isinstance(n_p, int) or n_p < 1:
         raise ToolkitError(f"n_p: expected an int >= 1, got {n_p!r}")
@@ -80,7 +85,10 @@ def train_prefix(model: Pretrained, source: str, target: str, n_p: int = 1, step
         start = jnp.stack([cache[f"blocks.{l}.hook_resid_pre"][:n_p] for l in range(arch.n_layers)])
         noise = jax.random.normal(jax.random.PRNGKey(seed), start.shape, dtype)
         states0 = (start + init_noise * noise).astype(dtype)
-        states, losses = _optimise(states0, params, arch, src_ids, src_mask, target_emb, steps, float(lr))
+        args = (states0, params, src_ids, src_mask, target_emb)
+        lowered = jax.jit(_optimise, static_argnames=("arch", "steps", "lr")).lower(
+            states0, params, arch, src_ids, src_mask, target_emb, steps=steps, lr=float(lr))
+        states, losses = lowered.compile(compiler_options=FAST_COMPILE if fast_compile else None)(*args)
         cos = lambda ctx, offset=None: float(  # noqa: E731
             sentence_embedding(params, arch, src_ids, src_mask, ctx, position_offset=offset) @ target_emb)
         return TrainedPrefix(Prefix(states), np.asarray(losses), cos(None, n_p), cos(Prefix(states0)),
