@@ -25,9 +25,22 @@ def add_model_arguments(parser) -> None:
                    help=f"run the §3 checks on a real pretrained model instead ({', '.join(MODELS)}); "
                         "--trials is then the number of random prefixes")
     g.add_argument("--out", metavar="DIR", help="with --model: output folder (default runs/<model>)")
-    g.add_argument("--steps", type=int, default=300, help="with --model: Adam steps of the optimised prefix "
-                                                          "(default 300)")
-    g.add_argument("--prefix-length", type=int, default=1, help="with --model: prefix positions n_p (default 1)")
+    g.add_argument("--steps", type=int, help="with --model: Adam steps of the optimised prefix (default 300)")
+    g.add_argument("--prefix-length", type=int, help="with --model: prefix positions n_p (default 1)")
+
+
+MODEL_ONLY = {"out": "--out", "steps": "--steps", "prefix_length": "--prefix-length"}
+
+
+def run_if_model(args):
+    """Run ``verify --model`` and return its exit code, or None when ``--model`` was not given
+    (then the model-only options must not be given either: they would be ignored)."""
+    if getattr(args, "model", None) is None:
+        for dest, flag in MODEL_ONLY.items():
+            if getattr(args, dest, None) is not None:
+                raise ToolkitError(f"{flag} only applies with --model (e.g. --model minilm); got {flag} without it")
+        return None
+    return run_model_verify(args)
 
 
 def run_model_verify(args) -> int:
@@ -45,13 +58,15 @@ def run_model_verify(args) -> int:
     from pretrained.figures import plot_attention, strongest_head
     from pretrained.parity import format_parity, parity
 
-    theorems = check_options(args.prefix_length, args.trials, args.steps, args.seed, args.theorem)
+    n_p = 1 if args.prefix_length is None else args.prefix_length
+    steps = 300 if args.steps is None else args.steps
+    theorems = check_options(n_p, args.trials, steps, args.seed, args.theorem)
     start = time.perf_counter()
     out = Path(args.out or Path("runs") / args.model)
     parities = [parity("float32"), parity("float64")]
     print(format_parity(parities))
     print()
-    report, extras = run_checks(n_p=args.prefix_length, trials=args.trials, steps=args.steps, seed=args.seed,
+    report, extras = run_checks(n_p=n_p, trials=args.trials, steps=steps, seed=args.seed,
                                 theorems=theorems)
     print(format_report(report))
 
@@ -63,7 +78,7 @@ def run_model_verify(args) -> int:
     random_prefix = Prefix(jax.random.normal(jax.random.PRNGKey(args.seed), trained.prefix.states.shape, jnp.float32))
     for name, prefix in (("optimised", trained.prefix), ("random", random_prefix)):
         heads = [(layer, strongest_head(model.params, model.arch, ids, prefix, layer)) for layer in (0, deep)]
-        title = (f"all-MiniLM-L6-v2, {name} prefix (n_p={args.prefix_length}), float32: layer 0 (unconditional "
+        title = (f"all-MiniLM-L6-v2, {name} prefix (n_p={n_p}), float32: layer 0 (unconditional "
                  f"statement holds) and layer {deep} (holds only given the layer's inputs)")
         pngs.append(str(plot_attention(model.params, model.arch, ids, tokens, prefix, heads,
                                        out / f"attention_{name}.png", title)))

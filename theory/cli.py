@@ -35,8 +35,9 @@ def _add_verify(sub):
 
 
 def _run_verify(args) -> int:
-    if getattr(args, "model", None) is not None:
-        import pretrained.cli; return pretrained.cli.run_model_verify(args)  # noqa: E401,E702
+    import pretrained.cli  # --model: the checks on real weights (pretrained/cli.py)
+    if (code := pretrained.cli.run_if_model(args)) is not None:
+        return code
     from theory.verify import format_table, run_verify
     start = time.perf_counter()
     results = run_verify(args.theorem, args.architecture, args.method, seed=args.seed, trials=args.trials)
