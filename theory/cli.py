@@ -30,6 +30,10 @@ def _add_verify(sub):
     p.add_argument("--architecture", action="append", help="architecture name (repeatable; default all)")
     p.add_argument("--method", action="append", help="adaptation method (repeatable; default all)")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    p.add_argument("--atlas", nargs="?", const=".", metavar="DIR",
+                   help="print the theorem x architecture grid and save DIR/atlas.md and DIR/atlas.png (default .)")
+    p.add_argument("--plugin", action="append", metavar="MODULE",
+                   help="import a module (dotted name or .py path) that registers variants first (repeatable)")
     import pretrained.cli; pretrained.cli.add_model_arguments(p)  # noqa: E401,E702  (--model: real weights)
     p.set_defaults(run=_run_verify)
 
@@ -39,11 +43,19 @@ def _run_verify(args) -> int:
     if (code := pretrained.cli.run_if_model(args)) is not None:
         return code
     from theory.verify import format_table, run_verify
+    for spec in args.plugin or ():      # user variants (docs/extending.md)
+        from theory.zoo import load_plugin
+        load_plugin(spec)
     start = time.perf_counter()
     results = run_verify(args.theorem, args.architecture, args.method, seed=args.seed, trials=args.trials)
     elapsed = time.perf_counter() - start
     print(format_table(results))
     print(f"elapsed {elapsed:.1f} s")
+    if args.atlas is not None:
+        from theory.atlas import write_atlas
+        text, md_path, png_path = write_atlas(results, args.atlas, seed=args.seed, trials=args.trials,
+                                              elapsed=elapsed)
+        print("\n" + text.split("\n## ")[0].rstrip() + f"\n\natlas written to {md_path} and {png_path}")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"results": [r.to_json() for r in results], "seed": args.seed, "trials": args.trials,
