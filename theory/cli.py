@@ -90,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_verify(sub)
     _add_derive(sub)
     import experiments.cli; experiments.cli.add_parser(sub)  # noqa: E401,E702  (prefix-theory experiment)
+    import constructions.cli; constructions.cli.add_parser(sub)  # noqa: E401,E702  (prefix-theory construct)
     return parser
 
 
