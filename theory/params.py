@@ -112,7 +112,8 @@ def init_params(arch: Architecture, key, dtype=jnp.float64) -> dict:
     for size, (path, shape) in zip(sizes, paths_and_shapes):
         name = str(getattr(path[-1], "key", path[-1]))
         mean, std = _leaf_scale(name, shape, arch)
-        leaves.append(mean + std * noise[start:start + size].reshape(shape))
+        # mean/std are numpy float64 scalars: cast back so ``dtype`` is honoured (float32 training)
+        leaves.append((mean + std * noise[start:start + size].reshape(shape)).astype(dtype))
         start += size
     return jax.tree_util.tree_unflatten(treedef, leaves)
 

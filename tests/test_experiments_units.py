@@ -1,0 +1,205 @@
+"""Unit tests of the experiments package: data, adaptations, checkpoints, decoding."""
+import os
+
+import numpy as np
+import pytest
+
+import theory  # noqa: F401
+import jax
+import jax.numpy as jnp
+
+from experiments import adapt as A
+from experiments import checkpoint, tasks
+from experiments.evaluate import greedy
+from experiments.models import make_arch
+from experiments.runner import claim
+from experiments.train import TrainConfig, loss_fn, train
+from theory.errors import ToolkitError
+from theory.model import forward
+from theory.params import init_params
+
+ARCH = make_arch("unit-2L2H-d16", 2, 2, 16)
+
+
+@pytest.fixture(scope="module")
+def base():
+    return init_params(ARCH, jax.random.PRNGKey(0), dtype=jnp.float32)
+
+
+# ----------------------------------------------------------------------------- data
+
+def test_task_outputs_by_hand():
+    x = np.array([3, 1, 4, 1, 5, 0, 2, 6, 5, 3])
+    assert tasks.target("ascending", x).tolist() == [0, 1, 1, 2, 3, 3, 4, 5, 5, 6]
+    assert tasks.target("descending", x).tolist() == [6, 5, 5, 4, 3, 3, 2, 1, 1, 0]
+    assert tasks.target("add1", x).tolist() == [4, 2, 5, 2, 6, 1, 3, 7, 6, 4]
+    assert tasks.target("add2", x).tolist() == [5, 3, 6, 3, 7, 2, 4, 8, 7, 5]
+    assert tasks.target("ascending_add1", x).tolist() == [1, 2, 2, 3, 4, 4, 5, 6, 6, 7]
+    assert tasks.target("double_hist", x).tolist() == [2, 2, 1, 2, 2, 1, 1, 1, 2, 2]
+    xs = np.stack([x] * 5)
+    rnd = tasks.target("random", xs, np.arange(5))
+    for k, t in enumerate(["ascending", "descending", "add1", "add2", "ascending"]):
+        assert rnd[k].tolist() == tasks.target(t, x).tolist()
+    assert tasks.target("double_hist", np.zeros(10, int)).max() == 9     # clipped to the vocabulary
+
+
+def test_split_is_stable_and_quarter():
+    x = np.random.default_rng(0).integers(0, 8, (40000, 10))
+    share = tasks.is_test(x).mean()
+    assert 0.24 < share < 0.26
+    # a fixed value: the hash does not depend on the process (unlike Python's hash())
+    assert int(tasks.stable_hash(np.array([[0, 1, 2, 3, 4, 5, 6, 7, 0, 1]]))[0]) == \
+        int(tasks.stable_hash(np.array([[0, 1, 2, 3, 4, 5, 6, 7, 0, 1]]))[0])
+    assert tasks.stable_hash(np.array([[0] * 10]))[0] != tasks.stable_hash(np.array([[0] * 9 + [1]]))[0]
+
+
+def test_sampling_split_boosting_determinism():
+    b = tasks.make_batch("random", seed=3, step=7, batch=256)
+    assert b.shape == (256, 20) and b.dtype == np.int32
+    x = b[:, :10]
+    assert not tasks.is_test(x).any()
+    n_distinct = np.array([len(set(r)) for r in x])
+    assert (n_distinct[1::2] <= 5).all()                 # odd samples are repeat-boosted
+    assert (n_distinct[0::2] > 5).mean() > 0.5          # the others mostly are not
+    assert np.array_equal(b, tasks.make_batch("random", seed=3, step=7, batch=256))
+    assert not np.array_equal(b, tasks.make_batch("random", seed=3, step=8, batch=256))
+    te = tasks.test_inputs(0, 128)
+    assert tasks.is_test(te).all()
+
+
+def test_unknown_task():
+    with pytest.raises(ToolkitError, match="unknown task 'sorting'"):
+        tasks.target("sorting", np.zeros(10, int))
+    with pytest.raises(ToolkitError, match="unknown task"):
+        train("x", ARCH, A.Adaptation("pretrain", 1), None, TrainConfig("nope", 10, 1e-3))
+
+
+# ----------------------------------------------------------------------------- adaptations
+
+def test_impossible_settings():
+    with pytest.raises(ToolkitError, match="prefix longer than the context"):
+        A.validate(A.Adaptation("prefix", 14), ARCH)
+    A.validate(A.Adaptation("prefix", 13), ARCH)
+    with pytest.raises(ToolkitError, match="LoRA rank must be an int in \\[1, 16\\]"):
+        A.validate(A.Adaptation("lora", 1, rank=17, targets=("mlp",)), ARCH)
+    with pytest.raises(ToolkitError, match="unknown LoRA target"):
+        A.validate(A.Adaptation("lora", 1, rank=1, targets=("W_X",)), ARCH)
+    with pytest.raises(ToolkitError, match="unknown adaptation method"):
+        A.validate(A.Adaptation("adapter", 1), ARCH)
+    with pytest.raises(ToolkitError, match="n_p must be >= 1"):
+        A.validate(A.Adaptation("prefix", 0), ARCH)
+
+
+def test_parameter_counts(base):
+    key = jax.random.PRNGKey(1)
+    L, d = ARCH.n_layers, ARCH.d_model
+    pf = A.init_trainable(A.Adaptation("prefix", 10), ARCH, base, key)
+    lo = A.init_trainable(A.Adaptation("lora", 10, rank=1, targets=("mlp",)), ARCH, base, key)
+    kv = A.init_trainable(A.Adaptation("kv_prefix", 3), ARCH, base, key)
+    lo_attn = A.init_trainable(A.Adaptation("lora", 1, rank=2, targets=("W_Q", "W_O")), ARCH, base, key)
+    assert A.n_trainable(pf) == L * 10 * d == A.n_trainable(lo)       # d_mlp = 4 d: equal counts at n_p = 10
+    assert A.n_trainable(kv) == 2 * L * ARCH.n_heads * 3 * ARCH.d_head
+    assert A.n_trainable(lo_attn) == L * 2 * (2 * d + 2 * d)
+
+
+@pytest.mark.parametrize("adapt", [A.Adaptation("prefix", 3), A.Adaptation("kv_prefix", 3),
+                                   A.Adaptation("lora", 3, rank=2, targets=("mlp", "attn"))])
+def test_adapted_model_starts_at_the_base_model(base, adapt):
+    """Prefixes start at the base model's zero-token states, LoRA at B = 0: same logits."""
+    seq = jnp.asarray(tasks.make_batch("ascending", 0, 0, 1)[0, :19])
+    ref, _ = forward(base, ARCH, seq, A.zero_prompt(3))
+    tr = A.init_trainable(adapt, ARCH, base, jax.random.PRNGKey(2))
+    params, ctx = A.apply(adapt, ARCH, base, tr)
+    got, _ = forward(params, ARCH, seq, ctx)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(ref), atol=1e-5)
+    # negative control: moving the trainables changes the logits
+    moved = jax.tree_util.tree_map(lambda a: a + jax.random.normal(jax.random.PRNGKey(4), a.shape, a.dtype), tr)
+    params, ctx = A.apply(adapt, ARCH, base, moved)
+    assert np.abs(np.asarray(forward(params, ARCH, seq, ctx)[0]) - np.asarray(ref)).max() > 1e-2
+
+
+def test_lora_update_is_low_rank(base):
+    adapt = A.Adaptation("lora", 0, rank=1, targets=("W_K",))
+    tr = A.init_trainable(adapt, ARCH, base, jax.random.PRNGKey(3))
+    tr = jax.tree_util.tree_map(lambda a: a + 1.0, tr)
+    params, _ = A.apply(adapt, ARCH, base, tr)
+    delta = params["blocks"][0]["attn"]["W_K"] - base["blocks"][0]["attn"]["W_K"]     # [H, d, k]
+    fused = np.asarray(jnp.transpose(delta, (1, 0, 2)).reshape(ARCH.d_model, -1))
+    s = np.linalg.svd(fused, compute_uv=False)
+    assert s[0] > 1e-2 and s[1] < 1e-5 * s[0]
+
+
+# ----------------------------------------------------------------------------- decoding
+
+def test_greedy_matches_python_loop(base):
+    adapt = A.Adaptation("prefix", 2)
+    tr = A.init_trainable(adapt, ARCH, base, jax.random.PRNGKey(0))
+    tr = {"states": tr["states"] + jax.random.normal(jax.random.PRNGKey(5), tr["states"].shape)}
+    x = tasks.test_inputs(0, 4)
+    fast = np.asarray(greedy(ARCH, adapt, base, tr, jnp.asarray(x)))
+    params, ctx = A.apply(adapt, ARCH, base, tr)
+    for b in range(4):
+        seq = list(x[b])
+        for t in range(10):
+            logits, _ = forward(params, ARCH, jnp.asarray(seq + [0] * (19 - len(seq)), jnp.int32), ctx)
+            seq.append(int(jnp.argmax(logits[9 + t])))
+        assert fast[b].tolist() == seq[10:]
+
+
+def test_claim_reports_violations():
+    assert claim("x", 0.9, ">=", 0.8)["holds"] and not claim("x", 0.7, ">=", 0.8)["holds"]
+    assert claim("x", 0.01, "<=", 0.05)["holds"] and not claim("x", 0.2, "<=", 0.05)["holds"]
+
+
+# ----------------------------------------------------------------------------- training + checkpoints
+
+def test_training_lowers_loss_and_resumes_identically(base, tmp_path):
+    adapt = A.Adaptation("prefix", 2)
+    cfg = TrainConfig("add1", steps=20, lr=1e-2, chunk=10, ckpt_every=10)
+    full, info = train("run", ARCH, adapt, base, cfg, str(tmp_path / "a"), progress=False)
+    assert info["final_loss"] is not None and info["n_params"] == 2 * 2 * 16
+    seqs = jnp.asarray(tasks.make_batch("add1", 9, 0, 64))
+    init = A.init_trainable(adapt, ARCH, base, jax.random.PRNGKey(0))
+    assert float(loss_fn(full, base, ARCH, adapt, seqs)) < float(loss_fn(init, base, ARCH, adapt, seqs))
+    # interrupted after 10 steps, then resumed: same result as uninterrupted
+    half = TrainConfig("add1", steps=20, lr=1e-2, chunk=10, ckpt_every=10)
+    d = str(tmp_path / "b")
+    _train_partial(ARCH, adapt, base, half, d, stop=10)
+    resumed, rinfo = train("run", ARCH, adapt, base, half, d, progress=False)
+    assert rinfo["resumed_from"] == 10
+    np.testing.assert_allclose(np.asarray(resumed["states"]), np.asarray(full["states"]), atol=1e-6)
+
+
+def _train_partial(arch, adapt, base, cfg, run_dir, stop):
+    """Simulate an interrupted run: write the checkpoint a run would have at step ``stop``."""
+    from experiments.train import _chunk_fn, settings_of
+    tr = A.init_trainable(adapt, arch, base, jax.random.PRNGKey(cfg.seed))
+    opt, run_chunk = _chunk_fn(arch, adapt, cfg)
+    state = opt.init(tr)
+    batches = jnp.asarray(np.stack([tasks.make_batch(cfg.task, cfg.seed, s, cfg.batch) for s in range(stop)]))
+    tr, state, _ = run_chunk(tr, state, base, batches)
+    checkpoint.save(os.path.join(run_dir, "run.npz"), (tr, state), stop, settings_of("run", arch, adapt, cfg, ""))
+
+
+def test_checkpoint_mismatch_and_corruption(base, tmp_path):
+    adapt = A.Adaptation("prefix", 2)
+    cfg = TrainConfig("add1", steps=10, lr=1e-2, chunk=10)
+    d = str(tmp_path)
+    train("run", ARCH, adapt, base, cfg, d, progress=False)
+    path = os.path.join(d, "run.npz")
+    before = open(path, "rb").read()
+    with pytest.raises(ToolkitError, match="belongs to a different run.*--fresh"):
+        train("run", ARCH, adapt, base, TrainConfig("add2", steps=10, lr=1e-2, chunk=10), d, progress=False)
+    assert open(path, "rb").read() == before                          # nothing overwritten
+    # --fresh replaces it explicitly
+    train("run", ARCH, adapt, base, TrainConfig("add2", steps=10, lr=1e-2, chunk=10), d, fresh=True, progress=False)
+    assert open(path, "rb").read() != before
+    with open(path, "wb") as fh:
+        fh.write(b"not a checkpoint")
+    with pytest.raises(ToolkitError, match="corrupt checkpoint"):
+        train("run", ARCH, adapt, base, TrainConfig("add2", steps=10, lr=1e-2, chunk=10), d, progress=False)
+    # right settings, wrong shapes
+    settings = {"k": 1}
+    checkpoint.save(path, {"states": jnp.zeros((2, 3, 16))}, 5, settings)
+    with pytest.raises(ToolkitError, match="does not match the model"):
+        checkpoint.load(path, {"states": jnp.zeros((2, 2, 16))}, settings)
