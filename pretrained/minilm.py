@@ -110,8 +110,13 @@ def expected_tensors(arch: Architecture) -> dict:
 
 
 def check_tensors(tensors: dict, arch: Architecture, source: str = "weights") -> None:
-    """Raise ToolkitError naming the first missing or misshapen (or non-float) tensor."""
-    for name, shape in expected_tensors(arch).items():
+    """Raise ToolkitError naming the first missing, misshapen (or non-float) or unexpected tensor."""
+    expected = expected_tensors(arch)
+    unexpected = sorted(set(tensors) - set(expected) - set(IGNORED_TENSORS))
+    if unexpected:
+        raise ToolkitError(f"{source}: unexpected tensors {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''} "
+                           f"(expected the {len(expected)} tensors of a BERT encoder with {arch.n_layers} layers)")
+    for name, shape in expected.items():
         if name not in tensors:
             raise ToolkitError(f"{source}: missing tensor {name!r} (expected shape {shape})")
         got = tuple(np.shape(tensors[name]))

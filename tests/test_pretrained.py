@@ -95,6 +95,12 @@ def test_misshapen_tensor_is_named(model, tensors):
         minilm.params_from_tensors(bad, model.arch)
 
 
+def test_unexpected_tensor_is_named(model, tensors):
+    extra = dict(tensors, **{"encoder.layer.6.output.dense.bias": np.zeros(384, np.float32)})
+    with pytest.raises(ToolkitError, match=r"unexpected tensors \['encoder\.layer\.6\.output\.dense\.bias'\]"):
+        minilm.params_from_tensors(extra, model.arch)
+
+
 def test_weights_file_on_disk(tmp_path, tensors):
     """A folder whose safetensors lacks tensors, or is corrupt, or lacks config.json: clear errors."""
     from safetensors.numpy import save_file

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 import theory  # noqa: F401  (float64)
-from theory.context import Prefix
 from theory.tolerances import TOL_F64
 from pretrained.checks import PAPER_LLAMA_ATTENTION, PAPER_LLAMA_OUTPUT, SOURCE, format_report, run_checks
 from pretrained.figures import attention_maps, plot_attention
@@ -85,4 +84,3 @@ def test_float64_weights_are_the_exact_widening():
     f32, f64 = load_minilm("float32"), load_minilm("float64")
     a, b = f32.params["blocks"][5]["mlp"]["W_out"], f64.params["blocks"][5]["mlp"]["W_out"]
     assert b.dtype == jnp.float64 and bool(jnp.all(a.astype(jnp.float64) == b))
-    assert isinstance(Prefix(jnp.zeros((6, 1, 384))), Prefix)
