@@ -168,7 +168,8 @@ def check_options(n_p: int, trials: int, steps: int, seed: int, theorems) -> tup
 
 def run_checks(sentences=SENTENCES, n_p: int = 1, trials: int = 8, steps: int = 300, seed: int = 0,
                source: str = SOURCE, target: str = TARGET, dtypes=("float32", "float64"),
-               control_dtypes=("float32", "float64"), theorems=THEOREM_IDS, fast_compile: bool = False) -> tuple[Report, dict]:
+               control_dtypes=("float32", "float64"), theorems=THEOREM_IDS,
+               fast_compile: bool = False) -> tuple[Report, dict]:
     """Run the §3 checks on all-MiniLM-L6-v2.
 
     ``trials`` random prefixes (states ~ N(0, 1), from ``seed``) and one prefix optimised for
@@ -246,7 +247,8 @@ def format_report(report: Report) -> str:
         verdict = f"{r.verdict} (expected {r.expected}){'' if r.verdict == r.expected else '  UNEXPECTED'}"
         lead = [r.prefix, r.dtype]
         if "relative_attention" in r.theorems:
-            rows.append(lead + ["attention"] + [f"{x:.2e}" for x in r.attention] + [f"{r.target_attention:.2e}", verdict])
+            rows.append(lead + ["attention"] + [f"{x:.2e}" for x in r.attention]
+                        + [f"{r.target_attention:.2e}", verdict])
             lead, verdict = ["", ""], ""
         if "convex_output" in r.theorems:
             rows.append(lead + ["output"] + [f"{x:.2e}" for x in r.output] + [f"{r.target_output:.2e}", verdict])

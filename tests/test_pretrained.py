@@ -4,7 +4,6 @@ import shutil
 import sys
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -38,7 +37,8 @@ def test_architecture_from_the_package_config(model):
 def test_mapping_of_one_head(model, tensors):
     """q of head h = x @ W_Q[h] + b_Q[h] equals the h-th slice of HF's x @ query.weight^T + bias."""
     x = np.random.default_rng(0).normal(size=(3, 384)).astype(np.float32)
-    ref = x @ tensors["encoder.layer.2.attention.self.query.weight"].T + tensors["encoder.layer.2.attention.self.query.bias"]
+    prefix = "encoder.layer.2.attention.self.query."
+    ref = x @ tensors[prefix + "weight"].T + tensors[prefix + "bias"]
     attn = model.params["blocks"][2]["attn"]
     ours = np.einsum("nd,hdk->nhk", x, np.asarray(attn["W_Q"])) + np.asarray(attn["b_Q"])
     np.testing.assert_allclose(ours.reshape(3, 384), ref, atol=1e-5)
@@ -106,7 +106,8 @@ def test_weights_file_on_disk(tmp_path, tensors):
     from safetensors.numpy import save_file
     shutil.copy(minilm.model_dir() / "config.json", tmp_path / "config.json")
     shutil.copy(minilm.model_dir() / "tokenizer.json", tmp_path / "tokenizer.json")
-    save_file({"embeddings.LayerNorm.weight": tensors["embeddings.LayerNorm.weight"]}, str(tmp_path / "model.safetensors"))
+    save_file({"embeddings.LayerNorm.weight": tensors["embeddings.LayerNorm.weight"]},
+              str(tmp_path / "model.safetensors"))
     with pytest.raises(ToolkitError, match=r"model\.safetensors: missing tensor 'embeddings\.word_embeddings\.weight'"):
         minilm.load_minilm(folder=tmp_path)
     (tmp_path / "model.safetensors").write_bytes(b"not a safetensors file")
