@@ -46,7 +46,7 @@ def run_if_model(args):
 def run_model_verify(args) -> int:
     if args.model not in MODELS:
         raise ToolkitError(f"unknown model {args.model!r}; expected one of: {', '.join(MODELS)}")
-    for option in ("architecture", "method", "atlas"):
+    for option in ("architecture", "method", "atlas", "plugin"):
         if getattr(args, option, None):
             raise ToolkitError(f"--{option} cannot be combined with --model (the model fixes the architecture "
                                "and checks prefixes); drop one of them")

@@ -149,6 +149,7 @@ def test_bad_texts(model):
     (["verify", "--model", "minilm", "--trials", "0"], "trials: expected an int >= 1, got 0"),
     (["verify", "--model", "minilm", "--theorem", "nope"], "theorem 'nope' is not checked on real weights"),
     (["verify", "--steps", "5"], "--steps only applies with --model"),
+    (["verify", "--model", "minilm", "--atlas"], "--atlas cannot be combined with --model"),
     (["verify", "--model", "minilm", "--prefix-length", "0"], "n_p: expected an int >= 1, got 0"),
 ])
 def test_cli_usage_errors(capsys, argv, message):
