@@ -28,10 +28,15 @@ MLP gate ``2 gamma_4``, the decoder ``2 V gamma_4`` (each logit has error at mos
 is a standard a-priori model assuming IEEE round-to-nearest and an ``exp``
 accurate to a few ulps; it is not a machine-checked proof about XLA's kernels.
 
-Two-token digit decoder: the float path is certified when every intermediate
-value is exactly representable (``(k+1) b + 3 <= mantissa bits``, ``b = log2 B``)
-and the leaked attention mass rounds away (``4 n e^{-T} <= u``), so the float
-computation IS the ideal one.  In exact arithmetic the selected packed number is
+Two-token digit decoder: the float path is certified when the leaked attention
+mass rounds away (``4 n e^{-T} <= u``: the computed weights are exactly 1 and
+e^-T, and 1 + e^-T rounds to 1) and every pre-activation is a sum of terms that
+are multiples of one granularity whose absolute values add up to less than
+``2^mantissa`` granules (``(k+1) b + 3 <= mantissa bits``, ``b = log2 B``; the
+decoder is built so that only BOUNDED units are summed).  Then every partial sum,
+in whatever order XLA accumulates it, is exactly representable, and the float
+computation IS the ideal one.  (A first design summed unbounded ramp units and
+lost exactness under vmapped float32 matmuls; the test suite now checks float32.)  In exact arithmetic the selected packed number is
 off by at most ``2(1 + s)/(e^T + 2) < 4/(e^T + 2)`` and every digit is exact when
 that is below ``B^{-k}/4``: ``e^T > 16 B^k - 2`` (sufficient, not tight).
 """

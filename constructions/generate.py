@@ -56,31 +56,36 @@ def _generate(params, arch, context, prompt, n_new: int, method: str) -> Generat
     def outputs(buf):
         logits, cache = _forward_logits(params, arch, buf, context)
         chosen = logits[out_slots]
-        return jnp.argmax(chosen, axis=-1).astype(jnp.int32), chosen, cache
+        pattern = cache["blocks.0.attn.hook_pattern"][0]     # [N, N], head 0
+        mass = pattern[n_p + out_slots, :n_p].sum(-1)
+        return jnp.argmax(chosen, axis=-1).astype(jnp.int32), chosen, mass
 
+    d_vocab = arch.d_vocab
+    dtype = params["unembed"]["W_U"].dtype
     if method == "sequential":
-        def step(i, buf):
-            logits, _ = _forward_logits(params, arch, buf, context)
-            token = jnp.argmax(logits[n_prompt - 1 + i]).astype(jnp.int32)
-            return buf.at[n_prompt + i].set(token, mode="drop")
-        buf = jax.lax.fori_loop(0, n_new, step, buf)
-        passes = jnp.asarray(n_new)
-    else:
-        def cond(state):
-            _, changed, it = state
-            return changed & (it <= n_new)
+        def step(i, state):
+            buf, chosen, mass = state
+            tokens, logits, m = outputs(buf)                     # position n_prompt-1+i only depends on buf[:..+i]
+            token = tokens[i]
+            chosen = chosen.at[i].set(logits[i])
+            mass = mass.at[i].set(m[i])
+            return buf.at[n_prompt + i].set(token, mode="drop"), chosen, mass
+        init = (buf, jnp.zeros((n_new, d_vocab), dtype), jnp.zeros(n_new, dtype))
+        buf, chosen, mass = jax.lax.fori_loop(0, n_new, step, init)
+        tokens = jnp.argmax(chosen, axis=-1).astype(jnp.int32)
+        return Generation(tokens, jnp.asarray(n_new), chosen, mass)
 
-        def body(state):
-            buf, _, it = state
-            tokens, _, _ = outputs(buf)
-            new = buf.at[n_prompt:].set(tokens[:-1]) if n_new > 1 else buf
-            return new, jnp.any(new != buf), it + 1
-        buf, _, passes = jax.lax.while_loop(cond, body, (buf, jnp.asarray(True), jnp.asarray(0)))
-    tokens, chosen, cache = outputs(buf)
-    if method == "sequential":
-        passes = passes + 1
-    pattern = cache["blocks.0.attn.hook_pattern"][0]         # [N, N], head 0
-    mass = pattern[n_p + out_slots, :n_p].sum(-1)
+    def cond(state):
+        return state[1] & (state[2] <= n_new)
+
+    def body(state):
+        buf, _, it, _, _, _ = state
+        tokens, chosen, mass = outputs(buf)
+        new = buf.at[n_prompt:].set(tokens[:-1]) if n_new > 1 else buf
+        return new, jnp.any(new != buf), it + 1, tokens, chosen, mass
+    init = (buf, jnp.asarray(True), jnp.asarray(0), jnp.zeros(n_new, jnp.int32),
+            jnp.zeros((n_new, d_vocab), dtype), jnp.zeros(n_new, dtype))
+    _, _, passes, tokens, chosen, mass = jax.lax.while_loop(cond, body, init)
     return Generation(tokens, passes, chosen, mass)
 
 

@@ -11,7 +11,7 @@ companion code decodes the packed number with a Python function; here the
 model's own ReLU MLP does it, so the whole map runs through
 :func:`theory.model.forward`.
 
-Model (one layer, two heads, ReLU MLP of depth ``k + 3``, no LayerNorm)::
+Model (one layer, two heads, ReLU MLP of depth ``2k + 3``, no LayerNorm)::
 
     residual = [ val (V G) | tok (V) | u1 (V) | pos (3) | out (1) ]
     position 0: virtual token s;  position 1: x1;  position 2: x2 (read its logits)
@@ -21,10 +21,10 @@ Model (one layer, two heads, ReLU MLP of depth ``k + 3``, no LayerNorm)::
 * MLP layer 1: ``a[x1', g] = ReLU(val[x1', g] + u1[x1'] - 1)`` (keeps row x1) and
   ``ReLU(tok)`` (x2 one-hot); layer 2: ``w_g = ReLU(sum a[., g] + [x2 in group g] - 1)``
   (keeps the coordinate holding digit x2) and the one-hot of ``i = x2 mod k``;
-* layers 3 .. k+2 extract digits: ``d = sum_m step(B r - m)`` with ramps
-  ``ReLU(2y/delta + 3/2) - ReLU(2y/delta + 1/2)`` placed between attainable values
-  (``delta = B^-(k-1-i)``), ``r <- B r - d``; digit ``i`` is gated by the one-hot and
-  accumulated; ``out = d_{x2}`` (an integer);
+* two layers per digit extract it: ``d = sum_m step(B r - m)`` with the ramp
+  ``step = min(ReLU(2y/delta + 3/2), 1) = 1 - ReLU(1 - ReLU(2y/delta + 3/2))`` placed
+  between attainable values (``delta = B^-(k-1-i)``), ``r <- B r - d``; digit ``i`` is
+  gated by the one-hot and accumulated; ``out = d_{x2}`` (an integer);
 * unembedding ``logit_t = 2 t z - t^2`` (argmax = the integer nearest z).
 
 Certificates: :func:`constructions.certificates.two_token_certificate`; the exact
@@ -79,11 +79,11 @@ def two_token_model(V: int, k: int | None = None, T: float | None = None, dtype=
     T = check_temperature(T)
     G = -(-V // k)
     L = Layout(val=V * G, tok=V, u1=V, pos=3, out=1)
-    width = max(V * G + V, G + k, 2 * (V - 1) + k + 3) + 1      # + a constant unit 'one'
+    width = max(V * G + V, G + k, (V - 1) + k + 3) + 1      # + a constant unit 'one'
     d_head = max(V * G, V)
     arch = validate_architecture(Architecture(
         name=f"construction-two-token-V{V}-k{k}", n_layers=1, n_heads=2, d_model=L.d, d_head=d_head, d_mlp=width,
-        d_vocab=V, n_ctx=3, positional="learned", norm="none", causal=True, mlp_act="relu", mlp_depth=k + 3,
+        d_vocab=V, n_ctx=3, positional="learned", norm="none", causal=True, mlp_act="relu", mlp_depth=2 * k + 3,
         temperature=T, final_norm=False,
         description="two-token construction: one virtual token encodes any map [V]^2 -> [V], decoded by the MLP"))
     P = zero_params(arch)
@@ -108,7 +108,14 @@ def two_token_model(V: int, k: int | None = None, T: float | None = None, dtype=
 
 
 def _digit_mlp(mlp: dict, L: Layout, V: int, k: int, G: int, B: int) -> None:
-    """Write the digit-extracting ReLU MLP (see the module docstring) into ``mlp`` (numpy, in place)."""
+    """Write the digit-extracting ReLU MLP (see the module docstring) into ``mlp`` (numpy, in place).
+
+    Hidden layers: 1 (row select), 2 (group select), then for each digit i a pair
+    A_i (``u_m = ReLU(g_m)``, ``g_m = (2/delta_i)(B r_i - m) + 3/2``) and B_i
+    (``v_m = ReLU(1 - u_m)``), so that ``step_m = min(u_m, 1) = 1 - v_m`` and the digit
+    ``d_i = M - sum_m v_m`` is a sum of BOUNDED units (a sum of the unbounded ``u_m``
+    would need far more mantissa bits); finally a gate layer F.  Depth 2k + 3.
+    """
     W_in, b_in, Wh, bh, W_out = mlp["W_in"], mlp["b_in"], mlp["W_hidden"], mlp["b_hidden"], mlp["W_out"]
     one = W_in.shape[1] - 1        # a unit equal to 1 in every layer: small offsets ride on it, so that no
     b_in[one] = 1.0                # single weight mixes B^(k-1) and 1/2 (every weight stays exact in float64)
@@ -131,45 +138,43 @@ def _digit_mlp(mlp: dict, L: Layout, V: int, k: int, G: int, B: int) -> None:
         bh[0][g] = -1.0
     for j in range(V):
         Wh[0][p2[j], G + j % k] = 1.0
-    # iteration layers 3 .. k+2 (hidden index 1 .. k) and the final gate layer (hidden index k+1)
-    M = V - 1
-    stp, stm = np.arange(M), M + np.arange(M)          # st+[m], st-[m] for m = 1..V-1
-    rr, cc, gd, acc = 2 * M, 2 * M + 1 + np.arange(k), 2 * M + 1 + k, 2 * M + 2 + k
+    M = V - 1                                          # steps m = 1..V-1
+    um = np.arange(M)                                  # u_m (layers A) / v_m (layers B)
+    rr, cc, gd, acc = M, M + 1 + np.arange(k), M + 1 + k, M + 2 + k
     ms = np.arange(1, V, dtype=np.float64)
-    for i in range(k + 1):
-        W, bias = Wh[i + 1], bh[i + 1]
-        if i == 0:     # inputs from layer 2: r_0 = sum_g w[g]; c from G + i'
-            r_terms = [(g, 1.0) for g in range(G)]
-            d_terms = []
-            c_src = G + np.arange(k)
-        else:          # inputs from the previous iteration layer: r_i = B rr - d, d = sum(st+ - st-)
-            r_terms = [(rr, float(B))]
-            d_terms = [(u, 1.0) for u in stp] + [(u, -1.0) for u in stm]
-            c_src = cc
-        if i < k:
-            inv = 2.0 * float(B) ** (k - 1 - i)           # 2 / delta_i
-            for src, coef in r_terms:                     # y_m = B r_i - m, ramps at (2y/delta + 3/2), (... + 1/2)
-                W[src, stp] += inv * B * coef
-                W[src, stm] += inv * B * coef
-            for src, coef in d_terms:
-                W[src, stp] -= inv * B * coef
-                W[src, stm] -= inv * B * coef
-            bias[stp] = -inv * ms
-            bias[stm] = -inv * ms
-            W[one, stp] = 1.5
-            W[one, stm] = 0.5
-            for src, coef in r_terms:
-                W[src, rr] += coef
-            for src, coef in d_terms:
-                W[src, rr] -= coef
-            W[c_src, cc] = 1.0
-        if i > 0:      # gate the previous digit by c[i-1] and accumulate
-            for src, coef in d_terms:
-                W[src, gd] += coef
-            W[c_src[i - 1], gd] += float(B)
-            bias[gd] = -float(B)
-            W[gd, acc] = 1.0
-            W[acc, acc] = 1.0
+    Bf = float(B)
+
+    def gate(W, bias, src_v, src_cc):                  # ReLU(d + B c - B), d = M - sum v
+        W[src_v, gd] = -1.0
+        W[src_cc, gd] = Bf
+        bias[gd] = float(M) - Bf
+
+    for i in range(k):
+        A, bA, Bm, bB = Wh[1 + 2 * i], bh[1 + 2 * i], Wh[2 + 2 * i], bh[2 + 2 * i]
+        inv = 2.0 * Bf ** (k - 1 - i)                  # 2 / delta_i
+        if i == 0:     # source: layer 2; r_0 = sum_g w[g]
+            r_terms, r_const, c_src = [(g, 1.0) for g in range(G)], 0.0, G + np.arange(k)
+        else:          # source: B_{i-1}; r_i = B rr + sum v - M
+            r_terms, r_const, c_src = [(rr, Bf)] + [(v, 1.0) for v in um], -float(M), cc
+        for src, coef in r_terms:
+            A[src, um] += inv * Bf * coef
+            A[src, rr] += coef
+        bA[um] = -inv * (ms - Bf * r_const)
+        A[one, um] = 1.5
+        bA[rr] = r_const
+        A[c_src, cc] = 1.0
+        if i > 0:
+            gate(A, bA, um, cc[i - 1])
+            A[acc, acc] = 1.0
+        Bm[um, um] = -1.0                              # v_m = ReLU(1 - u_m)
+        bB[um] = 1.0
+        Bm[rr, rr] = 1.0
+        Bm[cc, cc] = 1.0
+        Bm[acc, acc] = 1.0                             # acc <- acc + gated digit
+        Bm[gd, acc] = 1.0
+    F, bF = Wh[2 * k + 1], bh[2 * k + 1]
+    gate(F, bF, um, cc[k - 1])
+    F[acc, acc] = 1.0
     W_out[gd, L["out"][0]] = 1.0
     W_out[acc, L["out"][0]] = 1.0
 
