@@ -35,10 +35,10 @@ class Ceiling(NamedTuple):
         exponent = {"unconditional": f"V^N = {c.V}^{c.n_out}", "conditional": f"V^(V N0) = {c.V}^{c.V * c.n_out}",
                     "two_token": f"V^(V^2) = {c.V}^{c.V ** 2}"}[c.kind]
         digits = len(str(self.virtual_reachable)) if self.virtual_reachable else 0
-        reach = (f"{exponent} (~1e{digits - 1}), certified" if self.virtual_reachable
-                 else "not certified at this temperature")
+        reach = (f"one virtual token reaches all {exponent} (~1e{digits - 1}), certified" if self.virtual_reachable
+                 else "virtual tokens: not certified at this temperature")
         return (f"hard-prompt ceiling: {self.hard_tokens} single hard tokens give {self.hard_distinct} distinct "
-                f"{what} (at most {c.arch.d_vocab}); one virtual token reaches {reach}")
+                f"{what} (at most {c.arch.d_vocab}); {reach}")
 
 
 def hard_token_ceiling(construction: Construction) -> Ceiling:

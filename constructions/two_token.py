@@ -70,7 +70,8 @@ def two_token_model(V: int, k: int | None = None, T: float | None = None, dtype=
         raise ToolkitError(
             f"two-token construction: V={V} with k={k} base-{B} digits per coordinate needs {(k + 1) * b + 3} "
             f"mantissa bits, {name} has {MANTISSA[name]} (largest certifiable: k={k_float}); remedies: exact mode "
-            f"(exact=True / --exact), fewer digits per coordinate (k <= {k_float}, hidden size grows), or float64")
+            f"(exact=True / --exact), fewer digits per coordinate (k <= {k_float}, hidden size grows)"
+            f"{', or float64' if name == 'float32' else ''}")
     if T is None:
         if exact:
             T = math.ceil(log_up(two_token_bounds(V, k))) + 1.0
