@@ -19,7 +19,7 @@ from experiments.tasks import RANDOM_TASKS
 from theory.errors import unknown_name
 
 N_P_ATTN = 1          # new-attention experiment: one prefix position (paper n_p = 1)
-N_P_ELICIT = 1        # elicitation: one prefix position
+N_P_ELICIT = 4        # elicitation: four prefix positions (the paper does not state n_p here)
 N_P_COMBINE = 10      # combine / LoRA model (paper n_p = 10; 12 in the LoRA row, see lora())
 PAPER_ATTN_STEPS = {"pretrain": 20000, "finetune": 10000, "prefix": 40000}
 FOUR = list(RANDOM_TASKS)

@@ -93,11 +93,12 @@ def test_impossible_settings():
 def test_parameter_counts(base):
     key = jax.random.PRNGKey(1)
     L, d = ARCH.n_layers, ARCH.d_model
-    pf = A.init_trainable(A.Adaptation("prefix", 10), ARCH, base, key)
-    lo = A.init_trainable(A.Adaptation("lora", 10, rank=1, targets=("mlp",)), ARCH, base, key)
+    pf = A.init_trainable(A.Adaptation("prefix", 3), ARCH, base, key)
     kv = A.init_trainable(A.Adaptation("kv_prefix", 3), ARCH, base, key)
-    lo_attn = A.init_trainable(A.Adaptation("lora", 1, rank=2, targets=("W_Q", "W_O")), ARCH, base, key)
-    assert A.n_trainable(pf) == L * 10 * d == A.n_trainable(lo)       # d_mlp = 4 d: equal counts at n_p = 10
+    lo = A.init_trainable(A.Adaptation("lora", 3, rank=1, targets=("mlp",)), ARCH, base, key)
+    lo_attn = A.init_trainable(A.Adaptation("lora", 3, rank=2, targets=("W_Q", "W_O")), ARCH, base, key)
+    assert A.n_trainable(pf) == L * 3 * d
+    assert A.n_trainable(lo) == L * 10 * d          # d_mlp = 4 d: equals a prefix with n_p = 10
     assert A.n_trainable(kv) == 2 * L * ARCH.n_heads * 3 * ARCH.d_head
     assert A.n_trainable(lo_attn) == L * 2 * (2 * d + 2 * d)
 
@@ -132,13 +133,13 @@ def test_lora_update_is_low_rank(base):
 # ----------------------------------------------------------------------------- decoding
 
 def test_greedy_matches_python_loop(base):
-    adapt = A.Adaptation("prefix", 2)
+    adapt = A.Adaptation("prefix", 3)
     tr = A.init_trainable(adapt, ARCH, base, jax.random.PRNGKey(0))
     tr = {"states": tr["states"] + jax.random.normal(jax.random.PRNGKey(5), tr["states"].shape)}
-    x = tasks.test_inputs(0, 4)
+    x = tasks.test_inputs(0, 2)
     fast = np.asarray(greedy(ARCH, adapt, base, tr, jnp.asarray(x)))
     params, ctx = A.apply(adapt, ARCH, base, tr)
-    for b in range(4):
+    for b in range(2):
         seq = list(x[b])
         for t in range(10):
             logits, _ = forward(params, ARCH, jnp.asarray(seq + [0] * (19 - len(seq)), jnp.int32), ctx)
@@ -154,10 +155,10 @@ def test_claim_reports_violations():
 # ----------------------------------------------------------------------------- training + checkpoints
 
 def test_training_lowers_loss_and_resumes_identically(base, tmp_path):
-    adapt = A.Adaptation("prefix", 2)
+    adapt = A.Adaptation("prefix", 3)
     cfg = TrainConfig("add1", steps=20, lr=1e-2, chunk=10, ckpt_every=10)
     full, info = train("run", ARCH, adapt, base, cfg, str(tmp_path / "a"), progress=False)
-    assert info["final_loss"] is not None and info["n_params"] == 2 * 2 * 16
+    assert info["final_loss"] is not None and info["n_params"] == 2 * 3 * 16
     seqs = jnp.asarray(tasks.make_batch("add1", 9, 0, 64))
     init = A.init_trainable(adapt, ARCH, base, jax.random.PRNGKey(0))
     assert float(loss_fn(full, base, ARCH, adapt, seqs)) < float(loss_fn(init, base, ARCH, adapt, seqs))
@@ -182,22 +183,22 @@ def _train_partial(arch, adapt, base, cfg, run_dir, stop):
 
 
 def test_checkpoint_mismatch_and_corruption(base, tmp_path):
-    adapt = A.Adaptation("prefix", 2)
-    cfg = TrainConfig("add1", steps=10, lr=1e-2, chunk=10)
+    adapt = A.Adaptation("prefix", 3)
+    cfg = TrainConfig("add1", steps=20, lr=1e-2, chunk=10)
     d = str(tmp_path)
     train("run", ARCH, adapt, base, cfg, d, progress=False)
     path = os.path.join(d, "run.npz")
     before = open(path, "rb").read()
     with pytest.raises(ToolkitError, match="belongs to a different run.*--fresh"):
-        train("run", ARCH, adapt, base, TrainConfig("add2", steps=10, lr=1e-2, chunk=10), d, progress=False)
+        train("run", ARCH, adapt, base, TrainConfig("add2", steps=20, lr=1e-2, chunk=10), d, progress=False)
     assert open(path, "rb").read() == before                          # nothing overwritten
     # --fresh replaces it explicitly
-    train("run", ARCH, adapt, base, TrainConfig("add2", steps=10, lr=1e-2, chunk=10), d, fresh=True, progress=False)
+    train("run", ARCH, adapt, base, TrainConfig("add2", steps=20, lr=1e-2, chunk=10), d, fresh=True, progress=False)
     assert open(path, "rb").read() != before
     with open(path, "wb") as fh:
         fh.write(b"not a checkpoint")
     with pytest.raises(ToolkitError, match="corrupt checkpoint"):
-        train("run", ARCH, adapt, base, TrainConfig("add2", steps=10, lr=1e-2, chunk=10), d, progress=False)
+        train("run", ARCH, adapt, base, TrainConfig("add2", steps=20, lr=1e-2, chunk=10), d, progress=False)
     # right settings, wrong shapes
     settings = {"k": 1}
     checkpoint.save(path, {"states": jnp.zeros((2, 3, 16))}, 5, settings)
