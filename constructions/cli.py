@@ -11,8 +11,6 @@ the certificate of the model it used.  Bad input exits with code 2.
 """
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 
 from theory.errors import ToolkitError
@@ -191,7 +189,7 @@ def _run_pairs(args) -> int:
 
 
 def _run_certificate(args) -> int:
-    from constructions.certificates import derivation, scalar_certificate, two_token_certificate
+    from constructions.certificates import derivation, scalar_certificate
     from constructions.conditional import conditional_model
     from constructions.two_token import two_token_model
     from constructions.unconditional import default_temperature
