@@ -339,7 +339,7 @@ def derivation(kind: str = "unconditional") -> Derivation:
         dn = {_y: (V - 1) * (1 - _be)}
         what = ("z = val[x] + user[x] - 1 with val[x] = A m(x)/V + S/(e^T+p) (S >= 0: the other virtual tokens' "
                 "values, S <= (N0-1)(V-1)/V) and user[x] = A + C/(e^T+p) (C: repeats of x among the r earlier "
-                "response tokens, C <= r); p = N0 + r. Non-selected slots stay <= 0 when L < 1/V.")
+                "response tokens, C <= r); p = N0 + r.")
     steps = [Step(A + L, 1, "attention weights of the intended key and the p leaking keys sum to 1")]
     steps.append(Step(z - _y / V, err, "decoded scalar minus its target: the leakage error"))
     if kind == "unconditional":
@@ -351,6 +351,11 @@ def derivation(kind: str = "unconditional") -> Derivation:
         steps.append(Step(-err.subs(up), pos, "upper side: S, C at most their bounds minus sigma, kappa >= 0, "
                                               "p = N0 + r, target (V-1) beta"))
         steps.append(Step(pos, 0, "so the error is never positive", ">"))
+        other = ((V - 1) / V * (_e + n0) + r) / (_e + n0 + 1 + r) - 1
+        steps.append(Step(other, -((_e + n0) / V + 1) / (_e + n0 + 1 + r),
+                          "a non-selected slot i != x: val[i] <= (V-1)/V (e^T + N0 - 1)/(e^T+p), user[i] <= r/(e^T+p)"))
+        steps.append(Step(-other, 0, "so ReLU(val[i] + user[i] - 1) = 0 at every temperature: only slot x "
+                                     "reaches the decoder", ">"))
     steps.append(Step(L * c + err.subs(dn), sp.simplify(L * c + err.subs(dn)),
                       "lower side, target y = (V-1)(1-beta), beta in [0,1]"))
     steps.append(Step(L * c + err.subs(dn), 0, "hence z - target >= -L c, so |z - target| <= L c", ">="))
@@ -384,11 +389,15 @@ def _two_token_derivation() -> Derivation:
     A = _e * b
     Bk = sp.Symbol("B^k", positive=True)
     q = sp.Symbol("q", nonnegative=True)    # [x1 == x2]
+    qc = sp.Symbol("qc", nonnegative=True)  # 1 - [x1' == x2]
     a = A * s + A + q * b - 1
     steps = (
         Step(A + 2 * b, 1, "three keys: the intended one (logit T) and two with logit 0"),
         Step(a - s, -2 * b * (s + 1) + q * b,
              "selected slot val + user - 1 = A s + A + [x1=x2] b - 1: error -2b(s+1) + [x1=x2] b"),
+        Step(1 - (A * (1 - s) + (1 - qc) * b), A * s + qc * b + b,
+             "a row x1' != x1: 1 - (val + u1) with val = A s', s' = 1 - s < 1, u1 = [x1'=x2] b = (1 - qc) b ..."),
+        Step(A * s + qc * b + b, 0, "... is positive, so ReLU(val + u1 - 1) = 0: only row x1 survives", ">"),
         Step(2 * b * (s + 1) - q * b, b * (2 * s + 2 - q), "error magnitude (q in {0,1}, s in [0,1))"),
         Step(4 * b - b * (2 * s + 2 - q), b * (2 - 2 * s + q), "hence |error| < 4/(e^T+2)"),
         Step(sp.Rational(1, 4) / Bk - 4 * b, (_e + 2 - 16 * Bk) / (4 * Bk * (_e + 2)),
