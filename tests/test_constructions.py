@@ -20,7 +20,7 @@ from constructions.exact import ExactModel
 from constructions.two_token import pair_token_exact
 from theory.cli import main
 from theory.compare import compare
-from theory.context import SoftPrompt
+from theory.context import Prefix, SoftPrompt
 from theory.errors import ToolkitError
 from theory.model import forward
 from theory.params import init_params
@@ -101,6 +101,10 @@ def test_section3_identities_hold_on_the_construction(demo):
     res = jax.jit(compare, static_argnums=0)(c.arch, trial)
     assert float(res.attention_residual.max()) <= TOL_F64 and float(res.output_residual.max()) <= TOL_F64
     assert 0.05 < float(res.prefix_mass.mean()) < 0.95                    # not vacuous
+    states = (ctx.embeddings + c.params["embed"]["W_pos"][:1])[None]        # the same token as a Prefix
+    res_p = jax.jit(compare, static_argnums=0)(c.arch, trial._replace(context=Prefix(states)))
+    np.testing.assert_allclose(res_p.prefix_mass, res.prefix_mass, rtol=1e-12)
+    assert float(res_p.output_residual.max()) <= TOL_F64
     broken = c.arch.replace(attention="broken_prefix_denominator")      # negative control
     bad = jax.jit(compare, static_argnums=0)(broken, trial)
     assert float(bad.attention_residual.max()) > 1e-3
