@@ -199,6 +199,22 @@ def test_two_token_exact_mode_beyond_float64():
     np.testing.assert_array_equal(out, table[pairs[:, 0], pairs[:, 1]])
 
 
+def test_two_token_bound_is_nearly_tight_in_exact_mode():
+    """V=4, k=4 in exact arithmetic: correct just above e^T = 16 B^k - 2, a wrong digit 0.2 below it."""
+    V = 4
+    T_b = math.log(16 * 4 ** 4 - 2)
+    table = np.array([[3, 0, 0, 0]] * V)                      # s = 0.3000 (base 4): the ramp at y = 0 is hit
+    random = np.random.default_rng(2).integers(0, V, (V, V))
+    pairs = all_pairs(V)
+    above = two_token_model(V, 4, T=T_b + 1e-3, exact=True)
+    assert above.certificate.certified
+    for t in (table, random):
+        np.testing.assert_array_equal(exact_two_token_table(above, t), t[pairs[:, 0], pairs[:, 1]])
+    below = two_token_model(V, 4, T=T_b - 0.2, exact=True)
+    assert not below.certificate.certified
+    assert (exact_two_token_table(below, table) != table[pairs[:, 0], pairs[:, 1]]).any()
+
+
 def test_exact_evaluator_agrees_with_the_float_model():
     c = two_token_model(10)
     table = np.random.default_rng(1).integers(0, 10, (10, 10))
