@@ -22,10 +22,12 @@ API (small and stable; used by the capacity-counting code)::
     c.certificate.certified / .T_min / .V_max / .N_max        # proof-checked correctness
     scalar_certificate(kind, V, n, T, dtype), two_token_certificate(V, k, T, dtype, exact_mode)
     derivation(kind)                                          # the sympy derivation of the condition
+    section3_residuals(c, ctx, tokens)                        # the §3 theorem checks on a construction
 
 ``prefix-theory construct ...`` is the command line (see :mod:`constructions.cli`).
 """
 from constructions.ceiling import Ceiling, hard_token_ceiling
+from constructions.checks import construction_trial, section3_residuals
 from constructions.certificates import Certificate, derivation, scalar_certificate, two_token_certificate
 from constructions.common import Construction
 from constructions.conditional import conditional_model, map_tokens, worst_table
@@ -35,8 +37,8 @@ from constructions.unconditional import unconditional_model, virtual_token, virt
 from constructions.vocab import ASCII, Vocabulary
 
 __all__ = [
-    "ASCII", "Ceiling", "Certificate", "Construction", "Generation", "Vocabulary", "all_pairs", "conditional_model",
+    "ASCII", "Ceiling", "Certificate", "Construction", "Generation", "Vocabulary", "all_pairs", "conditional_model", "construction_trial",
     "derivation", "exact_two_token_table", "greedy_generate", "greedy_generate_batch", "hard_token_ceiling",
-    "map_tokens", "pair_token", "scalar_certificate", "two_token_certificate", "two_token_model",
+    "map_tokens", "pair_token", "scalar_certificate", "section3_residuals", "two_token_certificate", "two_token_model",
     "unconditional_model", "virtual_token", "virtual_tokens", "worst_sequence", "worst_table",
 ]

@@ -15,6 +15,7 @@ import theory  # noqa: F401
 from constructions import (ASCII, all_pairs, conditional_model, derivation, exact_two_token_table, greedy_generate,
                            greedy_generate_batch, hard_token_ceiling, map_tokens, pair_token, scalar_certificate,
                            two_token_model, unconditional_model, virtual_token, virtual_tokens, worst_sequence)
+from constructions.checks import construction_trial, section3_residuals
 from constructions.examples import animals_map, load_map, map_table, swapcase_map
 from constructions.exact import ExactModel
 from constructions.two_token import pair_token_exact
@@ -26,7 +27,6 @@ from theory.model import forward
 from theory.params import init_params
 from theory.symbolic import Step
 from theory.tolerances import TOL_F64
-from theory.trials import Trial
 
 TEXT = "I love transformers!"
 
@@ -97,8 +97,9 @@ def test_section3_identities_hold_on_the_construction(demo):
     c = unconditional_model(ASCII.size, len(TEXT), T=2.0)       # low T: content keeps visible attention
     ctx = virtual_token(c, ASCII.encode(TEXT))
     tokens = jnp.asarray([c.bos] + ASCII.encode(TEXT)[:-1])
-    trial = Trial(c.params, c.params, tokens, ctx, jnp.ones(len(TEXT) + 1, bool))
+    trial = construction_trial(c, ctx, tokens)
     res = jax.jit(compare, static_argnums=0)(c.arch, trial)
+    assert max(section3_residuals(c, ctx, tokens).values()) <= TOL_F64      # the registered theorem checks
     assert float(res.attention_residual.max()) <= TOL_F64 and float(res.output_residual.max()) <= TOL_F64
     assert 0.05 < float(res.prefix_mass.mean()) < 0.95                    # not vacuous
     states = (ctx.embeddings + c.params["embed"]["W_pos"][:1])[None]        # the same token as a Prefix
