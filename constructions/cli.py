@@ -1,6 +1,6 @@
 """``prefix-theory construct``: run the capacity constructions of THEORY.md §2.
 
-    prefix-theory construct unconditional "I love transformers!" [--N N] [--T T] [--dtype float32]
+    prefix-theory construct unconditional "I love transformers!" [--N N] [--T T] [--dtype float32] [--section3]
     prefix-theory construct map (--example swapcase|animals | --json FILE) [--input C] [--T T]
     prefix-theory construct pairs [--V 10] [--seed 0] [--digits K] [--exact] [--T T]
     prefix-theory construct certificate unconditional|conditional|two_token --V V [--N N] [--T T] [--derive]
@@ -28,6 +28,8 @@ def add_parser(subparsers) -> None:
     u.add_argument("--N", type=int, help="model length N (default: len(TEXT))")
     _common(u)
     u.add_argument("--method", choices=("jacobi", "sequential"), default="jacobi", help="greedy decoding algorithm")
+    u.add_argument("--section3", action="store_true",
+                   help="also run the registered §3 theorem checks on this model with its virtual token")
     u.set_defaults(run=_run_unconditional)
 
     m = sub.add_parser("map", help="Theorem 2: virtual tokens encode a map from a user token to a response")
@@ -110,6 +112,12 @@ def _run_unconditional(args) -> int:
           f"passes, {args.method})")
     print(c.certificate.summary())
     print(hard_token_ceiling(c).summary(c))
+    if args.section3:
+        from constructions.checks import section3_residuals
+        from theory.tolerances import TOL_F64
+        res = section3_residuals(c, ctx, [c.bos] + list(out[:-1]))
+        print("§3 checks on this model: " + ", ".join(
+            f"{tid} residual {r:.2e} ({'holds' if r <= TOL_F64 else 'VIOLATED'})" for tid, r in res.items()))
     return 0 if ok else 1
 
 
