@@ -108,8 +108,9 @@ def greedy_generate(construction: Construction, context, prompt=None, n_new: int
     n_new = c.n_out if n_new is None else n_new
     if not isinstance(n_new, int) or n_new < 1:
         raise ToolkitError(f"n_new: expected an int >= 1, got {n_new!r}")
-    if prompt.ndim != 1 or prompt.shape[0] < 1:
-        raise ToolkitError(f"prompt: expected a 1-D list of at least one token id, got shape {prompt.shape}")
+    if prompt.ndim != 1 or prompt.shape[0] != c.n_prompt:
+        raise ToolkitError(f"prompt: the {c.kind} construction reads {c.n_prompt} content token(s) before its "
+                           f"output, got shape {tuple(prompt.shape)}")
     validate_context(context, c.arch)
     n_p = context.n_virtual
     if n_p + prompt.shape[0] + n_new - 1 > c.arch.n_ctx:
@@ -129,8 +130,15 @@ def greedy_generate_batch(construction: Construction, contexts, prompts, n_new: 
                           method: str = "jacobi") -> Generation:
     """vmapped :func:`greedy_generate`: contexts with a leading batch axis, prompts ``[B, n_prompt]``."""
     c = construction
-    prompts = jnp.asarray(np.asarray(prompts, np.int32))
-    if prompts.ndim != 2:
-        raise ToolkitError(f"prompts: expected shape [batch, n_prompt], got {prompts.shape}")
+    prompts = np.asarray(prompts)
+    if prompts.ndim != 2 or prompts.shape[1] != c.n_prompt or not np.issubdtype(prompts.dtype, np.integer):
+        raise ToolkitError(f"prompts: expected integer token ids of shape [batch, n_prompt={c.n_prompt}], "
+                           f"got shape {prompts.shape} and dtype {prompts.dtype}")
+    if prompts.size and (prompts.min() < 0 or prompts.max() >= c.arch.d_vocab):
+        raise ToolkitError(f"prompts: token ids must lie in [0, {c.arch.d_vocab}), got {prompts.min()}..{prompts.max()}")
+    prompts = jnp.asarray(prompts.astype(np.int32))
     n_new = c.n_out if n_new is None else n_new
+    if not isinstance(n_new, int) or n_new < 1 or c.n_virtual + c.n_prompt + n_new - 1 > c.arch.n_ctx:
+        raise ToolkitError(f"n_new: expected an int in [1, {c.arch.n_ctx - c.n_virtual - c.n_prompt + 1}], "
+                           f"got {n_new!r}")
     return _generate_batch(c.params, c.arch, contexts, prompts, n_new, method)

@@ -258,6 +258,8 @@ def test_bad_input_errors(demo, tmp_path):
         virtual_token(demo, [1] * (len(TEXT) + 1))
     with pytest.raises(ToolkitError, match="float64"):
         unconditional_model(5000, 20, dtype=jnp.float32)
+    with pytest.raises(ToolkitError, match="reads 1 content token"):
+        greedy_generate(demo, virtual_token(demo, [1, 2]), [demo.bos, 3])
     bad_key = tmp_path / "key.json"
     bad_key.write_text(json.dumps({"\u00e9": "a"}))
     with pytest.raises(ToolkitError, match="outside the vocabulary"):
