@@ -27,6 +27,8 @@ def add_parser(subparsers) -> None:
     u.add_argument("text", help="the sequence to generate (characters of the vocabulary)")
     u.add_argument("--N", type=int, help="model length N (default: len(TEXT))")
     _common(u)
+    u.add_argument("--vocab", choices=("printable", "graphic"), default="printable",
+                   help="printable: space + the 94 graphic ASCII characters (default); graphic: the 94 only")
     u.add_argument("--method", choices=("jacobi", "sequential"), default="jacobi", help="greedy decoding algorithm")
     u.add_argument("--section3", action="store_true",
                    help="also run the registered §3 theorem checks on this model with its virtual token")
@@ -37,6 +39,8 @@ def add_parser(subparsers) -> None:
     src.add_argument("--example", help="built-in map: swapcase | animals (capitals -> animals, small -> foods)")
     src.add_argument("--json", metavar="FILE", help='user map, a JSON object {"a": "response", ...}')
     m.add_argument("--input", help="respond to this one character (default: print the whole table)")
+    m.add_argument("--vocab", choices=("printable", "graphic"), default="printable",
+                   help="printable: space + the 94 graphic ASCII characters (default); graphic: the 94 only")
     _common(m)
     m.set_defaults(run=_run_map)
 
@@ -64,6 +68,11 @@ def add_parser(subparsers) -> None:
     h.set_defaults(run=_run_ceiling)
 
 
+def _vocab(args):
+    from constructions.vocab import ASCII, GRAPHIC, Vocabulary
+    return ASCII if args.vocab == "printable" else Vocabulary(GRAPHIC)
+
+
 def _common(p) -> None:
     p.add_argument("--T", type=float, help="inverse temperature (default: smallest certified value, rounded up, + 1)")
     p.add_argument("--dtype", choices=DTYPES, default="float64", help="dtype of the weights (default float64)")
@@ -85,7 +94,7 @@ def _run_unconditional(args) -> int:
     from constructions.ceiling import hard_token_ceiling
     from constructions.generate import greedy_generate
     from constructions.unconditional import unconditional_model, virtual_token
-    from constructions.vocab import ASCII
+    ASCII = _vocab(args)
     if not args.text:
         raise ToolkitError("text: expected at least one character, got an empty string")
     ids = ASCII.encode(args.text, what="text")
@@ -126,15 +135,15 @@ def _run_map(args) -> int:
     from constructions.conditional import conditional_model, map_tokens
     from constructions.examples import example_map, load_map, map_table
     from constructions.generate import greedy_generate_batch
-    from constructions.vocab import ASCII
     import jax
     import jax.numpy as jnp
+    ASCII = _vocab(args)
     defaulted = []
     if args.example is not None:
-        mapping = example_map(args.example)
+        mapping = example_map(args.example, ASCII)
     else:
-        mapping, defaulted = load_map(args.json)
-    table = map_table(mapping)
+        mapping, defaulted = load_map(args.json, ASCII)
+    table = map_table(mapping, ASCII)
     N0 = table.shape[1]
     inputs = np.arange(ASCII.size)
     if args.input is not None:
