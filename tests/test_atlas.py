@@ -178,3 +178,11 @@ def test_sigmoid_declared_normalised_is_reported(monkeypatch):
     monkeypatch.setitem(ARCHITECTURES, arch.name, arch)
     [result] = run_verify(["relative_attention"], [arch.name], ["kv_prefix"], trials=3)
     assert result.verdict == "fails" and not result.as_expected and result.max_residual > 1e-3
+
+
+def test_declared_expectations_name_registered_theorems_and_give_reasons():
+    from theory.registry import THEOREMS
+    for arch in ARCHITECTURES.values():
+        for theorem_id, expected, reason in arch.expectations:
+            assert theorem_id in THEOREMS, (arch.name, theorem_id)
+            assert expected in ("holds", "fails") and len(reason) > 20, (arch.name, theorem_id, reason)
