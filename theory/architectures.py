@@ -25,5 +25,9 @@ BROKEN = register_architecture(Architecture(
     positional="learned", norm="none", causal=True, final_norm=False, attention="broken_prefix_denominator",
     negative_control=True,
     expectations=(("relative_attention", "fails", "prefix left out of the softmax denominator"),
-                  ("convex_output", "fails", "prefix left out of the softmax denominator")),
+                  ("convex_output", "fails", "prefix left out of the softmax denominator"),
+                  ("single_prefix", "fails", "prefix left out of the softmax denominator"),
+                  ("bias_span", "fails", "prefix left out of the softmax denominator: t^pt - (1 - m) t is no bias"),
+                  ("pre_ln", "fails", "prefix left out of the softmax denominator"),
+                  ("finetune_contrast", "fails", "prefix left out of the softmax denominator: the prefix half fails")),
     description="NEGATIVE CONTROL: the paper model with a wrong attention (prefix outside the denominator)"))

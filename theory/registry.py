@@ -29,6 +29,11 @@ class Theorem:
     methods: tuple = ()           # method names the check runs with (default: all registered)
     tolerance: float = TOL_F64
     expect: Optional[Callable] = field(default=None)   # (arch, method) -> (expected, reason)
+    default_run: Optional[Callable] = None     # arch -> bool: run by a `verify` that names neither a theorem nor
+    #                                            an architecture (None: every one); keeps the default run fast
+
+    def in_default_run(self, arch: Architecture) -> bool:
+        return self.default_run is None or bool(self.default_run(arch))
 
     def method_names(self) -> tuple:
         return self.methods or tuple(METHODS)

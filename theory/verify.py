@@ -98,7 +98,8 @@ def plan(theorems=None, architectures=None, methods=None):
         for m in method_names:
             if not methods and defaults and m not in defaults:
                 continue    # default run: the architecture's representative methods (docs/atlas.md)
-            ids = tuple(t for t in theorem_ids if m in THEOREMS[t].method_names())
+            ids = tuple(t for t in theorem_ids if m in THEOREMS[t].method_names()
+                        and (theorems or architectures or THEOREMS[t].in_default_run(ARCHITECTURES[a])))
             if ids:
                 groups.append((a, m, ids))
     if not groups:

@@ -18,7 +18,7 @@ from theory.compare import layer_pairs
 from theory.context import n_virtual
 from theory.registry import Theorem, register_theorem
 from theory.symbolic import Derivation, Step
-from theory.theorems.common import declared_or, relative_singular_tail
+from theory.theorems.common import core_architecture, declared_or, relative_singular_tail
 
 N_INPUTS = 4          # content sequences per trial whose biases are stacked
 
@@ -132,6 +132,7 @@ THEOREM = register_theorem(Theorem(
                  "the bound is informative only when n_p < d_head and H n_p < d_model"),
     derivation=derivation,
     check=check,
+    default_run=core_architecture,
     methods=("hard_prompt", "soft_prompt", "prefix", "kv_prefix", "finetune_rank1_WQ"),
     expect=expect,
 ))

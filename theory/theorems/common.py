@@ -81,3 +81,8 @@ def witness(reason: str):
 def tree_where(flag, a, b):
     """Pick ``a`` where ``flag`` else ``b`` leaf by leaf (pytrees of equal structure)."""
     return jax.tree_util.tree_map(lambda x, y: jnp.where(flag, x, y), a, b)
+
+
+def core_architecture(arch: Architecture) -> bool:
+    """architectures whose default verify runs every method (the core ones, not the atlas variants)"""
+    return not getattr(arch, "default_methods", ())

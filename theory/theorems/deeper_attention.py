@@ -14,7 +14,7 @@ from theory.context import n_virtual
 from theory.model import forward
 from theory.registry import Theorem, register_theorem
 from theory.symbolic import Derivation, Step
-from theory.theorems.common import base_run, declared_or
+from theory.theorems.common import core_architecture, base_run, declared_or
 
 T, q, k1, k2, dq = sp.symbols("T q k_1 k_2 delta_q", real=True)
 ratio, ratio_pt = sp.symbols("rho rho^{pt}")
@@ -75,6 +75,7 @@ THEOREM = register_theorem(Theorem(
                  "layers >= 1 only (layer 0 is covered by relative_attention)"),
     derivation=derivation,
     check=check,
+    default_run=core_architecture,
     methods=("prefix",),
     expect=expect,
 ))

@@ -23,7 +23,7 @@ from theory.model import apply_norm, attention_layer
 from theory.positional import POSITIONAL_SCHEMES
 from theory.registry import Theorem, register_theorem
 from theory.symbolic import Derivation, Step
-from theory.theorems.common import base_run, declared_or
+from theory.theorems.common import core_architecture, base_run, declared_or
 
 EPS = 1e-2           # finite-difference step (the central difference of a quadratic is exact for any step)
 
@@ -74,7 +74,10 @@ def residuals(arch, trial):
         bp = trial.params["blocks"][l]
         norm = (lambda x: apply_norm(bp["ln1"], x, arch)) if arch.norm == "pre" else (lambda x: x)
         x = norm(base_cache[f"blocks.{l}.hook_resid_pre"])
-        d = norm(layer.adapted["hook_resid_pre"][n_p:]) - x
+        # d: the change of this layer's input caused by earlier biases, plus the change this layer's own prefix
+        # causes in its output (what the next layer receives), so that layer 0 is not vacuous
+        d = (norm(layer.adapted["hook_resid_pre"][n_p:]) - x
+             + layer.adapted["hook_attn_out"][n_p:] - layer.base["hook_attn_out"])
         scores = lambda h: attention_layer(bp["attn"], arch, h, layer.positions, layer.content_mask,
                                            jnp.zeros(h.shape[0], bool))[1]["attn.hook_attn_scores"]
         fd = (scores(x + EPS * d) - scores(x - EPS * d)) / (2 * EPS)
@@ -114,6 +117,7 @@ THEOREM = register_theorem(Theorem(
                  "content at the same positions with and without the prefix"),
     derivation=derivation,
     check=check,
+    default_run=core_architecture,
     methods=("prefix",),
     expect=expect,
 ))

@@ -20,7 +20,7 @@ from theory.context import HardPrompt, KVPrefix, Prefix, SoftPrompt, n_virtual
 from theory.model import forward
 from theory.registry import Theorem, register_theorem
 from theory.symbolic import Derivation, Step
-from theory.theorems.common import max_abs
+from theory.theorems.common import core_architecture, max_abs
 
 E_tok, p0, e, x0 = sp.symbols("E_{tok} p_0 e x^0")
 f1, s1, s0 = sp.Symbol("F_1"), sp.Symbol("s^1"), sp.Symbol("s^0")
@@ -93,5 +93,6 @@ THEOREM = register_theorem(Theorem(
                  "prefix ⊆ KV: keys after the positional rotation of the virtual position"),
     derivation=derivation,
     check=check,
+    default_run=core_architecture,
     methods=("hard_prompt", "soft_prompt", "prefix"),
 ))

@@ -21,7 +21,7 @@ import sympy as sp
 from theory.context import HardPrompt, Prefix, SoftPrompt, n_virtual
 from theory.registry import Theorem, register_theorem
 from theory.symbolic import Derivation, Step
-from theory.theorems.common import declared_or, logits_of, max_abs, single_virtual_trial
+from theory.theorems.common import core_architecture, declared_or, logits_of, max_abs, single_virtual_trial
 
 V = sp.Symbol("V", positive=True, integer=True)
 d = sp.Symbol("d", positive=True, integer=True)
@@ -99,6 +99,7 @@ THEOREM = register_theorem(Theorem(
                  "one-layer models: prefix = soft prompt (expected to hold)"),
     derivation=derivation,
     check=check,
+    default_run=core_architecture,
     methods=("soft_prompt", "prefix"),
     expect=expect,
 ))

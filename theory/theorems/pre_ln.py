@@ -18,7 +18,7 @@ from theory.model import apply_norm
 from theory.positional import POSITIONAL_SCHEMES
 from theory.registry import Theorem, register_theorem
 from theory.symbolic import Derivation, Step
-from theory.theorems.common import max_abs
+from theory.theorems.common import core_architecture, max_abs
 
 s, mu, gamma, beta = sp.symbols("s mu gamma beta")
 sigma2 = sp.Symbol("sigma^2", nonnegative=True)
@@ -97,5 +97,6 @@ THEOREM = register_theorem(Theorem(
                  "qk-norm architectures: the key part is not checked (keys are normalised per head)"),
     derivation=derivation,
     check=check,
+    default_run=core_architecture,
     methods=("prefix",),
 ))

@@ -13,9 +13,10 @@ import jax.numpy as jnp
 import sympy as sp
 
 from theory.compare import layer_pairs
+from theory.model import mask_matrix
 from theory.registry import Theorem, register_theorem
 from theory.symbolic import Derivation, Step
-from theory.theorems.common import max_abs, single_virtual_trial
+from theory.theorems.common import core_architecture, max_abs, single_virtual_trial
 
 e0 = sp.Symbol("e_{i0}", positive=True)      # exp(l_i0), the prefix logit exponentiated
 e_ij = sp.Symbol("e_{ij}", positive=True)    # exp(l_ij), one content key
@@ -59,6 +60,7 @@ def residuals(arch, trial):
     """Per-check residuals of the four closed-form identities (first virtual position only), all layers."""
     trial = single_virtual_trial(trial)
     group = arch.n_heads // arch.kv_heads
+    sees_prefix = mask_matrix(arch, trial.key_mask)[1:, 0]                  # [n] content query i sees the prefix
     out = []
     for layer in layer_pairs(arch, trial)[0]:
         adapted, base = layer.adapted, layer.base
@@ -66,7 +68,7 @@ def residuals(arch, trial):
         l0 = adapted["attn.hook_attn_scores"][:, 1:, 0]                    # [H, n] logit to the prefix
         content_scores = jnp.where(layer.content_mask[None], base["attn.hook_attn_scores"], -jnp.inf)
         a0 = jax.nn.sigmoid(l0 - jax.scipy.special.logsumexp(content_scores, axis=-1))   # closed form
-        a0 = jnp.where(trial.key_mask[0], a0, 0.0)                         # a masked prefix gets no weight
+        a0 = jnp.where(sees_prefix[None], a0, 0.0)                          # masked / out of window: no weight
         v0 = jnp.repeat(adapted["attn.hook_v"][:1], group, axis=1)[0]      # [H, d_head], W_V s (or v_0)
         t, tpt = base["attn.hook_z"], adapted["attn.hook_z"][1:]           # [n, H, d_head]
         w = a0.T[..., None]                                                # [n, H, 1]
@@ -94,5 +96,6 @@ THEOREM = register_theorem(Theorem(
                  "numeric check: the first virtual position of each random context"),
     derivation=derivation,
     check=check,
+    default_run=core_architecture,
     methods=("hard_prompt", "soft_prompt", "prefix", "kv_prefix"),
 ))

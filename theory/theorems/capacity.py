@@ -1,0 +1,146 @@
+"""THEORY.md §2 (paper §3): counting what one token of context can select.
+
+* One hard token: the model is a function of the token, so it has at most ``V`` greedy completions
+  (unconditional) and at most ``V`` maps ``[V] -> [V]`` (conditional).
+* One virtual token (a soft prompt) reaches ``V^N`` completions (Theorem 1) and ``V^V`` maps
+  (Theorem 2) in the constructions of :mod:`constructions`.
+* A hard prompt of ``n`` tokens selects among at most ``V^n`` behaviours, so reaching all ``V^V`` maps
+  needs ``n >= V``.
+
+Numeric witness in ``verify`` (any architecture, random weights): the number of distinct conditional maps
+``x -> argmax logits(context, x)`` over ``V`` one-token hard prompts is at most ``V`` (pigeonhole); over
+``M`` one-position soft prompts it exceeds ``V``.  The residual measures the REFUTED claim "a soft prompt
+selects no more maps than a hard token": ``max(0, distinct_soft - V)``, so "fails" (>= 1) is the witness.
+:func:`construction_counts` enumerates the constructions on small ``V, N`` (used by the tests and by
+``derive capacity --substitute``); it needs the ``constructions`` package and is skipped without it.
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import sympy as sp
+
+from theory.context import HardPrompt, SoftPrompt
+from theory.model import forward
+from theory.registry import Theorem, register_theorem
+from theory.symbolic import Derivation, Step
+from theory.theorems.common import core_architecture, declared_or
+
+N_SOFT = 64           # soft prompts per trial
+SOFT_SCALE = 3.0      # their scale (combinations of the trial's soft-prompt vectors)
+COEFFICIENTS = np.random.default_rng(20240).normal(size=(N_SOFT, 3))    # seeded, fixed
+
+a, b, c = sp.symbols("a b c", integer=True, nonnegative=True)
+V, N, n = sp.symbols("V N n", integer=True, positive=True)
+hard1, virt_u, virt_c, hard_n = sp.symbols("B_hard B_virtual^uncond B_virtual^cond B_hard(n)")
+
+
+def derivation() -> Derivation:
+    return Derivation(
+        title="Counting: one hard token <= V behaviours; one virtual token V^N completions and V^V maps; "
+              "a hard prompt needs n >= V tokens",
+        definitions=(
+            (V, 2 + a, "vocabulary size V >= 2"),
+            (N, 2 + b, "completion length N >= 2"),
+            (n, V - 1 - c, "a hard prompt length n <= V - 1 (c >= 0)"),
+            (hard1, V, "behaviours of one hard token: at most the V tokens themselves (pigeonhole)"),
+            (virt_u, V ** N, "completions one virtual token reaches (Theorem 1 construction: all sequences)"),
+            (virt_c, V ** V, "maps [V] -> [V] one virtual token reaches (Theorem 2 construction: all maps)"),
+            (hard_n, V ** n, "behaviours of a hard prompt of n tokens: at most V^n"),
+        ),
+        steps=(
+            Step(sp.log(virt_u) - sp.log(hard1), (N - 1) * sp.log(V), "log-ratio of the unconditional counts"),
+            Step(sp.log(virt_u), sp.log(hard1), "V^N > V: one virtual token reaches more completions than any "
+                 "single hard token can", ">"),
+            Step(sp.log(virt_c) - sp.log(hard_n), (c + 1) * sp.log(V), "log-ratio of the conditional counts"),
+            Step(sp.log(virt_c), sp.log(hard_n), "V^V > V^n for every n <= V - 1: a hard prompt shorter than V "
+                 "tokens cannot reach every map, so it needs n >= V", ">"),
+        ),
+        notes=("Counts are compared through logarithms (log is increasing), which lets sympy prove the strict "
+               "inequalities for every V >= 2, N >= 2 and n <= V - 1. The constructions (constructions package) "
+               "attain V^N and V^V; their certificates are checked there, and construction_counts enumerates "
+               "them for small V, N.",),
+    )
+
+
+def distinct_rows(rows):
+    """Number of distinct rows of an int array ``[m, k]`` (jittable)."""
+    equal = jnp.all(rows[:, None, :] == rows[None, :, :], axis=-1)
+    return jnp.sum(~jnp.any(jnp.tril(equal, k=-1), axis=1))
+
+
+def conditional_maps(arch, params, contexts):
+    """Greedy next token for every user token ``x`` after each one-position context: ``[m, V]``."""
+    def one(ctx):
+        return jax.vmap(lambda x: jnp.argmax(forward(params, arch, x[None], ctx, validate=False)[0][0]))(
+            jnp.arange(arch.d_vocab))
+    return jax.vmap(one)(contexts)
+
+
+def counts(arch, trial, soft_from_rows: bool = False):
+    """(distinct maps over the V hard tokens, distinct maps over N_SOFT soft prompts).
+
+    ``soft_from_rows=True`` makes the "soft" prompts rows of W_E (the negative control)."""
+    if soft_from_rows:
+        soft = SoftPrompt(trial.params["embed"]["W_E"][jnp.arange(N_SOFT) % arch.d_vocab][:, None, :])
+    else:
+        basis = trial.context.embeddings[:3]
+        coeff = jnp.asarray(COEFFICIENTS[:, :basis.shape[0]], basis.dtype)
+        soft = SoftPrompt((SOFT_SCALE * coeff @ basis)[:, None, :])
+    hard = HardPrompt(jnp.arange(arch.d_vocab)[:, None])
+    return (distinct_rows(conditional_maps(arch, trial.params, hard)),
+            distinct_rows(conditional_maps(arch, trial.params, soft)))
+
+
+def check(arch, trial):
+    _, soft = counts(arch, trial)
+    return jnp.maximum(soft - arch.d_vocab, 0).astype(trial.params["embed"]["W_E"].dtype)
+
+
+def expect(arch, method):
+    return declared_or("capacity", arch, method, lambda arch, method: (
+        "fails", "witness: one-position soft prompts select more than V maps, more than any hard token can"))
+
+
+def construction_counts(V_: int = 3, N_: int = 3):
+    """Enumerate the constructions (needs the ``constructions`` package): a dict of counts, or None."""
+    try:
+        import constructions as C
+    except ImportError:
+        return None
+    import itertools
+    unc = C.unconditional_model(V_, N_)
+    sequences = np.array(list(itertools.product(range(V_), repeat=N_)))
+    gen = C.greedy_generate_batch(unc, C.virtual_tokens(unc, sequences), np.full((len(sequences), 1), unc.bos))
+    out = np.asarray(gen.tokens)
+    cond = C.conditional_model(V_)
+    tables = np.array(list(itertools.product(range(V_), repeat=V_)))
+    ctx = SoftPrompt(jnp.stack([C.map_tokens(cond, t).embeddings for t in tables]))
+    inputs = np.arange(V_)
+    ctx_rep = SoftPrompt(jnp.repeat(ctx.embeddings, V_, axis=0))
+    gen_c = C.greedy_generate_batch(cond, ctx_rep, np.tile(inputs, len(tables))[:, None])
+    maps = np.asarray(gen_c.tokens).reshape(len(tables), V_)
+    return {
+        "V": V_, "N": N_,
+        "unconditional_distinct": len({row.tobytes() for row in out}), "V^N": V_ ** N_,
+        "unconditional_exact": bool(np.array_equal(out, sequences)),
+        "hard_token_completions": C.hard_token_ceiling(unc).hard_distinct,
+        "conditional_distinct": len({row.tobytes() for row in maps}), "V^V": V_ ** V_,
+        "conditional_exact": bool(np.array_equal(maps, tables)),
+        "hard_token_maps": C.hard_token_ceiling(cond).hard_distinct,
+    }
+
+
+THEOREM = register_theorem(Theorem(
+    id="capacity",
+    statement="Witness (refuted claim: 'one virtual token selects no more than one hard token'): hard token <= V "
+              "behaviours, virtual token V^N / V^V; hard prompts need n >= V.",
+    section="§2",
+    assumptions=("greedy decoding; behaviours = next-token maps x -> argmax (conditional) in the numeric witness",
+                 "random weights: the soft prompts are seeded combinations of the trial's soft-prompt vectors",
+                 "V^N and V^V are attained by the constructions package (enumerated by construction_counts)"),
+    derivation=derivation,
+    check=check,
+    default_run=core_architecture,
+    methods=("soft_prompt",),
+    expect=expect,
+))
