@@ -16,8 +16,9 @@ def test_verify_subset_json_and_exit_code(tmp_path, capsys):
                  "--trials", "4", "--seed", "3", "--json", str(out)])
     assert code == 0
     table = capsys.readouterr().out
-    assert "relative_attention" in table and "4/4 verdicts as expected" in table
     results = json.loads(out.read_text())["results"]
+    assert "relative_attention" in table and f"{len(results)}/{len(results)} verdicts as expected" in table
+    assert {"relative_attention", "convex_output"} <= {r["theorem"] for r in results}
     assert {r["method"] for r in results} == {"prefix", "finetune_rank1_WQ"}
     for r in results:
         assert set(r) >= {"theorem", "architecture", "expected", "verdict", "max_residual", "trials"}
