@@ -66,8 +66,18 @@ def _run_verify(args) -> int:
 def _add_derive(sub):
     p = sub.add_parser("derive", help="print a theorem's derivation, every step machine-checked")
     p.add_argument("theorem", nargs="?", help="theorem id (see --list)")
-    p.add_argument("--list", action="store_true", help="list the registered theorems")
-    p.add_argument("--latex", action="store_true", help="print LaTeX instead of plain text")
+    p.add_argument("--list", action="store_true", help="list the registered theorems with their paper section")
+    p.add_argument("--all", action="store_true", help="every registered theorem")
+    style = p.add_mutually_exclusive_group()
+    style.add_argument("--latex", action="store_true", help="print LaTeX instead of plain text")
+    style.add_argument("--markdown", action="store_true",
+                       help="Markdown (with --all: the document of docs/derivations.md: statement, assumptions, "
+                            "numeric check, derivation)")
+    p.add_argument("--output", metavar="PATH", help="write to PATH instead of printing")
+    p.add_argument("--substitute", action="store_true",
+                   help="evaluate the derivation at a random numeric instance next to the JAX check's values")
+    p.add_argument("--seed", type=int, default=0, help="seed of the --substitute instance (default 0)")
+    p.add_argument("--architecture", default="paper", help="architecture of the --substitute JAX run (default paper)")
     p.set_defaults(run=_run_derive)
 
 
@@ -77,11 +87,37 @@ def _run_derive(args) -> int:
         for thm in THEOREMS.values():
             print(f"{thm.id:28s} {thm.section:6s} {thm.statement}")
         return 0
-    if not args.theorem:
-        raise ToolkitError("derive needs a theorem id (or --list); expected one of: " + ", ".join(THEOREMS))
-    derivation = get_theorem(args.theorem).derivation()
-    print(derivation.render("latex" if args.latex else "text"))
-    return 0 if derivation.verified() else 1
+    if args.all == bool(args.theorem):
+        raise ToolkitError("derive needs exactly one of: a theorem id, --all, --list; got "
+                           + (f"both {args.theorem!r} and --all" if args.all else "neither")
+                           + "; theorem ids: " + ", ".join(THEOREMS))
+    if args.substitute:
+        from theory.architecture import get_architecture
+        from theory.theorems.report import substitute
+        if args.all or args.output or args.latex or args.markdown:
+            raise ToolkitError("--substitute takes one theorem id and prints text; got it with "
+                               + ", ".join(f for f, on in (("--all", args.all), ("--output", args.output),
+                                                            ("--latex", args.latex), ("--markdown", args.markdown)) if on))
+        if args.seed < 0:
+            raise ToolkitError(f"--seed must be an int >= 0, got {args.seed}")
+        get_architecture(args.architecture)
+        text = substitute(get_theorem(args.theorem), args.seed, args.architecture)
+        print(text)
+        return 1 if "DISAGREES" in text else 0
+    style = "latex" if args.latex else "markdown" if args.markdown else "text"
+    theorems = list(THEOREMS.values()) if args.all else [get_theorem(args.theorem)]
+    if args.all and args.markdown:
+        from theory.theorems.report import markdown_document
+        text = markdown_document()
+    else:
+        text = "\n\n".join(thm.derivation().render(style) for thm in theorems)
+    if args.output:
+        with open(args.output, "w") as fh:
+            fh.write(text if text.endswith("\n") else text + "\n")
+        print(f"wrote {len(theorems)} derivation(s) to {args.output}")
+    else:
+        print(text)
+    return 0 if all(thm.derivation().verified() for thm in theorems) else 1
 
 
 def build_parser() -> argparse.ArgumentParser:

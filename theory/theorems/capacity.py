@@ -144,3 +144,20 @@ THEOREM = register_theorem(Theorem(
     methods=("soft_prompt",),
     expect=expect,
 ))
+
+
+def instance(arch, trial, V_: int = 3, N_: int = 3):
+    """Symbolic counts at V = 3, N = 3 next to the enumerated constructions (and the random-model witness)."""
+    hard, soft = counts(arch, trial)
+    rows = [(f"maps of one hard token on {arch.name!r} (<= V = {arch.d_vocab})", float(arch.d_vocab), float(hard)),
+            (f"distinct maps of {N_SOFT} soft prompts on {arch.name!r} (witness: > V)", float(arch.d_vocab),
+             float(soft))]
+    found = construction_counts(V_, N_)
+    if found is not None:
+        rows += [(f"completions of one virtual token, construction V={V_}, N={N_} (V^N)", float(V_ ** N_),
+                  float(found["unconditional_distinct"])),
+                 (f"maps of one virtual token, construction V={V_} (V^V)", float(V_ ** V_),
+                  float(found["conditional_distinct"])),
+                 ("completions of one hard token on that construction (<= V)", float(V_),
+                  float(found["hard_token_completions"]))]
+    return rows

@@ -122,3 +122,12 @@ THEOREM = register_theorem(Theorem(
     methods=("prefix",),
     expect=expect,
 ))
+
+
+def instance(arch, trial):
+    """The derived change T/sqrt(k) of log(A_i1/A_i2) next to the measured one (layer 0, every head)."""
+    predicted = float(sp.N((T / sk).subs({T: arch.temperature, sk: sp.sqrt(arch.d_head)})))
+    errors = residuals(arch, trial)[0]
+    return [("log-ratio change T/sqrt(k) (symbolic) vs measured, worst head of layer 0", predicted,
+             predicted * (1 + float(errors[0]))),
+            ("prefix: change of the same log-ratios (0 by the theorem)", 0.0, float(errors[1]))]

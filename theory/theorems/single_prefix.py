@@ -99,3 +99,24 @@ THEOREM = register_theorem(Theorem(
     default_run=core_architecture,
     methods=("hard_prompt", "soft_prompt", "prefix", "kv_prefix"),
 ))
+
+
+def instance(arch, trial):
+    """(label, symbolic result at the JAX numbers, JAX value) for layer 0, head 0, the last content query."""
+    trial = single_virtual_trial(trial)
+    layer = layer_pairs(arch, trial)[0][0]
+    i = trial.tokens.shape[0] - 1
+    scores = layer.adapted["attn.hook_attn_scores"][0, 1 + i]            # [1 + n] logits of head 0, query i
+    visible = mask_matrix(arch, trial.key_mask)[1 + i]
+    shift = jnp.max(jnp.where(visible, scores, -jnp.inf))
+    e = jnp.where(visible, jnp.exp(scores - shift), 0.0)                  # exp(l) up to a common factor
+    values = layer.adapted["attn.hook_v"][:, 0, 0]                         # first coordinate of each value, [1 + n]
+    numbers = {e0: float(e[0]), Z: float(e[1:].sum()), e_ij: float(e[1]), S: float((e[1:] * values[1:]).sum()),
+               u: float(values[0])}
+    definitions = derivation().definition_map
+    at = lambda expr: float(sp.sympify(expr).xreplace(definitions).xreplace(definitions).xreplace(numbers))
+    pattern = layer.adapted["attn.hook_pattern"][0, 1 + i]
+    return [("A^pt_i0 = e_i0 / (e_i0 + Z_i)", at(A0), float(pattern[0])),
+            ("A^pt_ij = A_ij (1 - A^pt_i0), j = first content key", at(A_ij * (1 - A0)), float(pattern[1])),
+            ("t^pt_i = A^pt_i0 u + (1 - A^pt_i0) t_i (first coordinate)", at(A0 * u + (1 - A0) * t_i),
+             float(layer.adapted["attn.hook_z"][1 + i, 0, 0]))]
