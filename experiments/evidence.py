@@ -58,7 +58,7 @@ def attention_maps(arch, base, ft_params, prefix_states, x, task, path, n_p):
     plt = _plt()
     fig, axes = plt.subplots(1, 4, figsize=(16, 4.2))
     panels = [(A_none[0], "pretrained, no prefix"), (A_ft[0], "fully fine-tuned"),
-              (A_pt[0], f"with prefix (prefix share removed)"),
+              (A_pt[0], "with prefix (content keys only)"),
               (rescaled[0], f"with prefix, rescaled by 1/(1-A0)\nmax |diff| vs no prefix = {residual:.1e}")]
     for ax, (M, title) in zip(axes, panels):
         im = ax.imshow(M, vmin=0, vmax=1, cmap="viridis")

@@ -26,7 +26,9 @@ def markdown(results: list[dict]) -> str:
         lines += [f"Mode `{r0['mode']}`, seed {r0['seed']}, accuracy = exact match of the whole 10-token greedy "
                   f"output on {r0['n_eval']} test-split inputs. Paper figures from THEORY.md §4.", ""]
     for res in results:
-        lines += [f"## {res['title']}", "", f"Model: {res['model']}. Wall time {res['seconds']} s.", ""]
+        trained = sum(r["train_seconds"] or 0 for r in res["rows"])
+        lines += [f"## {res['title']}", "", f"Model: {res['model']}. Wall time {res['seconds']} s "
+                  f"(training in this invocation {trained:.0f} s; resumed checkpoints cost ~0).", ""]
         if res["rows"]:
             lines += ["| setting | params | steps (paper) | lr | accuracy (ours) | paper |",
                       "|---|---:|---:|---:|---|---|"]
