@@ -133,6 +133,6 @@ THEOREM = register_theorem(Theorem(
     derivation=derivation,
     check=check,
     default_run=core_architecture,
-    methods=("hard_prompt", "soft_prompt", "prefix", "kv_prefix", "finetune_rank1_WQ"),
+    methods=("soft_prompt", "prefix", "finetune_rank1_WQ"),
     expect=expect,
 ))

@@ -97,7 +97,7 @@ THEOREM = register_theorem(Theorem(
     derivation=derivation,
     check=check,
     default_run=core_architecture,
-    methods=("hard_prompt", "soft_prompt", "prefix", "kv_prefix"),
+    methods=("prefix", "kv_prefix"),
 ))
 
 
