@@ -89,16 +89,20 @@ def test_kv_converse_full_rank_realises_every_kv_prefix_and_rank_deficiency_does
 
 
 @pytest.mark.parametrize("method", ["hard_prompt", "soft_prompt", "prefix"])
-def test_hierarchy_builds_the_wider_method_exactly(method, monkeypatch):
+def test_hierarchy_builds_the_wider_method_exactly(method):
     arch = BERT if method == "soft_prompt" else PAPER        # bidirectional: per input, still exact
     assert residuals(hierarchy.check, arch, method).max() <= TOL_F64
+
+
+def test_hierarchy_check_catches_a_wrong_construction(monkeypatch):
     original = hierarchy.wider
 
     def off_by_a_little(arch, params, context, cache):    # negative control: a slightly wrong construction
         wide = original(arch, params, context, cache)
         return jax.tree_util.tree_map(lambda x: x + 1e-3, wide)
     monkeypatch.setattr(hierarchy, "wider", off_by_a_little)
-    assert residuals(hierarchy.check, PAPER, method, seed=1).min() > VIOLATION
+    for method in ("hard_prompt", "prefix"):
+        assert residuals(hierarchy.check, PAPER, method, seed=1).min() > VIOLATION
 
 
 def test_deeper_first_order_formula_matches_central_differences_and_fails_with_qk_norm():
