@@ -52,6 +52,7 @@ SSMAX_REASON = ("the logit scale log(N_i) grows with the number of visible keys,
 CLOSED_FORM = "single_prefix"          # A^pt_i0 = sigmoid(l_i0 - log Z_i): exp-normalised, no sink, prefix visible
 SOFTMAX_FACTOR = ("bias_span", "pre_ln", "position_shift")   # measured with the softmax factor 1 - m_i
 EXP_RATIO = "finetune_contrast"        # a rank-1 W_Q update moves a softmax ratio by exactly exp(T/sqrt(k))
+BILINEAR = "deeper_first_order"        # scores are the bilinear logit T q.k/sqrt(k), so its change is first order
 
 
 def fails(theorems, reason: str) -> tuple:
@@ -94,7 +95,9 @@ atlas("linear", 1, "normalised linear attention, elu+1 feature map (Katharopoulo
       attention="linear", positional="none", norm="pre",
       expectations=fails(CLOSED_FORM, "weights are kernel ratios kappa_ij / Z_i, not exponentials of the scores: "
                                       "the softmax closed form does not apply (the general §3 identities hold)")
-      + fails(EXP_RATIO, "a rank-1 W_Q update moves the kernel phi(q).phi(k), not a logit: no exact exp factor"))
+      + fails(EXP_RATIO, "a rank-1 W_Q update moves the kernel phi(q).phi(k), not a logit: no exact exp factor")
+      + fails(BILINEAR, "the scores are kernel values phi(T q).phi(k), not bilinear logits: their change is not "
+                        "T (d_i^T H x_j + x_i^T H d_j)"))
 atlas("sigmoid", 1, "sigmoid attention with b = -log n_ctx and ALiBi (Ramapuram et al., 2024)",
       attention="sigmoid", positional="alibi", norm="pre",
       expectations=(("relative_attention", "holds", SIGMOID_REASON), ("convex_output", "holds", SIGMOID_REASON))
@@ -103,4 +106,6 @@ atlas("ssmax", 1, "scalable-softmax: logits times log(number of visible keys) (N
       attention="ssmax", positional="rope", norm="pre",
       expectations=fails(("relative_attention", "convex_output", CLOSED_FORM, *SOFTMAX_FACTOR), SSMAX_REASON)
       + fails(EXP_RATIO, "the logit scale log(N_i) multiplies the update's change: the factor is "
-                         "exp(log(N_i) T/sqrt(k)), not exp(T/sqrt(k))"))
+                         "exp(log(N_i) T/sqrt(k)), not exp(T/sqrt(k))")
+      + fails(BILINEAR, "the scores are log(N_i) times the bilinear logit, so their change is log(N_i) times "
+                        "T (d_i^T H x_j + x_i^T H d_j)"))
