@@ -75,7 +75,7 @@ MODE_CONFIGS = {
         d_attn=96, d_elicit=128, d_combine=64, layers_combine=4,
         pre_attn=Budget(2000, 2e-3), ft_attn=Budget(1000, 2e-3), prefix_attn=Budget(1000, 1e-2),
         pre_elicit=Budget(2000, 2e-3), prefix_elicit=Budget(1500, 2e-2),
-        pre_combine=Budget(2000, 2e-3), prefix_combine=Budget(600, 1e-2), prefix_new=Budget(2000, 1e-2),
+        pre_combine=Budget(2000, 2e-3), prefix_combine=Budget(600, 1e-2), prefix_new=Budget(5000, 3e-2),
         lora=Budget(1500, 5e-3), n_eval=2048),
     "full": ModeConfig(
         d_attn=96, d_elicit=256, d_combine=256, layers_combine=4,

@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from experiments.adapt import Adaptation
+from experiments.adapt import Adaptation, init_trainable
 from experiments.evidence import attention_maps, bias_plot, prefix_attention
 from experiments.models import make_arch
 from experiments.runner import Runner, claim, row, timed
@@ -164,8 +164,10 @@ def prefix_attention_exp(r: Runner) -> dict:
     arch, base, binfo = _combine_base(r)
     ad = Adaptation("prefix", N_P_COMBINE)
     states = {task: r.adapted(arch, base, binfo, ad, task, r.cfg.prefix_combine)[0]["states"] for task in FOUR}
+    # reference: the untrained prefix (the base model's own zero-token states, where training starts)
+    states["zero tokens (untrained)"] = init_trainable(ad, arch, base, None)["states"]
     stats = prefix_attention(arch, base, states, r.x_test[:256], _png(r, "prefix_attention.png"))
-    median = float(np.median([s["median_max_share_x_np"] for s in stats.values()]))
+    median = float(np.median([stats[t]["median_max_share_x_np"] for t in FOUR]))
     claims = [claim("attention over prefix positions is not uniform: the most attended position gets at least "
                     "twice the uniform share (median over heads and prefixes)", median, ">=", 2.0)]
     return {"name": "prefix_attention", "title": "Appendix: attention over the prefix positions",
