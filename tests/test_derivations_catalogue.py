@@ -101,3 +101,9 @@ def test_derive_usage_errors_exit_2(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("theorem_id", sorted(THEOREMS))
+def test_every_derivation_agrees_at_a_random_instance(theorem_id):
+    rows, values = symbolic_instance(THEOREMS[theorem_id], seed=5)
+    assert rows and all(holds for *_, holds in rows), rows

@@ -54,3 +54,23 @@ THEOREM = register_theorem(Theorem(
     derivation=derivation,
     check=check,
 ))
+
+
+def instance(arch, trial):
+    """(label, symbolic result at the JAX numbers, JAX value): layer 0, head 0, last content query, first key."""
+    import jax.numpy as jnp
+
+    from theory.context import n_virtual
+    from theory.model import mask_matrix
+    from theory.compare import layer_pairs
+    n_p = n_virtual(trial.context)
+    i = n_p + trial.tokens.shape[0] - 1
+    layer = layer_pairs(arch, trial)[0][0]
+    scores, visible = layer.adapted["attn.hook_attn_scores"][0, i], mask_matrix(arch, trial.key_mask)[i]
+    e = jnp.where(visible, jnp.exp(scores - jnp.max(jnp.where(visible, scores, -jnp.inf))), 0.0)
+    numbers = {e_ij: float(e[n_p]), Z: float(e[n_p:].sum()), P: float(e[:n_p].sum())}
+    definitions = {s: x for s, x, _ in derivation().definitions if s not in (Z, P)}
+    at = lambda expr: float(sp.sympify(expr).xreplace(definitions).xreplace(definitions).xreplace(numbers))
+    pattern = layer.adapted["attn.hook_pattern"][0, i]
+    return [("A^pt_ij = A_ij (1 - A^pt_i,pre)", at(A_ij * (1 - Apt_pre)), float(pattern[n_p])),
+            ("A^pt_i,pre = P_i / (Z_i + P_i)", at(Apt_pre), float(pattern[:n_p].sum()))]

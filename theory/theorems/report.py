@@ -58,18 +58,25 @@ def _value_for(symbol: sp.Symbol, rng: random.Random):
 
 
 def _evaluate(expr, values: dict, rng: random.Random):
-    """Numeric value of ``expr`` with free symbols (and indexed entries) drawn into ``values``."""
-    for _ in range(4):
+    """Numeric value of ``expr``: free symbols, then indexed entries (once sums are expanded), drawn into
+    ``values``; an undefined function ``F`` becomes the fixed smooth function ``sin(c x) + x / 2``."""
+    from sympy.core.function import AppliedUndef
+    for _ in range(6):
         expr = expr.xreplace(values).doit()
-        free = [s for s in expr.free_symbols if isinstance(s, sp.Symbol) and s not in values]
-        indexed = [a for a in expr.atoms(sp.Indexed) if a not in values]
-        if not free and not indexed:
+        expr = expr.replace(lambda e: isinstance(e, AppliedUndef), lambda e: sp.sin(values.setdefault(
+            sp.Symbol(f"c_{e.func}"), sp.Rational(rng.randint(5, 20), 10)) * e.args[0]) + e.args[0] / 2)
+        labels = {a.base.label for a in expr.atoms(sp.Indexed)}
+        free = [s for s in expr.free_symbols if type(s) is sp.Symbol and s not in values and s not in labels]
+        indexed = [a for a in expr.atoms(sp.Indexed) if a not in values and all(i.is_number for i in a.indices)]
+        if free:
+            for s in sorted(free, key=str):
+                values[s] = _value_for(s, rng)
+        elif indexed:
+            for a in sorted(indexed, key=str):
+                values[a] = sp.Rational(rng.randint(-20, 20), 10)
+        else:
             break
-        for s in sorted(free, key=str):
-            values[s] = _value_for(s, rng)
-        for a in sorted(indexed, key=str):
-            values[a] = sp.Rational(rng.randint(-20, 20), 10)
-    return sp.N(expr, 15)
+    return sp.N(expr.xreplace(values), 15)
 
 
 def symbolic_instance(theorem: Theorem, seed: int) -> list[tuple]:
@@ -108,6 +115,13 @@ def _numeric_relation(lhs, rhs, relation: str) -> bool:
     return {"<=": a <= b, ">=": a >= b, "<": a < b, ">": a > b}[relation]
 
 
+def _show(x) -> str:
+    try:
+        return f"{float(sp.re(x)):.12g}"
+    except TypeError:
+        return sp.sstr(x)
+
+
 def substitute(theorem: Theorem, seed: int = 0, architecture: str = "paper") -> str:
     """Text: the derivation at a random instance, then the JAX side (one random trial, same seed)."""
     import jax
@@ -120,8 +134,7 @@ def substitute(theorem: Theorem, seed: int = 0, architecture: str = "paper") -> 
     out = [f"{theorem.id}: the derivation at a random instance (seed {seed})", "",
            "  values: " + ", ".join(f"{k} = {v}" for k, v in sorted(values.items(), key=lambda kv: str(kv[0]))), ""]
     for k, relation, lhs, rhs, holds in rows:
-        out.append(f"  step {k}: lhs = {float(sp.re(lhs)):.12g}  {relation}  rhs = {float(sp.re(rhs)):.12g}"
-                   f"   [{'agrees' if holds else 'DISAGREES'}]")
+        out.append(f"  step {k}: lhs = {_show(lhs)}  {relation}  rhs = {_show(rhs)}   [{'agrees' if holds else 'DISAGREES'}]")
     arch = get_architecture(architecture)
     method = get_method(theorem.method_names()[0])
     trial = draw_trial(arch, method, jax.random.PRNGKey(seed))
