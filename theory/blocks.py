@@ -10,8 +10,10 @@ Any other wiring is a registered :class:`BlockKind`:
 * ``forward(bp, arch, resid_pre, attend) -> (resid_post, record)`` where
   ``resid_pre`` is ``[N, d_model]`` and ``attend(h) -> (attn_out [N, d_model],
   attention record)`` runs the layer's attention on normalised inputs ``h``
-  (prefix, masks and positions are already bound).  ``record`` must contain the
-  attention record; ``hook_resid_pre`` / ``hook_resid_post`` are added for you.
+  (prefix, masks and positions are already bound; its record already holds
+  ``hook_attn_out``).  ``record`` must contain that attention record (the checks
+  read it); ``hook_resid_pre`` / ``hook_resid_post`` are added for you, and
+  ``hook_resid_mid`` / ``hook_mlp_out`` are optional.
 * ``param_shapes(arch) -> {name: shape or nested dict}``: extra parameters of
   each block, merged into ``params["blocks"][l]`` next to the standard ``attn``,
   ``ln1``, ``ln2`` and ``mlp`` (norm weights named ``w``/``b`` are drawn near 1/0).
@@ -62,7 +64,7 @@ def _sandwich_forward(bp, arch, resid_pre, attend):
     attn_out, record = attend(apply_norm(bp["ln1"], resid_pre, arch))
     resid_mid = resid_pre + apply_norm(bp["ln1_post"], attn_out, arch)
     mlp_out = apply_norm(bp["ln2_post"], mlp(bp["mlp"], apply_norm(bp["ln2"], resid_mid, arch), arch), arch)
-    record.update({"hook_attn_out": attn_out, "hook_resid_mid": resid_mid, "hook_mlp_out": mlp_out})
+    record.update({"hook_resid_mid": resid_mid, "hook_mlp_out": mlp_out})
     return resid_mid + mlp_out, record
 
 

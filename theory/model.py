@@ -140,8 +140,10 @@ def block_forward(bp: dict, arch: Architecture, resid_pre, positions, mask, virt
     """
     block_kind = BLOCK_KINDS[arch.block]
     if block_kind.forward is not None:      # a registered block kind (theory/blocks.py)
-        resid_post, record = block_kind.forward(
-            bp, arch, resid_pre, lambda h: attention_layer(bp["attn"], arch, h, positions, mask, virtual, kv))
+        def attend(h):
+            attn_out, attn_record = attention_layer(bp["attn"], arch, h, positions, mask, virtual, kv)
+            return attn_out, dict(attn_record, hook_attn_out=attn_out)
+        resid_post, record = block_kind.forward(bp, arch, resid_pre, attend)
         record.update({"hook_resid_pre": resid_pre, "hook_resid_post": resid_post})
         return resid_post, record
     h = apply_norm(bp["ln1"], resid_pre, arch) if arch.norm == "pre" else resid_pre
