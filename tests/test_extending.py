@@ -46,6 +46,7 @@ def test_worked_example_runs_end_to_end(tmp_path):
         drawn = architectures().elements                 # what the property tests sample from
         code = main(["verify", "--plugin", {str(module)!r}, "--architecture", "my-softcap",
                      "--architecture", "my-relu", "--method", "prefix", "--method", "lora_rank1_WK",
+                     "--theorem", "relative_attention", "--theorem", "convex_output", "--theorem", "finetune_contrast",
                      "--trials", "4", "--json", {str(tmp_path / "v.json")!r}, "--atlas", {str(tmp_path)!r}])
         rows = json.load(open({str(tmp_path / "v.json")!r}))["results"]
         bad = [r for r in rows if not r["as_expected"] and r["theorem"] in ("relative_attention", "convex_output")]
@@ -69,7 +70,8 @@ def test_worked_example_runs_end_to_end(tmp_path):
         assert rows["my-softcap", "lora_rank1_WK", theorem]["max_residual"] > 1e-3     # negative control
         relu = rows["my-relu", "prefix", theorem]
         assert relu["verdict"] == "fails" and not relu["as_expected"] and relu["max_residual"] > 1e-3
-    assert all(r["architecture"] == "my-relu" for r in out["rows"] if not r["as_expected"])   # softcap declared
+    assert rows["my-softcap", "prefix", "finetune_contrast"]["verdict"] == "fails"      # declared in the example
+    assert all(r["architecture"] == "my-relu" for r in out["rows"] if not r["as_expected"])
     assert all(r["verdict"] != "error" for r in out["rows"])
     bad = out["bad"]
     assert len(bad) == 2
@@ -89,7 +91,7 @@ def test_variant_that_raises_is_an_error_row_not_a_traceback(monkeypatch, capsys
     arch = ARCHITECTURES["paper"].replace(name="buggy-arch", attention="buggy")
     monkeypatch.setitem(ARCHITECTURES, "buggy-arch", arch)
     code = main(["verify", "--architecture", "buggy-arch", "--architecture", "paper", "--method", "prefix",
-                 "--trials", "2"])
+                 "--theorem", "relative_attention", "--trials", "2"])
     out = capsys.readouterr().out
     assert code == 1
     assert "ERROR (the check raised TypeError" in out
