@@ -157,11 +157,12 @@ def prefix_attention(arch, base, prefixes: dict, x_inputs, path):
                         "mean_prefix_mass": float(P.sum(-1).mean())}
     plt = _plt()
     fig, axes = plt.subplots(1, len(maps), figsize=(3.2 * len(maps), 3.8), squeeze=False)
-    for ax, (label, M) in zip(axes[0], maps.items()):
-        im = ax.imshow(M, vmin=0, vmax=1, cmap="magma", aspect="auto")
+    for i, (ax, (label, M)) in enumerate(zip(axes[0], maps.items())):
+        im = ax.imshow(M, vmin=0, vmax=0.6, cmap="magma", aspect="auto")
         ax.set_title(f"prefix for {label}", fontsize=9)
         ax.set_xlabel("prefix position")
-        ax.set_ylabel("layer x head")
+        if i == 0:
+            ax.set_ylabel("layer x head")
     fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8)
     fig.suptitle(f"share of each of the {n_p} prefix positions in the prefix attention (uniform = {1 / n_p:.2f})",
                  fontsize=10)

@@ -61,6 +61,7 @@ class ModeConfig:
     prefix_combine: Budget         # per-task prefixes
     prefix_new: Budget             # ascending_add1 / double_hist prefixes (paper 500k / 100k)
     lora: Budget                   # rank-1 LoRA on the MLPs (paper 10k, lr 5e-3)
+    ft_combine: Budget             # full fine-tune on double_hist (a reference, not in the paper)
     n_eval: int                    # test inputs per accuracy
 
 
@@ -70,19 +71,19 @@ MODE_CONFIGS = {
         pre_attn=Budget(300, 3e-3), ft_attn=Budget(200, 3e-3), prefix_attn=Budget(200, 1e-2),
         pre_elicit=Budget(300, 3e-3), prefix_elicit=Budget(100, 1e-2),
         pre_combine=Budget(300, 3e-3), prefix_combine=Budget(100, 1e-2), prefix_new=Budget(100, 1e-2),
-        lora=Budget(100, 5e-3), n_eval=256),
+        lora=Budget(100, 5e-3), ft_combine=Budget(100, 3e-3), n_eval=256),
     "default": ModeConfig(
         d_attn=96, d_elicit=128, d_combine=64, layers_combine=4,
         pre_attn=Budget(2000, 2e-3), ft_attn=Budget(1000, 2e-3), prefix_attn=Budget(1000, 1e-2),
-        pre_elicit=Budget(2000, 2e-3), prefix_elicit=Budget(1500, 2e-2),
+        pre_elicit=Budget(3000, 2e-3), prefix_elicit=Budget(1500, 2e-2),
         pre_combine=Budget(2000, 2e-3), prefix_combine=Budget(600, 1e-2), prefix_new=Budget(5000, 3e-2),
-        lora=Budget(1500, 5e-3), n_eval=2048),
+        lora=Budget(1500, 5e-3), ft_combine=Budget(1000, 2e-3), n_eval=2048),
     "full": ModeConfig(
         d_attn=96, d_elicit=256, d_combine=256, layers_combine=4,
         pre_attn=Budget(20000, 1e-3), ft_attn=Budget(10000, 1e-3), prefix_attn=Budget(40000, 1e-2),
         pre_elicit=Budget(20000, 1e-3), prefix_elicit=Budget(30000, 1e-2),
         pre_combine=Budget(40000, 1e-3), prefix_combine=Budget(30000, 1e-2), prefix_new=Budget(500000, 1e-2),
-        lora=Budget(10000, 5e-3), n_eval=8192),
+        lora=Budget(10000, 5e-3), ft_combine=Budget(10000, 1e-3), n_eval=8192),
 }
 
 
