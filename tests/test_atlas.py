@@ -157,7 +157,8 @@ def test_verify_atlas_cli_on_the_non_softmax_kinds(tmp_path, capsys):
     """The expectations of the atlas kinds are met in verify (holds / modified form / fails)."""
     out = tmp_path / "v.json"
     code = main(["verify", "--architecture", "sigmoid", "--architecture", "ssmax", "--architecture", "softmax-one",
-                 "--method", "kv_prefix", "--trials", "3", "--json", str(out), "--atlas", str(tmp_path)])
+                 "--method", "kv_prefix", "--theorem", "relative_attention", "--theorem", "convex_output",
+                 "--trials", "3", "--json", str(out), "--atlas", str(tmp_path)])
     printed = capsys.readouterr().out
     assert code == 0, printed
     rows = {(r["architecture"], r["theorem"]): r for r in json.loads(out.read_text())["results"]}
