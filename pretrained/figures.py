@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from theory.context import n_virtual
+from theory.figures import rescaled_content_attention
 from theory.model import block_forward, forward, mask_matrix
 from pretrained.optional import require
 
@@ -37,7 +38,7 @@ def attention_maps(params, arch, ids, context, layer: int, head: int) -> dict:
     mass = with_prefix[:, :n_p].sum(-1, keepdims=True)
     return {"no_prefix": np.asarray(base[f"blocks.{layer}.attn.hook_pattern"][head], np.float64),
             "with_prefix": with_prefix,
-            "rescaled": with_prefix[:, n_p:] / (1.0 - mass),
+            "rescaled": rescaled_content_attention(with_prefix, n_p),
             "given_inputs": np.asarray(given["attn.hook_pattern"][head], np.float64),
             "prefix_mass": mass[:, 0]}
 
