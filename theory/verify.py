@@ -1,11 +1,10 @@
 """Run every registered theorem on every registered architecture, batched over random trials.
 
-For each (architecture, method) a function draws a trial from a key and
-evaluates every applicable theorem's residual; it is vmapped over ``trials`` keys
-(``fold_in(PRNGKey(seed), t)``), so all random models of a row are checked in one
-call.  Compilation dominates at these sizes, so all methods of one architecture are
-compiled as one function, with XLA's backend optimisation off, one architecture per
-thread.
+For each (architecture, method) one function is compiled that draws a trial
+from a key and evaluates every applicable theorem's residual; it is vmapped over
+``trials`` keys (``fold_in(PRNGKey(seed), t)``), so all random models of a row are
+checked in one call.  Compilation dominates at these sizes, so the functions are
+compiled with XLA's backend optimisation off and in parallel threads.
 
 A row's verdict is "holds" when every trial's residual is finite and at most the
 theorem's tolerance, else "fails" with the worst trial as the witness (replay it
@@ -118,38 +117,25 @@ def run_verify(theorems=None, architectures=None, methods=None, seed: int = 0, t
     groups = plan(theorems, architectures, methods)
     keys = trial_keys(seed, trials)
 
-    def evaluate(group):
-        """Residuals ``{theorem_id: [trials]}`` of one (architecture, method) group, or the exception it raised."""
+    def compile_group(group):
         a, m, ids = group
         try:
             fn = residual_function(ARCHITECTURES[a], m, ids, shape)
-            return jax.device_get(jax.jit(fn).lower(keys).compile(compiler_options=FAST_COMPILE)(keys))
+            return jax.jit(fn).lower(keys).compile(compiler_options=FAST_COMPILE)
         except Exception as exc:    # a (user-registered) variant that cannot run: an error row, not a crash
             return exc
 
-    def evaluate_architecture(arch_groups):
-        """All groups of one architecture in ONE compiled function (about 20% less compilation than one
-        per group); if that raises, each group alone, so only the groups that fail become error rows."""
-        try:
-            fns = [residual_function(ARCHITECTURES[a], m, ids, shape) for a, m, ids in arch_groups]
-            merged = jax.jit(lambda k: [fn(k) for fn in fns]).lower(keys).compile(compiler_options=FAST_COMPILE)
-            return jax.device_get(merged(keys))
-        except Exception:
-            return [evaluate(group) for group in arch_groups]
-
-    by_arch = {}
-    for group in groups:
-        by_arch.setdefault(group[0], []).append(group)
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-        outcomes = dict(zip(by_arch, pool.map(evaluate_architecture, by_arch.values())))
-    groups = [group for a in by_arch for group in by_arch[a]]
-    residual_list = [outcome for a in by_arch for outcome in outcomes[a]]
+        compiled = list(pool.map(compile_group, groups))
 
     results = []
-    for (a, m, ids), residuals in zip(groups, residual_list):
+    for (a, m, ids), fn in zip(groups, compiled):
         arch, method = ARCHITECTURES[a], METHODS[m]
-        if isinstance(residuals, Exception):
-            exc = residuals
+        try:
+            if isinstance(fn, Exception):
+                raise fn
+            residuals = jax.device_get(fn(keys))
+        except Exception as exc:
             message = f"the check raised {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             for tid in ids:
                 expected, _ = THEOREMS[tid].expectation(arch, method)
