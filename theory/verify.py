@@ -27,7 +27,7 @@ from theory.methods import METHODS, get_method
 from theory.registry import THEOREMS, get_theorem
 from theory.trials import TrialShape, draw_trial
 
-FAST_COMPILE = {"xla_backend_optimization_level": 0}
+FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_cpu_multi_thread_eigen": False}
 
 
 @dataclass
