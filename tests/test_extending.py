@@ -123,3 +123,21 @@ def test_plugin_and_registration_errors_are_clear(tmp_path, capsys):
         finally:
             del ARCHITECTURES["bad-defaults"]
     assert isinstance(ARCHITECTURES["paper"], Architecture)
+
+
+def test_one_raising_method_does_not_take_down_its_architecture(monkeypatch, capsys):
+    """All methods of an architecture compile as one function; when one of them raises,
+    only its rows become ERROR rows and the architecture's other methods are still checked."""
+    from theory.methods import METHODS, Method
+
+    def raising_draw(arch, params, key, n_p):
+        raise ValueError("a user's method bug")
+
+    monkeypatch.setitem(METHODS, "buggy_method", Method("buggy_method", False, raising_draw, "raises"))
+    code = main(["verify", "--architecture", "paper", "--method", "prefix", "--method", "buggy_method",
+                 "--theorem", "relative_attention", "--trials", "2"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert re.search(r"relative_attention\s+paper\s+buggy_method\s+holds\s+error\s+nan\s+2\s+ERROR \(the check "
+                     r"raised ValueError: a user's method bug\)", out)
+    assert re.search(r"relative_attention\s+paper\s+prefix\s+holds\s+holds", out)

@@ -2,10 +2,14 @@
 
 Importing ``theory`` enables float64 in JAX (verification runs in float64; code
 that wants float32, such as training, passes ``dtype=jnp.float32`` explicitly)
-and registers the built-in architectures, methods and theorems.
+and registers the built-in architectures, methods and theorems.  It also sets
+the XLA CPU flags of :mod:`theory.xla_cpu` (a runtime deadlock workaround).
 """
 import jax
 
+from theory import xla_cpu
+
+xla_cpu.apply()
 jax.config.update("jax_enable_x64", True)
 
 from theory.architecture import ARCHITECTURES, Architecture, get_architecture, register_architecture  # noqa: E402

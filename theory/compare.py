@@ -17,6 +17,8 @@ where ``v_p`` are the virtual positions' value vectors and ``t`` = ``hook_z``.
 """
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
 from typing import NamedTuple
 
 import jax
@@ -43,10 +45,40 @@ class LayerPair(NamedTuple):
     content_mask: jax.Array  # [n, n] content-to-content visibility
 
 
+_SHARED = threading.local()     # .memo: {(arch, id(trial)): (trial, result)} inside shared_runs()
+
+
+@contextmanager
+def shared_runs():
+    """Within this block :func:`layer_pairs` runs once per (architecture, trial object).
+
+    Many theorems of one trial need the same adapted run and per-layer base runs; the
+    verifier checks them all in one traced function, and tracing those runs once per
+    theorem cost most of its Python time.  The memo holds the trial itself (so ids cannot
+    be reused) and is dropped when the block ends, so no tracer outlives its trace.
+    """
+    outer = getattr(_SHARED, "memo", None)
+    _SHARED.memo = {}
+    try:
+        yield
+    finally:
+        _SHARED.memo = outer
+
+
 def layer_pairs(arch: Architecture, trial: Trial) -> tuple[list, dict]:
     """Per layer: (adapted hooks, base hooks on the same content inputs); also the full adapted cache.
 
     This is the "given its inputs" comparison of THEORY.md §3 (exact at layer 0)."""
+    memo = getattr(_SHARED, "memo", None)
+    if memo is None:
+        return _layer_pairs(arch, trial)
+    key = (arch, id(trial))
+    if key not in memo:
+        memo[key] = (trial, _layer_pairs(arch, trial))
+    return memo[key][1]
+
+
+def _layer_pairs(arch: Architecture, trial: Trial) -> tuple[list, dict]:
     n_p = n_virtual(trial.context)
     n = trial.tokens.shape[0]
     _, cache = forward(trial.adapted, arch, trial.tokens, trial.context, attention_mask=trial.key_mask,

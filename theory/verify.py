@@ -1,10 +1,12 @@
 """Run every registered theorem on every registered architecture, batched over random trials.
 
-For each (architecture, method) one function is compiled that draws a trial
-from a key and evaluates every applicable theorem's residual; it is vmapped over
-``trials`` keys (``fold_in(PRNGKey(seed), t)``), so all random models of a row are
-checked in one call.  Compilation dominates at these sizes, so the functions are
-compiled with XLA's backend optimisation off and in parallel threads.
+For each (architecture, method) a function draws a trial from a key and
+evaluates every applicable theorem's residual; it is vmapped over ``trials`` keys
+(``fold_in(PRNGKey(seed), t)``), so all random models of a row are checked in one
+call.  Compilation dominates at these sizes, so all methods of one architecture
+are compiled as one function (their trials share the base model's draw), with
+XLA's backend optimisation off, in worker threads while the main thread traces
+the next architecture.
 
 A row's verdict is "holds" when every trial's residual is finite and at most the
 theorem's tolerance, else "fails" with the worst trial as the witness (replay it
@@ -22,12 +24,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from theory.architecture import ARCHITECTURES, Architecture, get_architecture
+from theory.compare import shared_runs
 from theory.errors import ToolkitError
 from theory.methods import METHODS, get_method
 from theory.registry import THEOREMS, get_theorem
 from theory.trials import TrialShape, draw_trial
 
-FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_cpu_multi_thread_eigen": False}
+# Compile options of the checks: compilation dominates at these sizes (about 90% of a
+# default run), so XLA's backend optimisation and its new CPU fusion emitters are off
+# (together about 2x less compile CPU; the programs are tiny, so run time hardly matters).
+FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
 
 
 @dataclass
@@ -68,7 +74,8 @@ def residual_function(arch: Architecture, method_name: str, theorem_ids: tuple, 
 
     def one(key):
         trial = draw_trial(arch, method, key, shape)
-        return {thm.id: thm.check(arch, trial) for thm in theorems}
+        with shared_runs():     # the theorems share the trial's adapted and base runs
+            return {thm.id: thm.check(arch, trial) for thm in theorems}
 
     return jax.vmap(one)
 
@@ -117,25 +124,51 @@ def run_verify(theorems=None, architectures=None, methods=None, seed: int = 0, t
     groups = plan(theorems, architectures, methods)
     keys = trial_keys(seed, trials)
 
-    def compile_group(group):
-        a, m, ids = group
+    def lower(unit):
+        """One jitted function for the groups of ``unit`` (their draws share the base model, so
+        XLA compiles it once per architecture), lowered for ``keys``."""
+        fns = [residual_function(ARCHITECTURES[a], m, ids, shape) for a, m, ids in unit]
+        return jax.jit(lambda k: [fn(k) for fn in fns]).lower(keys)
+
+    def compile_lowered(lowered):
+        return lowered.compile(compiler_options=FAST_COMPILE)
+
+    def evaluate_alone(group):
+        """Residuals of one group, or the exception it raised (isolates a failing group)."""
         try:
-            fn = residual_function(ARCHITECTURES[a], m, ids, shape)
-            return jax.jit(fn).lower(keys).compile(compiler_options=FAST_COMPILE)
-        except Exception as exc:    # a (user-registered) variant that cannot run: an error row, not a crash
+            return jax.device_get(compile_lowered(lower([group]))(keys))[0]
+        except Exception as exc:
             return exc
 
+    by_arch: dict = {}
+    for group in groups:
+        by_arch.setdefault(group[0], []).append(group)
+    units = list(by_arch.values())
+    # Python tracing and lowering hold the GIL, so they run here, one architecture at a time,
+    # while XLA compiles the architectures already lowered in the worker threads (compilation
+    # releases the GIL).  Compiled functions run afterwards, in this thread.
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-        compiled = list(pool.map(compile_group, groups))
+        pending = []
+        for unit in units:
+            try:
+                pending.append(pool.submit(compile_lowered, lower(unit)))
+            except Exception as exc:    # a (user-registered) variant that cannot run: an error row, not a crash
+                pending.append(exc)
+        outcomes = []
+        for unit, item in zip(units, pending):
+            try:
+                if isinstance(item, Exception):
+                    raise item
+                outcomes.extend(jax.device_get(item.result()(keys)))
+            except Exception:           # find out which group(s) of the architecture raised
+                outcomes.extend(evaluate_alone(group) for group in unit)
+    groups = [group for unit in units for group in unit]
 
     results = []
-    for (a, m, ids), fn in zip(groups, compiled):
+    for (a, m, ids), residuals in zip(groups, outcomes):
         arch, method = ARCHITECTURES[a], METHODS[m]
-        try:
-            if isinstance(fn, Exception):
-                raise fn
-            residuals = jax.device_get(fn(keys))
-        except Exception as exc:
+        if isinstance(residuals, Exception):
+            exc = residuals
             message = f"the check raised {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             for tid in ids:
                 expected, _ = THEOREMS[tid].expectation(arch, method)
