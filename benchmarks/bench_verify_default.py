@@ -28,9 +28,8 @@ import time
 import jax
 
 import theory  # noqa: F401  (float64, registries, XLA CPU flags)
-from theory.architecture import ARCHITECTURES
 from theory.trials import TrialShape
-from theory.verify import FAST_COMPILE, plan, residual_function, trial_keys
+from theory.verify import FAST_COMPILE, groups_function, plan, trial_keys
 
 STRATEGIES = {
     "per method": (False, {"xla_backend_optimization_level": 0}),
@@ -76,9 +75,8 @@ def time_strategies() -> None:
         units = list(by_arch.values()) if merged else [[g] for gs in by_arch.values() for g in gs]
         lower_s = compile_s = run_s = 0.0
         for unit in units:
-            fns = [residual_function(ARCHITECTURES[a], m, ids, shape) for a, m, ids in unit]
             t0 = time.perf_counter()
-            lowered = jax.jit(lambda k, fns=fns: [fn(k) for fn in fns]).lower(keys)
+            lowered = jax.jit(groups_function(unit, shape)).lower(keys)
             t1 = time.perf_counter()
             c0 = _cpu_seconds()
             compiled = lowered.compile(compiler_options=options)

@@ -80,6 +80,13 @@ def residual_function(arch: Architecture, method_name: str, theorem_ids: tuple, 
     return jax.vmap(one)
 
 
+def groups_function(groups, shape: TrialShape):
+    """``keys -> [residuals of each group]`` for (architecture, method, theorem ids) ``groups`` as one
+    function (not yet compiled); the groups of one architecture share the base model's draw."""
+    fns = [residual_function(ARCHITECTURES[a], m, ids, shape) for a, m, ids in groups]
+    return lambda keys: [fn(keys) for fn in fns]
+
+
 def _select(names, registry, kind):
     if not names:
         return list(registry)
@@ -125,10 +132,7 @@ def run_verify(theorems=None, architectures=None, methods=None, seed: int = 0, t
     keys = trial_keys(seed, trials)
 
     def lower(unit):
-        """One jitted function for the groups of ``unit`` (their draws share the base model, so
-        XLA compiles it once per architecture), lowered for ``keys``."""
-        fns = [residual_function(ARCHITECTURES[a], m, ids, shape) for a, m, ids in unit]
-        return jax.jit(lambda k: [fn(k) for fn in fns]).lower(keys)
+        return jax.jit(groups_function(unit, shape)).lower(keys)
 
     def compile_lowered(lowered):
         return lowered.compile(compiler_options=FAST_COMPILE)

@@ -5,10 +5,12 @@ scheduler, XLA CPU's runtime (jaxlib 0.10.2) deadlocks on some of the vmapped
 check graphs: every thread idles and ``block_until_ready`` never returns.
 Seen here on 2026-11-28: one compiled function holding the hard-prompt,
 soft-prompt and prefix checks of the ``paper`` architecture (backend optimisation
-off) hung in 3 of 3 runs and finished in 0.15 s in 3 of 3 runs with this flag;
-``verify --architecture bert`` hung the same way.  Whether a graph deadlocks
-depends on its exact schedule, so the flag is set for every computation.  The other schedule only
-changes the order in which independent operations run, not what they compute.
+off) hung in 4 of 7 runs without the flag (the deadlock is intermittent) and
+finished in 0.15 s in every run with it; ``verify --architecture bert`` hung
+3 of 3 times without it.  Whether a graph deadlocks
+depends on its exact schedule, so the flag is set for every computation.  The
+other schedule only changes the order in which independent operations run, not
+what they compute.
 
 The flag goes into ``XLA_FLAGS``, which XLA reads when JAX first creates its CPU
 backend; a user's own setting of the same flag wins.  If something already used
