@@ -1,8 +1,9 @@
 """Training throughput at the paper's model sizes (THEORY.md §4), batch 64, float32 on this machine.
 
-For each model: Adam steps per second of pretraining (all weights) and of
-prefix-tuning (frozen model, hidden-state prefix), measured in ONE run so the
-ratio is meaningful on a shared CPU.  Compilation is excluded (one warm-up call);
+For each model: Adam steps per second of pretraining (all weights), of
+prefix-tuning (frozen model, hidden-state prefix) and of rank-1 LoRA on the LoRA
+row's matrices (W_in, W_out, W_O), measured in ONE run so the ratios are
+meaningful on a shared CPU.  Compilation is excluded (one warm-up call);
 each measurement is the best of ``--repeats`` timed calls of ``--chunk`` steps
 (``lax.scan`` inside one jitted call, exactly as :mod:`experiments.train` runs).
 
@@ -20,6 +21,7 @@ import numpy as np
 
 from experiments.adapt import Adaptation, init_trainable
 from experiments.models import make_arch
+from experiments.suite import LORA_TARGETS
 from experiments.tasks import make_batch
 from experiments.train import TrainConfig, _chunk_fn
 from theory.params import init_params
@@ -56,13 +58,15 @@ def main(argv=None):
     ap.add_argument("--models", default="attn,elicit,combine")
     args = ap.parse_args(argv)
     print(f"device: {jax.devices()[0].platform}, batch 64, float32, chunk {args.chunk}, best of {args.repeats}")
-    print(f"{'model':28s} {'pretrain steps/s':>17s} {'prefix steps/s':>15s} {'prefix/pretrain':>16s}")
+    print(f"{'model':28s} {'pretrain steps/s':>17s} {'prefix steps/s':>15s} {'LoRA steps/s':>13s} "
+          f"{'prefix/pretrain':>16s} {'LoRA/pretrain':>14s}")
     for key in args.models.split(","):
         make, n_p = MODELS[key]
         arch = make()
         pre = steps_per_second(arch, Adaptation("pretrain", n_p), args.chunk, args.repeats)
         pf = steps_per_second(arch, Adaptation("prefix", n_p), args.chunk, args.repeats)
-        print(f"{arch.name:28s} {pre:17.1f} {pf:15.1f} {pf / pre:16.2f}")
+        lo = steps_per_second(arch, Adaptation("lora", n_p, rank=1, targets=LORA_TARGETS), args.chunk, args.repeats)
+        print(f"{arch.name:28s} {pre:17.1f} {pf:15.1f} {lo:13.1f} {pf / pre:16.2f} {lo / pre:14.2f}")
 
 
 if __name__ == "__main__":

@@ -6,8 +6,9 @@ Three modes:
            minute per experiment (tests, notebooks).  The claims are reported but are
            not expected to hold at this size.
   default  sized for a 2-core CPU (the whole ``experiment all`` within 30 minutes):
-           the paper's 1-layer models, the 4-layer model at d_model 64 instead of 256,
-           Adam with larger learning rates and far fewer iterations than the paper.
+           the paper's 1-layer models, the 4-layer models at d_model 64 (combine) and
+           96 (the LoRA row) instead of 256, Adam with larger learning rates and far
+           fewer iterations than the paper.
   full     the paper's sizes (d_model 96 / 256 / 256) and iteration counts (for a GPU).
 
 Every model is a decoder built from :class:`theory.architecture.Architecture` (learned
@@ -43,6 +44,8 @@ def make_arch(name: str, n_layers: int, n_heads: int, d_model: int, ln_before_at
 class Budget:
     steps: int
     lr: float
+    schedule: str = "cosine"       # see experiments.train.TrainConfig
+    b2: float = 0.999              # Adam's second-moment decay (TrainConfig.b2)
 
 
 @dataclass(frozen=True)
@@ -60,8 +63,11 @@ class ModeConfig:
     pre_combine: Budget            # pretrain random (paper 40k)
     prefix_combine: Budget         # per-task prefixes
     prefix_new: Budget             # ascending_add1 / double_hist prefixes (paper 500k / 100k)
-    lora: Budget                   # rank-1 LoRA on the MLPs (paper 10k, lr 5e-3)
-    ft_combine: Budget             # full fine-tune on double_hist (a reference, not in the paper)
+    d_lora: int                    # LoRA-row model (paper 256): its own base, pretrained with n_p=12 slots
+    pre_lora: Budget               # pretrain random for the LoRA row (paper 40k)
+    prefix_lora: Budget            # prefix n_p=12 on double_hist (paper 100k, lr 5e-5)
+    lora: Budget                   # rank-1 LoRA on W_in, W_out, W_O (paper 10k, lr 5e-3, constant, beta2 0.95)
+    ft_lora: Budget             # full fine-tune of the LoRA row's model on double_hist (a reference)
     n_eval: int                    # test inputs per accuracy
 
 
@@ -71,19 +77,22 @@ MODE_CONFIGS = {
         pre_attn=Budget(300, 3e-3), ft_attn=Budget(200, 3e-3), prefix_attn=Budget(200, 1e-2),
         pre_elicit=Budget(300, 3e-3), prefix_elicit=Budget(100, 1e-2),
         pre_combine=Budget(300, 3e-3), prefix_combine=Budget(100, 1e-2), prefix_new=Budget(100, 1e-2),
-        lora=Budget(100, 5e-3), ft_combine=Budget(100, 3e-3), n_eval=256),
+        d_lora=32, pre_lora=Budget(300, 3e-3), prefix_lora=Budget(100, 1e-2),
+        lora=Budget(100, 1e-2, "constant", 0.95), ft_lora=Budget(100, 3e-3), n_eval=256),
     "default": ModeConfig(
         d_attn=96, d_elicit=128, d_combine=64, layers_combine=4,
         pre_attn=Budget(2000, 2e-3), ft_attn=Budget(1000, 2e-3), prefix_attn=Budget(1000, 1e-2),
         pre_elicit=Budget(3000, 2e-3), prefix_elicit=Budget(1500, 2e-2),
         pre_combine=Budget(2000, 2e-3), prefix_combine=Budget(600, 1e-2), prefix_new=Budget(5000, 3e-2),
-        lora=Budget(1500, 5e-3), ft_combine=Budget(1000, 2e-3), n_eval=2048),
+        d_lora=96, pre_lora=Budget(2000, 2e-3), prefix_lora=Budget(2000, 3e-2),
+        lora=Budget(5000, 1e-2, "wsd", 0.95), ft_lora=Budget(600, 3e-3), n_eval=2048),
     "full": ModeConfig(
         d_attn=96, d_elicit=256, d_combine=256, layers_combine=4,
         pre_attn=Budget(20000, 1e-3), ft_attn=Budget(10000, 1e-3), prefix_attn=Budget(40000, 1e-2),
         pre_elicit=Budget(20000, 1e-3), prefix_elicit=Budget(30000, 1e-2),
         pre_combine=Budget(40000, 1e-3), prefix_combine=Budget(30000, 1e-2), prefix_new=Budget(500000, 1e-2),
-        lora=Budget(10000, 5e-3), ft_combine=Budget(10000, 1e-3), n_eval=8192),
+        d_lora=256, pre_lora=Budget(40000, 1e-3), prefix_lora=Budget(100000, 1e-2),
+        lora=Budget(10000, 5e-3, "constant", 0.95), ft_lora=Budget(10000, 1e-3), n_eval=8192),
 }
 
 

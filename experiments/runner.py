@@ -37,7 +37,8 @@ class Runner:
         self.x_test = test_inputs(seed, self.cfg.n_eval)
 
     def _train(self, name, arch, adapt, base, task, budget: Budget, base_id=""):
-        cfg = TrainConfig(task=task, steps=budget.steps, lr=budget.lr, seed=self.seed)
+        cfg = TrainConfig(task=task, steps=budget.steps, lr=budget.lr, seed=self.seed,
+                          schedule=budget.schedule, b2=budget.b2)
         fresh = self.fresh and name not in self._fresh_done
         self._fresh_done.add(name)
         return train(name, arch, adapt, base, cfg, self.ckpt_dir, base_id=base_id, fresh=fresh,

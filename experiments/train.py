@@ -6,7 +6,14 @@ One jitted call runs ``chunk`` Adam steps with ``lax.scan`` over a stack of batc
 Loss: mean cross-entropy of the 10 output tokens under teacher forcing, computed by
 ``jax.vmap`` of :func:`theory.model.forward` (float32).
 
-Learning rate: linear warm-up then cosine decay to 5% (Adam, gradient clipping at 1).
+Learning rate (``TrainConfig.schedule``), each after a linear warm-up: cosine decay to 5%
+(``"cosine"``, the default); constant (``"constant"``, the companion code's recipe for
+LoRA: one learning rate for all 10k iterations); or constant, then cosine decay to 5%
+over the last quarter of the steps (``"wsd"``, warm-up/stable/decay: a long plateau is
+crossed at the full rate and the result is then consolidated at a small one).  Adam
+(``TrainConfig.b2``: its second-moment decay; the companion code's minGPT trainer uses
+0.95, which keeps the step size up when the gradients shrink on a loss plateau) with
+gradient clipping at global norm 1.
 Checkpoints are written every ``ckpt_every`` steps and at the end; a run restarted with
 the same settings resumes from its checkpoint (bit-identical data thereafter).
 """
@@ -26,7 +33,7 @@ from experiments import checkpoint
 from experiments.evaluate import logits_batch
 from experiments.tasks import MODEL_LEN, N_DIGITS, check_task, make_batch
 from theory.architecture import Architecture
-from theory.errors import ToolkitError
+from theory.errors import ToolkitError, unknown_name
 
 
 @dataclass(frozen=True)
@@ -39,13 +46,36 @@ class TrainConfig:
     warmup: int = 100
     chunk: int = 50                # Adam steps per jitted call
     ckpt_every: int = 1000         # steps between checkpoints
+    schedule: str = "cosine"       # one of SCHEDULES (see the module docstring)
+    b2: float = 0.999              # Adam's second-moment decay (the companion code uses 0.95)
+
+
+SCHEDULES = ("cosine", "constant", "wsd")
+WSD_DECAY_SHARE = 0.25             # "wsd": the share of the steps spent decaying
+
+
+def learning_rate(cfg: TrainConfig):
+    """The optax schedule of ``cfg`` (step -> learning rate)."""
+    if cfg.schedule not in SCHEDULES:
+        raise unknown_name("learning-rate schedule", cfg.schedule, SCHEDULES)
+    warmup = min(cfg.warmup, max(cfg.steps // 2, 1))
+    if cfg.schedule == "cosine":
+        schedule = optax.warmup_cosine_decay_schedule(0.0, cfg.lr, warmup, max(cfg.steps, warmup + 1),
+                                                      end_value=0.05 * cfg.lr)
+    elif cfg.schedule == "constant":
+        schedule = optax.join_schedules([optax.linear_schedule(0.0, cfg.lr, warmup), optax.constant_schedule(cfg.lr)],
+                                        [warmup])
+    else:
+        decay = max(int(WSD_DECAY_SHARE * cfg.steps), 1)
+        stable_end = max(cfg.steps - decay, warmup)
+        schedule = optax.join_schedules(
+            [optax.linear_schedule(0.0, cfg.lr, warmup), optax.constant_schedule(cfg.lr),
+             optax.cosine_decay_schedule(cfg.lr, decay, alpha=0.05)], [warmup, stable_end])
+    return schedule
 
 
 def optimizer(cfg: TrainConfig):
-    warmup = min(cfg.warmup, max(cfg.steps // 2, 1))
-    schedule = optax.warmup_cosine_decay_schedule(0.0, cfg.lr, warmup, max(cfg.steps, warmup + 1),
-                                                  end_value=0.05 * cfg.lr)
-    return optax.chain(optax.clip_by_global_norm(1.0), optax.adam(schedule))
+    return optax.chain(optax.clip_by_global_norm(1.0), optax.adam(learning_rate(cfg), b2=cfg.b2))
 
 
 def loss_fn(trainable, base, arch, adapt, seqs):
@@ -59,7 +89,7 @@ _STEP_CACHE: dict = {}
 
 
 def _chunk_fn(arch, adapt, cfg):
-    key = (arch, adapt, cfg.lr, cfg.steps, cfg.warmup)
+    key = (arch, adapt, cfg.lr, cfg.steps, cfg.warmup, cfg.schedule, cfg.b2)
     if key not in _STEP_CACHE:
         opt = optimizer(cfg)
 

@@ -103,6 +103,38 @@ def test_parameter_counts(base):
     assert A.n_trainable(lo_attn) == L * 2 * (2 * d + 2 * d)
 
 
+@pytest.mark.parametrize("d", [16, 24, 40])
+def test_lora_row_counts_are_equal_for_any_width(d):
+    """The LoRA row: a prefix of N_P_LORA positions and rank-1 LoRA on LORA_TARGETS (W_in, W_out,
+    W_O: the companion code's c_fc / c_proj layers) have the same number of parameters, 12 d per
+    layer (12,288 at the paper's d = 256, 4 layers)."""
+    from experiments.suite import LORA_TARGETS, N_P_LORA
+    arch = make_arch(f"count-d{d}", 4, 4, d)
+    base = init_params(arch, jax.random.PRNGKey(0), dtype=jnp.float32)
+    key = jax.random.PRNGKey(1)
+    pf = A.n_trainable(A.init_trainable(A.Adaptation("prefix", N_P_LORA), arch, base, key))
+    lo = A.n_trainable(A.init_trainable(A.Adaptation("lora", N_P_LORA, rank=1, targets=LORA_TARGETS), arch, base, key))
+    assert pf == lo == 4 * 12 * d
+    # negative control: LoRA on the MLP matrices alone has 2 d per layer fewer
+    mlp = A.n_trainable(A.init_trainable(A.Adaptation("lora", N_P_LORA, rank=1, targets=("mlp",)), arch, base, key))
+    assert pf - mlp == 4 * 2 * d
+
+
+def test_learning_rate_schedules():
+    from experiments.train import learning_rate
+    def lrs(schedule):
+        f = learning_rate(TrainConfig("add1", 1000, 1e-2, warmup=100, schedule=schedule))
+        return [float(f(t)) for t in (0, 100, 500, 749, 875, 1000)]
+    cos, const, wsd = lrs("cosine"), lrs("constant"), lrs("wsd")
+    assert cos[0] == const[0] == wsd[0] == 0.0                              # warm-up from 0
+    assert const[1:] == pytest.approx([1e-2] * 5)
+    assert wsd[1:4] == pytest.approx([1e-2] * 3)                            # stable for the first 3/4
+    assert 1e-3 < wsd[4] < 9e-3 and wsd[5] == pytest.approx(5e-4)           # then decays to 5%
+    assert cos[2] < 1e-2 and cos[5] == pytest.approx(5e-4)
+    with pytest.raises(ToolkitError, match="schedule.*'linear'.*cosine"):
+        learning_rate(TrainConfig("add1", 10, 1e-2, schedule="linear"))
+
+
 @pytest.mark.parametrize("adapt", [A.Adaptation("prefix", 3), A.Adaptation("kv_prefix", 3),
                                    A.Adaptation("lora", 3, rank=2, targets=("mlp", "attn"))])
 def test_adapted_model_starts_at_the_base_model(base, adapt):
