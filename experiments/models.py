@@ -67,7 +67,7 @@ class ModeConfig:
     pre_lora: Budget               # pretrain random for the LoRA row (paper 40k)
     prefix_lora: Budget            # prefix n_p=12 on double_hist (paper 100k, lr 5e-5)
     lora: Budget                   # rank-1 LoRA on W_in, W_out, W_O (paper 10k, lr 5e-3, constant, beta2 0.95)
-    ft_lora: Budget             # full fine-tune of the LoRA row's model on double_hist (a reference)
+    ft_lora: Budget                # full fine-tune of the LoRA row's model on double_hist (a reference)
     n_eval: int                    # test inputs per accuracy
 
 
