@@ -9,6 +9,7 @@ each measurement is the best of ``--repeats`` timed calls of ``--chunk`` steps
 
     .venv/bin/python benchmarks/bench_training.py [--chunk 20] [--repeats 2] [--models attn,elicit,combine]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,7 +29,10 @@ from theory.params import init_params
 
 MODELS = {  # paper sizes
     "attn": (lambda: make_arch("bench-attn-1L1H-d96", 1, 1, 96), 1),
-    "elicit": (lambda: make_arch("bench-elicit-1L4H-d256", 1, 4, 256, ln_before_attention=False), 1),
+    "elicit": (
+        lambda: make_arch("bench-elicit-1L4H-d256", 1, 4, 256, ln_before_attention=False),
+        1,
+    ),
     "combine": (lambda: make_arch("bench-combine-4L4H-d256", 4, 4, 256), 10),
 }
 
@@ -40,7 +44,7 @@ def steps_per_second(arch, adapt, chunk: int, repeats: int, batch: int = 64) -> 
     opt, run_chunk = _chunk_fn(arch, adapt, cfg)
     state = opt.init(trainable)
     batches = jnp.asarray(np.stack([make_batch("random", 0, s, batch) for s in range(chunk)]))
-    trainable, state, losses = run_chunk(trainable, state, base, batches)      # compile + warm up
+    trainable, state, losses = run_chunk(trainable, state, base, batches)  # compile + warm up
     losses.block_until_ready()
     best = float("inf")
     for _ in range(repeats):
@@ -57,16 +61,24 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--models", default="attn,elicit,combine")
     args = ap.parse_args(argv)
-    print(f"device: {jax.devices()[0].platform}, batch 64, float32, chunk {args.chunk}, best of {args.repeats}")
-    print(f"{'model':28s} {'pretrain steps/s':>17s} {'prefix steps/s':>15s} {'LoRA steps/s':>13s} "
-          f"{'prefix/pretrain':>16s} {'LoRA/pretrain':>14s}")
+    print(
+        f"device: {jax.devices()[0].platform}, batch 64, float32, chunk {args.chunk}, best of {args.repeats}"
+    )
+    print(
+        f"{'model':28s} {'pretrain steps/s':>17s} {'prefix steps/s':>15s} {'LoRA steps/s':>13s} "
+        f"{'prefix/pretrain':>16s} {'LoRA/pretrain':>14s}"
+    )
     for key in args.models.split(","):
         make, n_p = MODELS[key]
         arch = make()
         pre = steps_per_second(arch, Adaptation("pretrain", n_p), args.chunk, args.repeats)
         pf = steps_per_second(arch, Adaptation("prefix", n_p), args.chunk, args.repeats)
-        lo = steps_per_second(arch, Adaptation("lora", n_p, rank=1, targets=LORA_TARGETS), args.chunk, args.repeats)
-        print(f"{arch.name:28s} {pre:17.1f} {pf:15.1f} {lo:13.1f} {pf / pre:16.2f} {lo / pre:14.2f}")
+        lo = steps_per_second(
+            arch, Adaptation("lora", n_p, rank=1, targets=LORA_TARGETS), args.chunk, args.repeats
+        )
+        print(
+            f"{arch.name:28s} {pre:17.1f} {pf:15.1f} {lo:13.1f} {pf / pre:16.2f} {lo / pre:14.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ Python tracing + lowering, XLA compile CPU seconds and run time, for three strat
 
     python benchmarks/bench_verify_default.py [--runs 3] [--skip-strategies]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,7 +46,9 @@ def _cpu_seconds() -> float:
 
 def time_command(runs: int) -> None:
     exe = os.path.join(os.path.dirname(sys.executable), "prefix-theory")
-    command = [exe, "verify"] if os.path.exists(exe) else [sys.executable, "-m", "theory.cli", "verify"]
+    command = (
+        [exe, "verify"] if os.path.exists(exe) else [sys.executable, "-m", "theory.cli", "verify"]
+    )
     print(f"## `prefix-theory verify` as a fresh process, {os.cpu_count()} CPU cores\n")
     print("| run | wall s | CPU s (children) | exit | last line |")
     print("|---:|---:|---:|---:|---|")
@@ -57,7 +60,9 @@ def time_command(runs: int) -> None:
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         summary = [line for line in proc.stdout.splitlines() if "verdicts as expected" in line]
-        print(f"| {i + 1} | {wall:.1f} | {cpu:.1f} | {proc.returncode} | {summary[0] if summary else proc.stderr[-200:]} |")
+        print(
+            f"| {i + 1} | {wall:.1f} | {cpu:.1f} | {proc.returncode} | {summary[0] if summary else proc.stderr[-200:]} |"
+        )
 
 
 def time_strategies() -> None:
@@ -66,8 +71,10 @@ def time_strategies() -> None:
     by_arch: dict = {}
     for a, m, ids in plan():
         by_arch.setdefault(a, []).append((a, m, ids))
-    print(f"\n## Compile strategies over the default plan ({sum(map(len, by_arch.values()))} (architecture, "
-          f"method) groups, {len(by_arch)} architectures), single-threaded, one process\n")
+    print(
+        f"\n## Compile strategies over the default plan ({sum(map(len, by_arch.values()))} (architecture, "
+        f"method) groups, {len(by_arch)} architectures), single-threaded, one process\n"
+    )
     print("| strategy | functions | trace+lower s | compile CPU s | run s |")
     print("|---|---:|---:|---:|---:|")
     totals = {}
@@ -88,8 +95,10 @@ def time_strategies() -> None:
         totals[name] = compile_s
         print(f"| {name} | {len(units)} | {lower_s:.1f} | {compile_s:.1f} | {run_s:.1f} |")
     first = next(iter(totals))
-    print("\nCompile CPU relative to per method: "
-          + ", ".join(f"{name} {value / totals[first]:.2f}x" for name, value in totals.items()))
+    print(
+        "\nCompile CPU relative to per method: "
+        + ", ".join(f"{name} {value / totals[first]:.2f}x" for name, value in totals.items())
+    )
 
 
 def main(argv=None) -> None:

@@ -26,19 +26,51 @@ API (small and stable; used by the capacity-counting code)::
 
 ``prefix-theory construct ...`` is the command line (see :mod:`constructions.cli`).
 """
+
 from constructions.ceiling import Ceiling, hard_token_ceiling
 from constructions.checks import construction_trial, section3_residuals
-from constructions.certificates import Certificate, derivation, scalar_certificate, two_token_certificate
+from constructions.certificates import (
+    Certificate,
+    derivation,
+    scalar_certificate,
+    two_token_certificate,
+)
 from constructions.common import Construction
 from constructions.conditional import conditional_model, map_tokens, worst_table
 from constructions.generate import Generation, greedy_generate, greedy_generate_batch
 from constructions.two_token import all_pairs, exact_two_token_table, pair_token, two_token_model
-from constructions.unconditional import unconditional_model, virtual_token, virtual_tokens, worst_sequence
+from constructions.unconditional import (
+    unconditional_model,
+    virtual_token,
+    virtual_tokens,
+    worst_sequence,
+)
 from constructions.vocab import ASCII, Vocabulary
 
 __all__ = [
-    "ASCII", "Ceiling", "Certificate", "Construction", "Generation", "Vocabulary", "all_pairs", "conditional_model", "construction_trial",
-    "derivation", "exact_two_token_table", "greedy_generate", "greedy_generate_batch", "hard_token_ceiling",
-    "map_tokens", "pair_token", "scalar_certificate", "section3_residuals", "two_token_certificate", "two_token_model",
-    "unconditional_model", "virtual_token", "virtual_tokens", "worst_sequence", "worst_table",
+    "ASCII",
+    "Ceiling",
+    "Certificate",
+    "Construction",
+    "Generation",
+    "Vocabulary",
+    "all_pairs",
+    "conditional_model",
+    "construction_trial",
+    "derivation",
+    "exact_two_token_table",
+    "greedy_generate",
+    "greedy_generate_batch",
+    "hard_token_ceiling",
+    "map_tokens",
+    "pair_token",
+    "scalar_certificate",
+    "section3_residuals",
+    "two_token_certificate",
+    "two_token_model",
+    "unconditional_model",
+    "virtual_token",
+    "virtual_tokens",
+    "worst_sequence",
+    "worst_table",
 ]

@@ -7,6 +7,7 @@ A hard token is a row of ``W_E``, so there are at most ``d_vocab`` of them; a
 certified construction reaches every one of ``V^N`` sequences (``V^V`` maps,
 ``V^(V^2)`` two-token maps) with virtual tokens.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -22,36 +23,51 @@ from theory.errors import ToolkitError
 
 
 class Ceiling(NamedTuple):
-    hard_tokens: int         # hard tokens enumerated (every id of the vocabulary)
-    hard_distinct: int       # distinct behaviours they produce (<= hard_tokens)
-    virtual_reachable: int   # behaviours one virtual token reaches (all of them, if certified; else 0)
-    behaviours: np.ndarray   # [hard_tokens, ...] the behaviour of each hard token
+    hard_tokens: int  # hard tokens enumerated (every id of the vocabulary)
+    hard_distinct: int  # distinct behaviours they produce (<= hard_tokens)
+    virtual_reachable: (
+        int  # behaviours one virtual token reaches (all of them, if certified; else 0)
+    )
+    behaviours: np.ndarray  # [hard_tokens, ...] the behaviour of each hard token
 
     def summary(self, construction: Construction) -> str:
         c = construction
-        what = {"unconditional": f"completions of {c.n_out} tokens", "conditional": "maps [V] -> [V]^N0",
-                "two_token": "maps [V]^2 -> [V]"}[c.kind]
-        exponent = {"unconditional": f"V^N = {c.V}^{c.n_out}", "conditional": f"V^(V N0) = {c.V}^{c.V * c.n_out}",
-                    "two_token": f"V^(V^2) = {c.V}^{c.V ** 2}"}[c.kind]
+        what = {
+            "unconditional": f"completions of {c.n_out} tokens",
+            "conditional": "maps [V] -> [V]^N0",
+            "two_token": "maps [V]^2 -> [V]",
+        }[c.kind]
+        exponent = {
+            "unconditional": f"V^N = {c.V}^{c.n_out}",
+            "conditional": f"V^(V N0) = {c.V}^{c.V * c.n_out}",
+            "two_token": f"V^(V^2) = {c.V}^{c.V**2}",
+        }[c.kind]
         digits = len(str(self.virtual_reachable)) if self.virtual_reachable else 0
-        reach = (f"one virtual token reaches all {exponent} (~1e{digits - 1}), certified" if self.virtual_reachable
-                 else "virtual tokens: not certified at this temperature")
-        return (f"hard-prompt ceiling: {self.hard_tokens} single hard tokens give {self.hard_distinct} distinct "
-                f"{what} (at most {c.arch.d_vocab}); {reach}")
+        reach = (
+            f"one virtual token reaches all {exponent} (~1e{digits - 1}), certified"
+            if self.virtual_reachable
+            else "virtual tokens: not certified at this temperature"
+        )
+        return (
+            f"hard-prompt ceiling: {self.hard_tokens} single hard tokens give {self.hard_distinct} distinct "
+            f"{what} (at most {c.arch.d_vocab}); {reach}"
+        )
 
 
 def hard_token_ceiling(construction: Construction) -> Ceiling:
     """Enumerate every single hard token and count the distinct greedy behaviours."""
     c = construction
     if c.n_virtual != 1:
-        raise ToolkitError(f"hard_token_ceiling: enumerates single hard tokens, but this {c.kind} construction reads "
-                           f"{c.n_virtual} virtual tokens; use N0 = 1")
+        raise ToolkitError(
+            f"hard_token_ceiling: enumerates single hard tokens, but this {c.kind} construction reads "
+            f"{c.n_virtual} virtual tokens; use N0 = 1"
+        )
     ids = jnp.arange(c.arch.d_vocab, dtype=jnp.int32)
     if c.kind == "unconditional":
         prompts = np.full((ids.shape[0], 1), c.bos)
         gen = greedy_generate_batch(c, HardPrompt(ids[:, None]), prompts)
         behaviours = np.asarray(gen.tokens)
-        reach = c.V ** c.n_out
+        reach = c.V**c.n_out
     else:
         inputs = np.arange(c.V)[:, None] if c.kind == "conditional" else all_pairs(c.V)
         n_in = inputs.shape[0]
@@ -59,7 +75,7 @@ def hard_token_ceiling(construction: Construction) -> Ceiling:
         prompts = np.tile(inputs, (ids.shape[0], 1))
         gen = greedy_generate_batch(c, HardPrompt(tok), prompts)
         behaviours = np.asarray(gen.tokens).reshape(ids.shape[0], n_in, -1)
-        reach = c.V ** (c.V * c.n_out) if c.kind == "conditional" else c.V ** (c.V ** 2)
+        reach = c.V ** (c.V * c.n_out) if c.kind == "conditional" else c.V ** (c.V**2)
     distinct = len({b.tobytes() for b in behaviours})
     certified = c.certificate is not None and c.certificate.certified
     return Ceiling(int(ids.shape[0]), distinct, reach if certified else 0, behaviours)

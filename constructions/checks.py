@@ -1,9 +1,10 @@
 """Run the §3 theorem checks on a construction (its virtual token is an ordinary context).
 
-    trial = construction_trial(c, virtual_token(c, seq), [c.bos] + seq[:-1])
-    theory.compare.compare(c.arch, trial)          # per-layer residuals of the §3 identities
-    section3_residuals(c, context, tokens)         # {theorem id: residual} for registered theorems
+trial = construction_trial(c, virtual_token(c, seq), [c.bos] + seq[:-1])
+theory.compare.compare(c.arch, trial)          # per-layer residuals of the §3 identities
+section3_residuals(c, context, tokens)         # {theorem id: residual} for registered theorems
 """
+
 from __future__ import annotations
 
 import jax
@@ -25,7 +26,9 @@ def construction_trial(construction: Construction, context, tokens) -> Trial:
     validate_context(context, c.arch)
     tokens = jnp.asarray(np.asarray(tokens, np.int32))
     if tokens.ndim != 1 or tokens.shape[0] < 1:
-        raise ToolkitError(f"tokens: expected a 1-D list of at least one token id, got shape {tokens.shape}")
+        raise ToolkitError(
+            f"tokens: expected a 1-D list of at least one token id, got shape {tokens.shape}"
+        )
     n = n_virtual(context) + tokens.shape[0]
     if n > c.arch.n_ctx:
         raise ToolkitError(f"tokens: {n} positions exceed this construction's n_ctx={c.arch.n_ctx}")

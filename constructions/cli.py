@@ -9,6 +9,7 @@
 Every model is a weight construction of ``theory.model.forward``; every run prints
 the certificate of the model it used.  Bad input exits with code 2.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,48 +21,90 @@ DTYPES = ("float64", "float32")
 
 def add_parser(subparsers) -> None:
     """Add the ``construct`` subcommand (called from :func:`theory.cli.build_parser`)."""
-    p = subparsers.add_parser("construct", help="weight constructions: one virtual token controls the output (§2)")
+    p = subparsers.add_parser(
+        "construct", help="weight constructions: one virtual token controls the output (§2)"
+    )
     sub = p.add_subparsers(dest="construction", required=True, parser_class=type(p))
 
-    u = sub.add_parser("unconditional", help="Theorem 1: one virtual token makes the model emit TEXT")
+    u = sub.add_parser(
+        "unconditional", help="Theorem 1: one virtual token makes the model emit TEXT"
+    )
     u.add_argument("text", help="the sequence to generate (characters of the vocabulary)")
     u.add_argument("--N", type=int, help="model length N (default: len(TEXT))")
     _common(u)
-    u.add_argument("--vocab", choices=("printable", "graphic"), default="printable",
-                   help="printable: space + the 94 graphic ASCII characters (default); graphic: the 94 only")
-    u.add_argument("--method", choices=("jacobi", "sequential"), default="jacobi", help="greedy decoding algorithm")
-    u.add_argument("--section3", action="store_true",
-                   help="also run the registered §3 theorem checks on this model with its virtual token")
+    u.add_argument(
+        "--vocab",
+        choices=("printable", "graphic"),
+        default="printable",
+        help="printable: space + the 94 graphic ASCII characters (default); graphic: the 94 only",
+    )
+    u.add_argument(
+        "--method",
+        choices=("jacobi", "sequential"),
+        default="jacobi",
+        help="greedy decoding algorithm",
+    )
+    u.add_argument(
+        "--section3",
+        action="store_true",
+        help="also run the registered §3 theorem checks on this model with its virtual token",
+    )
     u.set_defaults(run=_run_unconditional)
 
-    m = sub.add_parser("map", help="Theorem 2: virtual tokens encode a map from a user token to a response")
+    m = sub.add_parser(
+        "map", help="Theorem 2: virtual tokens encode a map from a user token to a response"
+    )
     src = m.add_mutually_exclusive_group(required=True)
-    src.add_argument("--example", help="built-in map: swapcase | animals (capitals -> animals, small -> foods)")
-    src.add_argument("--json", metavar="FILE", help='user map, a JSON object {"a": "response", ...}')
+    src.add_argument(
+        "--example", help="built-in map: swapcase | animals (capitals -> animals, small -> foods)"
+    )
+    src.add_argument(
+        "--json", metavar="FILE", help='user map, a JSON object {"a": "response", ...}'
+    )
     m.add_argument("--input", help="respond to this one character (default: print the whole table)")
-    m.add_argument("--vocab", choices=("printable", "graphic"), default="printable",
-                   help="printable: space + the 94 graphic ASCII characters (default); graphic: the 94 only")
+    m.add_argument(
+        "--vocab",
+        choices=("printable", "graphic"),
+        default="printable",
+        help="printable: space + the 94 graphic ASCII characters (default); graphic: the 94 only",
+    )
     _common(m)
     m.set_defaults(run=_run_map)
 
-    t = sub.add_parser("pairs", help="two user tokens: a random map [V]^2 -> [V] decoded by the model's MLP")
+    t = sub.add_parser(
+        "pairs", help="two user tokens: a random map [V]^2 -> [V] decoded by the model's MLP"
+    )
     t.add_argument("--V", type=int, default=10, help="vocabulary size (default 10)")
     t.add_argument("--seed", type=int, default=0, help="seed of the random map (default 0)")
-    t.add_argument("--digits", type=int, help="base-B digits packed per coordinate (default: V, or the dtype's most)")
-    t.add_argument("--exact", action="store_true", help="exact (rational/interval) evaluation: any V and digits")
+    t.add_argument(
+        "--digits",
+        type=int,
+        help="base-B digits packed per coordinate (default: V, or the dtype's most)",
+    )
+    t.add_argument(
+        "--exact",
+        action="store_true",
+        help="exact (rational/interval) evaluation: any V and digits",
+    )
     _common(t)
     t.set_defaults(run=_run_pairs)
 
-    c = sub.add_parser("certificate", help="print a construction's certificate (and its derivation)")
+    c = sub.add_parser(
+        "certificate", help="print a construction's certificate (and its derivation)"
+    )
     c.add_argument("kind", choices=("unconditional", "conditional", "two_token"))
     c.add_argument("--V", type=int, default=95, help="vocabulary size (default 95)")
-    c.add_argument("--N", type=int, default=20, help="N (unconditional), N0 (conditional), digits (two_token)")
+    c.add_argument(
+        "--N", type=int, default=20, help="N (unconditional), N0 (conditional), digits (two_token)"
+    )
     c.add_argument("--exact", action="store_true", help="two_token: exact mode")
     c.add_argument("--derive", action="store_true", help="also print the sympy derivation")
     _common(c)
     c.set_defaults(run=_run_certificate)
 
-    h = sub.add_parser("ceiling", help="hard-prompt ceiling: every single hard token vs one virtual token")
+    h = sub.add_parser(
+        "ceiling", help="hard-prompt ceiling: every single hard token vs one virtual token"
+    )
     h.add_argument("--V", type=int, default=95, help="vocabulary size (default 95)")
     h.add_argument("--N", type=int, default=20, help="sequence length (default 20)")
     _common(h)
@@ -70,19 +113,28 @@ def add_parser(subparsers) -> None:
 
 def _vocab(args):
     from constructions.vocab import ASCII, GRAPHIC, Vocabulary
+
     return ASCII if args.vocab == "printable" else Vocabulary(GRAPHIC)
 
 
 def _common(p) -> None:
-    p.add_argument("--T", type=float, help="inverse temperature (default: smallest certified value, rounded up, + 1)")
-    p.add_argument("--dtype", choices=DTYPES, default="float64", help="dtype of the weights (default float64)")
+    p.add_argument(
+        "--T",
+        type=float,
+        help="inverse temperature (default: smallest certified value, rounded up, + 1)",
+    )
+    p.add_argument(
+        "--dtype", choices=DTYPES, default="float64", help="dtype of the weights (default float64)"
+    )
 
 
 def _header(c) -> str:
     a = c.arch
-    return (f"construction {c.kind}: V={c.V}, T={c.T:g}, {np.dtype(c.dtype).name}; model: {a.n_layers} layer, "
-            f"{a.n_heads} head(s), d_model={a.d_model}, ReLU MLP depth {a.mlp_depth} width {a.d_mlp}, "
-            f"n_ctx={a.n_ctx} (theory.model.forward)")
+    return (
+        f"construction {c.kind}: V={c.V}, T={c.T:g}, {np.dtype(c.dtype).name}; model: {a.n_layers} layer, "
+        f"{a.n_heads} head(s), d_model={a.d_model}, ReLU MLP depth {a.mlp_depth} width {a.d_mlp}, "
+        f"n_ctx={a.n_ctx} (theory.model.forward)"
+    )
 
 
 def _margin(logits) -> np.ndarray:
@@ -94,39 +146,52 @@ def _run_unconditional(args) -> int:
     from constructions.ceiling import hard_token_ceiling
     from constructions.generate import greedy_generate
     from constructions.unconditional import unconditional_model, virtual_token
+
     ASCII = _vocab(args)
     if not args.text:
         raise ToolkitError("text: expected at least one character, got an empty string")
     ids = ASCII.encode(args.text, what="text")
     N = len(ids) if args.N is None else args.N
     if N < len(ids):
-        raise ToolkitError(f"text: {len(ids)} characters is longer than N={N}; use --N {len(ids)} or more")
+        raise ToolkitError(
+            f"text: {len(ids)} characters is longer than N={N}; use --N {len(ids)} or more"
+        )
     c = unconditional_model(ASCII.size, N, args.T, dtype=args.dtype)
     ctx = virtual_token(c, ids)
     gen = greedy_generate(c, ctx, method=args.method)
     out = np.asarray(gen.tokens)
     print(_header(c))
     print(f"vocabulary: {ASCII.describe()} ({ASCII.size} tokens) + BOS")
-    shown = ", ".join(f"{v:.4f}" for v in np.asarray(ctx.embeddings[0, :min(N, 8)]))
+    shown = ", ".join(f"{v:.4f}" for v in np.asarray(ctx.embeddings[0, : min(N, 8)]))
     print(f"virtual token s = (Y_i / V) = ({shown}{', ...' if N > 8 else ''})  [+ zeros elsewhere]")
     print(f"{'step':>4}  {'content so far':<24} -> next   attn on s   logit margin")
     margins, mass = _margin(gen.logits), np.asarray(gen.virtual_mass)
     for i in range(N):
         so_far = ASCII.decode(out[:i])
         so_far = "<BOS> " + repr(so_far if len(so_far) <= 16 else "..." + so_far[-13:])
-        print(f"{i + 1:>4}  {so_far:<24} -> {ASCII.decode(out[i:i + 1])!r:<6} {mass[i]:.6f}    {margins[i]:.3e}")
-    text = ASCII.decode(out[:len(ids)])
+        print(
+            f"{i + 1:>4}  {so_far:<24} -> {ASCII.decode(out[i : i + 1])!r:<6} {mass[i]:.6f}    {margins[i]:.3e}"
+        )
+    text = ASCII.decode(out[: len(ids)])
     ok = text == args.text
-    print(f"generated: {text!r}  ({'matches' if ok else 'DOES NOT match'} the target; {int(gen.passes)} forward "
-          f"passes, {args.method})")
+    print(
+        f"generated: {text!r}  ({'matches' if ok else 'DOES NOT match'} the target; {int(gen.passes)} forward "
+        f"passes, {args.method})"
+    )
     print(c.certificate.summary())
     print(hard_token_ceiling(c).summary(c))
     if args.section3:
         from constructions.checks import section3_residuals
         from theory.tolerances import TOL_F64
+
         res = section3_residuals(c, ctx, [c.bos] + list(out[:-1]))
-        print("§3 checks on this model: " + ", ".join(
-            f"{tid} residual {r:.2e} ({'holds' if r <= TOL_F64 else 'VIOLATED'})" for tid, r in res.items()))
+        print(
+            "§3 checks on this model: "
+            + ", ".join(
+                f"{tid} residual {r:.2e} ({'holds' if r <= TOL_F64 else 'VIOLATED'})"
+                for tid, r in res.items()
+            )
+        )
     return 0 if ok else 1
 
 
@@ -137,6 +202,7 @@ def _run_map(args) -> int:
     from constructions.generate import greedy_generate_batch
     import jax
     import jax.numpy as jnp
+
     ASCII = _vocab(args)
     defaulted = []
     if args.example is not None:
@@ -156,13 +222,15 @@ def _run_map(args) -> int:
     gen = greedy_generate_batch(c, batch, inputs[:, None])
     out = np.asarray(gen.tokens)
     print(_header(c))
-    print(f"map: {args.example or args.json}; responses of up to N0={N0} token(s), {N0} virtual token(s)")
+    print(
+        f"map: {args.example or args.json}; responses of up to N0={N0} token(s), {N0} virtual token(s)"
+    )
     if defaulted:
         print(f"note: {len(defaulted)} characters not in the map file respond with themselves")
     wrong = 0
     for x, row in zip(inputs, out):
         got, want = ASCII.decode(row), ASCII.decode(table[x])
-        if N0 > 1:      # responses are padded with spaces to N0
+        if N0 > 1:  # responses are padded with spaces to N0
             got, want = got.rstrip(), want.rstrip()
         wrong += got != want
         flag = "" if got == want else f"   WRONG (expected {want!r})"
@@ -178,7 +246,13 @@ def _run_pairs(args) -> int:
     import jax
     import jax.numpy as jnp
     from constructions.generate import greedy_generate_batch
-    from constructions.two_token import all_pairs, exact_two_token_table, pair_token, two_token_model
+    from constructions.two_token import (
+        all_pairs,
+        exact_two_token_table,
+        pair_token,
+        two_token_model,
+    )
+
     c = two_token_model(args.V, args.digits, args.T, dtype=args.dtype, exact=args.exact)
     table = np.random.default_rng(args.seed).integers(0, c.V, (c.V, c.V))
     pairs = all_pairs(c.V)
@@ -191,14 +265,18 @@ def _run_pairs(args) -> int:
         out = np.asarray(greedy_generate_batch(c, batch, pairs).tokens)[:, 0]
         how = f"{np.dtype(c.dtype).name}, batched"
     print(_header(c))
-    print(f"random map [V]^2 -> [V] (seed {args.seed}); base B={c.extra['B']}, {c.extra['k']} digits per coordinate, "
-          f"{c.extra['G']} coordinate(s) per first token")
+    print(
+        f"random map [V]^2 -> [V] (seed {args.seed}); base B={c.extra['B']}, {c.extra['k']} digits per coordinate, "
+        f"{c.extra['G']} coordinate(s) per first token"
+    )
     correct = out == table[pairs[:, 0], pairs[:, 1]]
     if c.V <= 16:
         print("outputs (row x1, column x2; * marks an error):")
         for x1 in range(c.V):
-            cells = [f"{o:>2}{'' if ok else '*'}" for o, ok in zip(out[x1 * c.V:(x1 + 1) * c.V],
-                                                                   correct[x1 * c.V:(x1 + 1) * c.V])]
+            cells = [
+                f"{o:>2}{'' if ok else '*'}"
+                for o, ok in zip(out[x1 * c.V : (x1 + 1) * c.V], correct[x1 * c.V : (x1 + 1) * c.V])
+            ]
             print("  " + " ".join(cells))
     print(f"{int(correct.sum())}/{len(pairs)} inputs correct ({how})")
     print(c.certificate.summary())
@@ -210,13 +288,17 @@ def _run_certificate(args) -> int:
     from constructions.conditional import conditional_model
     from constructions.two_token import two_token_model
     from constructions.unconditional import default_temperature
+
     if args.kind == "two_token":
         c = two_token_model(args.V, args.N, args.T, dtype=args.dtype, exact=args.exact)
         cert = c.certificate
     else:
         if args.T is None:
-            T = default_temperature(args.V, args.N, args.dtype) if args.kind == "unconditional" else \
-                conditional_model(args.V, args.N, None, dtype=args.dtype).T
+            T = (
+                default_temperature(args.V, args.N, args.dtype)
+                if args.kind == "unconditional"
+                else conditional_model(args.V, args.N, None, dtype=args.dtype).T
+            )
         else:
             T = args.T
         cert = scalar_certificate(args.kind, args.V, args.N, T, args.dtype)
@@ -232,6 +314,7 @@ def _run_certificate(args) -> int:
 def _run_ceiling(args) -> int:
     from constructions.ceiling import hard_token_ceiling
     from constructions.unconditional import unconditional_model
+
     c = unconditional_model(args.V, args.N, args.T, dtype=args.dtype)
     ceiling = hard_token_ceiling(c)
     print(_header(c))

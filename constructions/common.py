@@ -10,6 +10,7 @@ Notation: ``V`` vocabulary size (tokens ``0..V-1``, plus a start token ``BOS = V
 where a construction needs one), ``T`` the inverse temperature
 (``Architecture.temperature``), ``e = exp(T)``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -49,10 +50,15 @@ class Layout:
 
 def zero_params(arch: Architecture) -> dict:
     """A numpy float64 params pytree of zeros with the shapes ``arch`` needs."""
+
     def build(shape):
         return np.zeros(shape, np.float64)
-    return jax.tree_util.tree_map(build, param_shapes(arch),
-                                  is_leaf=lambda x: isinstance(x, tuple) and all(isinstance(i, int) for i in x))
+
+    return jax.tree_util.tree_map(
+        build,
+        param_shapes(arch),
+        is_leaf=lambda x: isinstance(x, tuple) and all(isinstance(i, int) for i in x),
+    )
 
 
 def to_jax(params: dict, dtype) -> dict:
@@ -78,10 +84,16 @@ def check_temperature(T) -> float:
 
 
 def check_size(name: str, value, low: int, high: int | None = None, remedy: str = "") -> int:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low or (
-            high is not None and value > high):
+    if (
+        not isinstance(value, (int, np.integer))
+        or isinstance(value, bool)
+        or value < low
+        or (high is not None and value > high)
+    ):
         bound = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise ToolkitError(f"{name}: expected an int {bound}, got {value!r}{'; ' + remedy if remedy else ''}")
+        raise ToolkitError(
+            f"{name}: expected an int {bound}, got {value!r}{'; ' + remedy if remedy else ''}"
+        )
     return int(value)
 
 

@@ -20,6 +20,7 @@ Every quantity provably contains the exact value, so ``certain_argmax`` is a pro
 that the real-arithmetic model emits that token.
 The test suite cross-checks this evaluator against ``theory.model.forward`` in float64.
 """
+
 from __future__ import annotations
 
 from fractions import Fraction
@@ -33,12 +34,24 @@ from theory.errors import ToolkitError
 
 
 def _check_arch(arch: Architecture) -> None:
-    ok = (arch.norm == "none" and arch.positional == "learned" and arch.attention == "softmax" and arch.causal
-          and arch.mlp_act == "relu" and arch.window is None and not arch.qk_norm and not arch.embed_norm
-          and arch.n_token_types == 0 and not arch.parallel and arch.n_kv_heads in (None, arch.n_heads))
+    ok = (
+        arch.norm == "none"
+        and arch.positional == "learned"
+        and arch.attention == "softmax"
+        and arch.causal
+        and arch.mlp_act == "relu"
+        and arch.window is None
+        and not arch.qk_norm
+        and not arch.embed_norm
+        and arch.n_token_types == 0
+        and not arch.parallel
+        and arch.n_kv_heads in (None, arch.n_heads)
+    )
     if not ok:
-        raise ToolkitError(f"exact mode supports norm='none', learned positions, causal softmax attention and a "
-                           f"ReLU MLP (the constructions); architecture {arch.name!r} is outside that subset")
+        raise ToolkitError(
+            f"exact mode supports norm='none', learned positions, causal softmax attention and a "
+            f"ReLU MLP (the constructions); architecture {arch.name!r} is outside that subset"
+        )
 
 
 class Aff:
@@ -88,7 +101,10 @@ class _Sparse:
         for j in range(W.shape[1]):
             rows = np.nonzero(W[:, j])[0]
             self.cols.append([(int(i), Fraction(float(W[i, j]))) for i in rows])
-        self.b = [Fraction(float(x)) for x in (np.zeros(W.shape[1]) if b is None else np.asarray(b, np.float64))]
+        self.b = [
+            Fraction(float(x))
+            for x in (np.zeros(W.shape[1]) if b is None else np.asarray(b, np.float64))
+        ]
 
     def apply(self, forms: list) -> list:
         out = []
@@ -129,16 +145,22 @@ class ExactModel:
 
     def __init__(self, params, arch: Architecture, prec: int = 256):
         _check_arch(arch)
-        to_np = lambda x: np.asarray(x, np.float64)   # noqa: E731
+        to_np = lambda x: np.asarray(x, np.float64)  # noqa: E731
         self.arch, self.prec = arch, prec
         self.W_E = to_np(params["embed"]["W_E"])
         self.W_pos = to_np(params["embed"]["W_pos"])
         self.blocks = []
         for bp in params["blocks"]:
             a = bp["attn"]
-            heads = [(_Sparse(to_np(a["W_Q"][h]), to_np(a["b_Q"][h])), _Sparse(to_np(a["W_K"][h]), to_np(a["b_K"][h])),
-                      _Sparse(to_np(a["W_V"][h]), to_np(a["b_V"][h])), _Sparse(to_np(a["W_O"][h])))
-                     for h in range(arch.n_heads)]
+            heads = [
+                (
+                    _Sparse(to_np(a["W_Q"][h]), to_np(a["b_Q"][h])),
+                    _Sparse(to_np(a["W_K"][h]), to_np(a["b_K"][h])),
+                    _Sparse(to_np(a["W_V"][h]), to_np(a["b_V"][h])),
+                    _Sparse(to_np(a["W_O"][h])),
+                )
+                for h in range(arch.n_heads)
+            ]
             b_O = [Fraction(float(x)) for x in to_np(a["b_O"])]
             mlp = None
             if arch.d_mlp:
@@ -165,14 +187,24 @@ class ExactModel:
         noise = _Noise()
         x = []
         for p in range(N):
-            base = list(virtual[p]) if p < n_p else [Fraction(float(v)) for v in self.W_E[int(tokens[p - n_p])]]
-            x.append([Aff(base[i] + Fraction(float(self.W_pos[p, i]))) for i in range(arch.d_model)])
+            base = (
+                list(virtual[p])
+                if p < n_p
+                else [Fraction(float(v)) for v in self.W_E[int(tokens[p - n_p])]]
+            )
+            x.append(
+                [Aff(base[i] + Fraction(float(self.W_pos[p, i]))) for i in range(arch.d_model)]
+            )
         with iv_precision(self.prec):
             T = Fraction(arch.temperature)
             scale = mpmath.iv.mpf(T.numerator) / T.denominator / mpmath.iv.sqrt(arch.d_head)
             for l, (heads, b_O, mlp) in enumerate(self.blocks):
                 last = l == len(self.blocks) - 1
-                need = [n_p + c for c in (range(n) if only is None else only)] if last else list(range(N))
+                need = (
+                    [n_p + c for c in (range(n) if only is None else only)]
+                    if last
+                    else list(range(N))
+                )
                 attn = {i: [Aff(b) for b in b_O] for i in need}
                 for W_Q, W_K, W_V, W_O in heads:
                     k = [[f.range() for f in W_K.apply(x[p])] for p in range(N)]
@@ -191,7 +223,9 @@ class ExactModel:
                         top = max(float(mpmath.mpf(g.b)) for g in logits)
                         exps = [mpmath.iv.exp(g - top) for g in logits]
                         total = sum(exps[1:], exps[0])
-                        weights = [(to_fraction((e / total).a), to_fraction((e / total).b)) for e in exps]
+                        weights = [
+                            (to_fraction((e / total).a), to_fraction((e / total).b)) for e in exps
+                        ]
                         z = []
                         for d in range(len(v[0])):
                             z_lo = z_hi = Fraction(0)

@@ -31,6 +31,7 @@ Certificates: :func:`constructions.certificates.two_token_certificate`; the exac
 mode (:mod:`constructions.exact`) evaluates the same weights in rational/interval
 arithmetic where float64 cannot hold ``k log2 B`` bits.
 """
+
 from __future__ import annotations
 
 import math
@@ -39,16 +40,31 @@ from fractions import Fraction
 import jax.numpy as jnp
 import numpy as np
 
-from constructions.certificates import MANTISSA, digit_base, dtype_name, max_digits_float, \
-    two_token_bounds, two_token_certificate, log_up
-from constructions.common import Construction, Layout, check_size, check_temperature, to_jax, zero_params
+from constructions.certificates import (
+    MANTISSA,
+    digit_base,
+    dtype_name,
+    max_digits_float,
+    two_token_bounds,
+    two_token_certificate,
+    log_up,
+)
+from constructions.common import (
+    Construction,
+    Layout,
+    check_size,
+    check_temperature,
+    to_jax,
+    zero_params,
+)
 from theory.architecture import Architecture, validate_architecture
 from theory.context import SoftPrompt
 from theory.errors import ToolkitError
 
 
-def two_token_model(V: int, k: int | None = None, T: float | None = None, dtype=jnp.float64,
-                    exact: bool = False) -> Construction:
+def two_token_model(
+    V: int, k: int | None = None, T: float | None = None, dtype=jnp.float64, exact: bool = False
+) -> Construction:
     """The two-token construction.
 
     ``k`` digits per coordinate (default: ``V`` if the dtype allows it, else the most it
@@ -63,15 +79,18 @@ def two_token_model(V: int, k: int | None = None, T: float | None = None, dtype=
     if k is None:
         k = V if exact else min(V, k_float)
         if k < 1:
-            raise ToolkitError(f"two-token construction with V={V} cannot hold one base-{B} digit exactly in {name}; "
-                               f"use exact=True (exact mode) or float64")
+            raise ToolkitError(
+                f"two-token construction with V={V} cannot hold one base-{B} digit exactly in {name}; "
+                f"use exact=True (exact mode) or float64"
+            )
     k = check_size("k (digits per coordinate)", k, 1, V)
     if not exact and k > k_float:
         raise ToolkitError(
             f"two-token construction: V={V} with k={k} base-{B} digits per coordinate needs {(k + 1) * b + 3} "
             f"mantissa bits, {name} has {MANTISSA[name]} (largest certifiable: k={k_float}); remedies: exact mode "
             f"(exact=True / --exact), fewer digits per coordinate (k <= {k_float}, hidden size grows)"
-            f"{', or float64' if name == 'float32' else ''}")
+            f"{', or float64' if name == 'float32' else ''}"
+        )
     if T is None:
         if exact:
             T = math.ceil(log_up(two_token_bounds(V, k))) + 1.0
@@ -80,13 +99,28 @@ def two_token_model(V: int, k: int | None = None, T: float | None = None, dtype=
     T = check_temperature(T)
     G = -(-V // k)
     L = Layout(val=V * G, tok=V, u1=V, pos=3, out=1)
-    width = max(V * G + V, G + k, (V - 1) + k + 3) + 1      # + a constant unit 'one'
+    width = max(V * G + V, G + k, (V - 1) + k + 3) + 1  # + a constant unit 'one'
     d_head = max(V * G, V)
-    arch = validate_architecture(Architecture(
-        name=f"construction-two-token-V{V}-k{k}", n_layers=1, n_heads=2, d_model=L.d, d_head=d_head, d_mlp=width,
-        d_vocab=V, n_ctx=3, positional="learned", norm="none", causal=True, mlp_act="relu", mlp_depth=2 * k + 3,
-        temperature=T, final_norm=False,
-        description="two-token construction: one virtual token encodes any map [V]^2 -> [V], decoded by the MLP"))
+    arch = validate_architecture(
+        Architecture(
+            name=f"construction-two-token-V{V}-k{k}",
+            n_layers=1,
+            n_heads=2,
+            d_model=L.d,
+            d_head=d_head,
+            d_mlp=width,
+            d_vocab=V,
+            n_ctx=3,
+            positional="learned",
+            norm="none",
+            causal=True,
+            mlp_act="relu",
+            mlp_depth=2 * k + 3,
+            temperature=T,
+            final_norm=False,
+            description="two-token construction: one virtual token encodes any map [V]^2 -> [V], decoded by the MLP",
+        )
+    )
     P = zero_params(arch)
     P["embed"]["W_E"][np.arange(V), L["tok"]] = 1.0
     P["embed"]["W_pos"][np.arange(3), L["pos"]] = 1.0
@@ -101,11 +135,20 @@ def two_token_model(V: int, k: int | None = None, T: float | None = None, dtype=
     attn["W_O"][1, np.arange(V), L["u1"]] = 1.0
     _digit_mlp(mlp, L, V, k, G, B)
     P["unembed"]["W_U"][L["out"][0], :] = 2.0 * np.arange(V)
-    P["unembed"]["b_U"][:] = -np.arange(V, dtype=np.float64) ** 2
+    P["unembed"]["b_U"][:] = -(np.arange(V, dtype=np.float64) ** 2)
     cert = two_token_certificate(V, k, T, name, exact_mode=exact)
-    return Construction("two_token", arch, to_jax(P, dtype), V, T, n_prompt=2, n_out=1, n_virtual=1,
-                        extra={"layout": L, "k": k, "G": G, "B": B, "exact": exact, "numpy_params": P},
-                        certificate=cert)
+    return Construction(
+        "two_token",
+        arch,
+        to_jax(P, dtype),
+        V,
+        T,
+        n_prompt=2,
+        n_out=1,
+        n_virtual=1,
+        extra={"layout": L, "k": k, "G": G, "B": B, "exact": exact, "numpy_params": P},
+        certificate=cert,
+    )
 
 
 def _digit_mlp(mlp: dict, L: Layout, V: int, k: int, G: int, B: int) -> None:
@@ -117,9 +160,17 @@ def _digit_mlp(mlp: dict, L: Layout, V: int, k: int, G: int, B: int) -> None:
     ``d_i = M - sum_m v_m`` is a sum of BOUNDED units (a sum of the unbounded ``u_m``
     would need far more mantissa bits); finally a gate layer F.  Depth 2k + 3.
     """
-    W_in, b_in, Wh, bh, W_out = mlp["W_in"], mlp["b_in"], mlp["W_hidden"], mlp["b_hidden"], mlp["W_out"]
-    one = W_in.shape[1] - 1        # a unit equal to 1 in every layer: small offsets ride on it, so that no
-    b_in[one] = 1.0                # single weight mixes B^(k-1) and 1/2 (every weight stays exact in float64)
+    W_in, b_in, Wh, bh, W_out = (
+        mlp["W_in"],
+        mlp["b_in"],
+        mlp["W_hidden"],
+        mlp["b_hidden"],
+        mlp["W_out"],
+    )
+    one = (
+        W_in.shape[1] - 1
+    )  # a unit equal to 1 in every layer: small offsets ride on it, so that no
+    b_in[one] = 1.0  # single weight mixes B^(k-1) and 1/2 (every weight stays exact in float64)
     for i in range(len(Wh)):
         Wh[i][one, one] = 1.0
     # layer 1: a[x1, g] at x1*G + g;  p2[j] at V*G + j
@@ -139,23 +190,23 @@ def _digit_mlp(mlp: dict, L: Layout, V: int, k: int, G: int, B: int) -> None:
         bh[0][g] = -1.0
     for j in range(V):
         Wh[0][p2[j], G + j % k] = 1.0
-    M = V - 1                                          # steps m = 1..V-1
-    um = np.arange(M)                                  # u_m (layers A) / v_m (layers B)
+    M = V - 1  # steps m = 1..V-1
+    um = np.arange(M)  # u_m (layers A) / v_m (layers B)
     rr, cc, gd, acc = M, M + 1 + np.arange(k), M + 1 + k, M + 2 + k
     ms = np.arange(1, V, dtype=np.float64)
     Bf = float(B)
 
-    def gate(W, bias, src_v, src_cc):                  # ReLU(d + B c - B), d = M - sum v
+    def gate(W, bias, src_v, src_cc):  # ReLU(d + B c - B), d = M - sum v
         W[src_v, gd] = -1.0
         W[src_cc, gd] = Bf
         bias[gd] = float(M) - Bf
 
     for i in range(k):
         A, bA, Bm, bB = Wh[1 + 2 * i], bh[1 + 2 * i], Wh[2 + 2 * i], bh[2 + 2 * i]
-        inv = 2.0 * Bf ** (k - 1 - i)                  # 2 / delta_i
-        if i == 0:     # source: layer 2; r_0 = sum_g w[g]
+        inv = 2.0 * Bf ** (k - 1 - i)  # 2 / delta_i
+        if i == 0:  # source: layer 2; r_0 = sum_g w[g]
             r_terms, r_const, c_src = [(g, 1.0) for g in range(G)], 0.0, G + np.arange(k)
-        else:          # source: B_{i-1}; r_i = B rr + sum v - M
+        else:  # source: B_{i-1}; r_i = B rr + sum v - M
             r_terms, r_const, c_src = [(rr, Bf)] + [(v, 1.0) for v in um], -float(M), cc
         for src, coef in r_terms:
             A[src, um] += inv * Bf * coef
@@ -167,11 +218,11 @@ def _digit_mlp(mlp: dict, L: Layout, V: int, k: int, G: int, B: int) -> None:
         if i > 0:
             gate(A, bA, um, cc[i - 1])
             A[acc, acc] = 1.0
-        Bm[um, um] = -1.0                              # v_m = ReLU(1 - u_m)
+        Bm[um, um] = -1.0  # v_m = ReLU(1 - u_m)
         bB[um] = 1.0
         Bm[rr, rr] = 1.0
         Bm[cc, cc] = 1.0
-        Bm[acc, acc] = 1.0                             # acc <- acc + gated digit
+        Bm[acc, acc] = 1.0  # acc <- acc + gated digit
         Bm[gd, acc] = 1.0
     F, bF = Wh[2 * k + 1], bh[2 * k + 1]
     gate(F, bF, um, cc[k - 1])
@@ -183,10 +234,14 @@ def _digit_mlp(mlp: dict, L: Layout, V: int, k: int, G: int, B: int) -> None:
 def check_pair_table(V: int, table) -> np.ndarray:
     arr = np.asarray(table)
     if arr.shape != (V, V) or not np.issubdtype(arr.dtype, np.integer):
-        raise ToolkitError(f"two-token map: expected integer token ids of shape ({V}, {V}) (m[x1, x2]), "
-                           f"got shape {arr.shape} and dtype {arr.dtype}")
+        raise ToolkitError(
+            f"two-token map: expected integer token ids of shape ({V}, {V}) (m[x1, x2]), "
+            f"got shape {arr.shape} and dtype {arr.dtype}"
+        )
     if arr.min() < 0 or arr.max() >= V:
-        raise ToolkitError(f"two-token map: values must be token ids in [0, {V}), got {arr.min()}..{arr.max()}")
+        raise ToolkitError(
+            f"two-token map: values must be token ids in [0, {V}), got {arr.min()}..{arr.max()}"
+        )
     return arr
 
 
@@ -198,8 +253,16 @@ def packed_values(construction: Construction, table) -> list[list[Fraction]]:
     vals = []
     for x1 in range(V):
         for g in range(G):
-            vals.append(sum((Fraction(int(arr[x1, g * k + i]), B ** (i + 1))
-                             for i in range(k) if g * k + i < V), Fraction(0)))
+            vals.append(
+                sum(
+                    (
+                        Fraction(int(arr[x1, g * k + i]), B ** (i + 1))
+                        for i in range(k)
+                        if g * k + i < V
+                    ),
+                    Fraction(0),
+                )
+            )
     return vals
 
 
@@ -235,6 +298,7 @@ def exact_two_token_table(construction: Construction, table, pairs=None, prec: i
     separate the top logit (never for a certified construction).  ``pairs`` default: all V^2.
     """
     from constructions.exact import ExactModel, certain_argmax
+
     c = construction
     pairs = all_pairs(c.V) if pairs is None else np.asarray(pairs)
     prec = prec or (2 * c.extra["k"] * int(np.log2(c.extra["B"])) + 128)

@@ -20,6 +20,7 @@ Hard tokens: ``W_V`` also copies ``tok`` into every value slot, so a hard token
 ``t`` at position 0 produces the constant completion ``t t t ...``: exactly V
 distinct completions, the most a single hard token can reach.
 """
+
 from __future__ import annotations
 
 import math
@@ -28,8 +29,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from constructions.certificates import dtype_name, scalar_certificate
-from constructions.common import Construction, Layout, check_size, check_temperature, scalar_decoder, to_jax, \
-    zero_params
+from constructions.common import (
+    Construction,
+    Layout,
+    check_size,
+    check_temperature,
+    scalar_decoder,
+    to_jax,
+    zero_params,
+)
 from theory.architecture import Architecture, validate_architecture
 from theory.context import SoftPrompt
 from theory.errors import ToolkitError
@@ -56,25 +64,41 @@ def unconditional_model(V: int, N: int, T: float | None = None, dtype=jnp.float6
             raise ToolkitError(
                 f"unconditional construction with V={V}, N={N} cannot be certified in {name} at any temperature "
                 f"(largest safe V for this N: {cert0.V_max}, largest safe N for this V: {cert0.N_max}); "
-                f"use a larger dtype (float64) or smaller V/N")
+                f"use a larger dtype (float64) or smaller V/N"
+            )
         T = default_temperature(V, N, name)
     T = check_temperature(T)
     L = Layout(val=N, tok=1, pos=N + 1, out=1)
-    arch = validate_architecture(Architecture(
-        name=f"construction-unconditional-V{V}-N{N}", n_layers=1, n_heads=1, d_model=L.d, d_head=N, d_mlp=N,
-        d_vocab=V + 1, n_ctx=N + 1, positional="learned", norm="none", causal=True, mlp_act="relu", mlp_depth=3,
-        temperature=T, final_norm=False,
-        description="Theorem 1 construction: one virtual token controls the whole greedy output"))
+    arch = validate_architecture(
+        Architecture(
+            name=f"construction-unconditional-V{V}-N{N}",
+            n_layers=1,
+            n_heads=1,
+            d_model=L.d,
+            d_head=N,
+            d_mlp=N,
+            d_vocab=V + 1,
+            n_ctx=N + 1,
+            positional="learned",
+            norm="none",
+            causal=True,
+            mlp_act="relu",
+            mlp_depth=3,
+            temperature=T,
+            final_norm=False,
+            description="Theorem 1 construction: one virtual token controls the whole greedy output",
+        )
+    )
     P = zero_params(arch)
     P["embed"]["W_E"][:V, L["tok"][0]] = np.arange(V) / V
     P["embed"]["W_pos"][np.arange(N + 1), L["pos"]] = 1.0
     attn, mlp = P["blocks"][0]["attn"], P["blocks"][0]["mlp"]
-    attn["W_Q"][0, L["pos"], 0] = math.sqrt(N)            # every query ...
-    attn["W_K"][0, L["pos"][0], 0] = 1.0                  # ... looks for position 0
-    attn["W_V"][0, L["val"], np.arange(N)] = 1.0          # values: the packed slots ...
-    attn["W_V"][0, L["tok"][0], :] = 1.0                  # ... or a hard token's t/V everywhere
+    attn["W_Q"][0, L["pos"], 0] = math.sqrt(N)  # every query ...
+    attn["W_K"][0, L["pos"][0], 0] = 1.0  # ... looks for position 0
+    attn["W_V"][0, L["val"], np.arange(N)] = 1.0  # values: the packed slots ...
+    attn["W_V"][0, L["tok"][0], :] = 1.0  # ... or a hard token's t/V everywhere
     attn["W_O"][0, np.arange(N), L["val"]] = 1.0
-    mlp["W_in"][L["val"], np.arange(N)] = 1.0             # ReLU(val[i] + pos[i+1] - 1)
+    mlp["W_in"][L["val"], np.arange(N)] = 1.0  # ReLU(val[i] + pos[i+1] - 1)
     mlp["W_in"][L["pos"][1:], np.arange(N)] = 1.0
     mlp["b_in"][:] = -1.0
     mlp["W_hidden"][:] = np.eye(N)
@@ -82,10 +106,21 @@ def unconditional_model(V: int, N: int, T: float | None = None, dtype=jnp.float6
     w, b = scalar_decoder(V)
     P["unembed"]["W_U"][L["out"][0], :V] = w
     P["unembed"]["b_U"][:V] = b
-    P["unembed"]["b_U"][V] = -1.0                         # BOS is never emitted
+    P["unembed"]["b_U"][V] = -1.0  # BOS is never emitted
     cert = scalar_certificate("unconditional", V, N, T, name)
-    return Construction("unconditional", arch, to_jax(P, dtype), V, T, n_prompt=1, n_out=N, n_virtual=1, bos=V,
-                        extra={"layout": L}, certificate=cert)
+    return Construction(
+        "unconditional",
+        arch,
+        to_jax(P, dtype),
+        V,
+        T,
+        n_prompt=1,
+        n_out=N,
+        n_virtual=1,
+        bos=V,
+        extra={"layout": L},
+        certificate=cert,
+    )
 
 
 def virtual_token(construction: Construction, sequence) -> SoftPrompt:
@@ -97,15 +132,21 @@ def virtual_token(construction: Construction, sequence) -> SoftPrompt:
     c = construction
     ids = np.asarray(sequence)
     if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer) or ids.size == 0:
-        raise ToolkitError(f"sequence: expected a non-empty 1-D list of token ids, got {sequence!r}")
+        raise ToolkitError(
+            f"sequence: expected a non-empty 1-D list of token ids, got {sequence!r}"
+        )
     if ids.size > c.n_out:
-        raise ToolkitError(f"sequence: length {ids.size} is longer than this model's N={c.n_out}; "
-                           f"build the model with N >= {ids.size}")
+        raise ToolkitError(
+            f"sequence: length {ids.size} is longer than this model's N={c.n_out}; "
+            f"build the model with N >= {ids.size}"
+        )
     if ids.min() < 0 or ids.max() >= c.V:
-        raise ToolkitError(f"sequence: token ids must lie in [0, {c.V}), got ids from {ids.min()} to {ids.max()}")
+        raise ToolkitError(
+            f"sequence: token ids must lie in [0, {c.V}), got ids from {ids.min()} to {ids.max()}"
+        )
     L = c.extra["layout"]
     s = np.zeros((1, c.arch.d_model))
-    s[0, L["val"][:ids.size]] = ids / c.V
+    s[0, L["val"][: ids.size]] = ids / c.V
     return SoftPrompt(jnp.asarray(s, c.dtype))
 
 
@@ -116,7 +157,9 @@ def virtual_tokens(construction: Construction, sequences) -> SoftPrompt:
     if ids.ndim != 2 or ids.shape[1] != c.n_out:
         raise ToolkitError(f"sequences: expected shape [batch, N={c.n_out}], got {ids.shape}")
     if ids.min() < 0 or ids.max() >= c.V:
-        raise ToolkitError(f"sequences: token ids must lie in [0, {c.V}), got ids from {ids.min()} to {ids.max()}")
+        raise ToolkitError(
+            f"sequences: token ids must lie in [0, {c.V}), got ids from {ids.min()} to {ids.max()}"
+        )
     L = c.extra["layout"]
     s = np.zeros((ids.shape[0], 1, c.arch.d_model))
     s[:, 0, L["val"]] = ids / c.V

@@ -5,14 +5,15 @@ The default vocabulary is printable ASCII: the space and the 94 graphic characte
 sentence "I love transformers!", which has spaces).  ``Vocabulary(chars)`` builds
 any other one.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from theory.errors import ToolkitError
 
-GRAPHIC = "".join(chr(c) for c in range(33, 127))      # the 94 printable graphic characters
-PRINTABLE = " " + GRAPHIC                               # plus the space: 95 tokens
+GRAPHIC = "".join(chr(c) for c in range(33, 127))  # the 94 printable graphic characters
+PRINTABLE = " " + GRAPHIC  # plus the space: 95 tokens
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,9 @@ class Vocabulary:
 
     def __post_init__(self):
         if len(set(self.chars)) != len(self.chars) or len(self.chars) < 2:
-            raise ToolkitError(f"vocabulary: expected at least 2 distinct characters, got {self.chars!r}")
+            raise ToolkitError(
+                f"vocabulary: expected at least 2 distinct characters, got {self.chars!r}"
+            )
 
     @property
     def size(self) -> int:
@@ -34,11 +37,15 @@ class Vocabulary:
             if ch not in index:
                 raise ToolkitError(
                     f"{what}: character {ch!r} at index {pos} is outside the vocabulary of {self.size} characters "
-                    f"({self.describe()}); use only those characters or pass a vocabulary that contains it")
+                    f"({self.describe()}); use only those characters or pass a vocabulary that contains it"
+                )
         return [index[c] for c in text]
 
     def decode(self, ids) -> str:
-        return "".join(self.chars[int(i)] if 0 <= int(i) < self.size else "\N{REPLACEMENT CHARACTER}" for i in ids)
+        return "".join(
+            self.chars[int(i)] if 0 <= int(i) < self.size else "\N{REPLACEMENT CHARACTER}"
+            for i in ids
+        )
 
     def describe(self) -> str:
         if self.chars == PRINTABLE:

@@ -22,6 +22,7 @@ projection would be): ``W_in [d_model, d_mlp]``, ``W_out [d_mlp, d_model]``,
 ``W_Q/W_K/W_V [d_model, n_heads*d_head]``, ``W_O [n_heads*d_head, d_model]``.
 Aliases: ``mlp`` = W_in, W_out; ``attn`` = W_Q, W_K, W_V, W_O.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -44,9 +45,9 @@ LORA_ALIASES = {"mlp": ("W_in", "W_out"), "attn": ("W_Q", "W_K", "W_V", "W_O")}
 @dataclass(frozen=True)
 class Adaptation:
     kind: str
-    n_p: int                       # virtual positions (zero tokens in the base model)
-    rank: int = 0                  # LoRA rank
-    targets: tuple = ()            # LoRA matrices (names or aliases)
+    n_p: int  # virtual positions (zero tokens in the base model)
+    rank: int = 0  # LoRA rank
+    targets: tuple = ()  # LoRA matrices (names or aliases)
 
     @property
     def matrices(self) -> tuple:
@@ -68,9 +69,14 @@ class Adaptation:
 def lora_shape(arch: Architecture, matrix: str) -> tuple[int, int]:
     """(d_in, d_out) of a LoRA target matrix."""
     d, hk = arch.d_model, arch.n_heads * arch.d_head
-    return {"W_in": (d, arch.d_mlp), "W_out": (arch.d_mlp, d), "W_Q": (d, hk),
-            "W_K": (d, arch.kv_heads * arch.d_head), "W_V": (d, arch.kv_heads * arch.d_head),
-            "W_O": (hk, d)}[matrix]
+    return {
+        "W_in": (d, arch.d_mlp),
+        "W_out": (arch.d_mlp, d),
+        "W_Q": (d, hk),
+        "W_K": (d, arch.kv_heads * arch.d_head),
+        "W_V": (d, arch.kv_heads * arch.d_head),
+        "W_O": (hk, d),
+    }[matrix]
 
 
 def validate(adapt: Adaptation, arch: Architecture) -> Adaptation:
@@ -80,14 +86,20 @@ def validate(adapt: Adaptation, arch: Architecture) -> Adaptation:
     if not isinstance(adapt.n_p, int) or adapt.n_p < 0:
         raise ToolkitError(f"n_p must be an int >= 0, got {adapt.n_p!r}")
     if adapt.kind in ("prefix", "kv_prefix") and adapt.n_p < 1:
-        raise ToolkitError(f"{adapt.kind}: n_p must be >= 1 (a prefix needs at least one position), got {adapt.n_p}")
+        raise ToolkitError(
+            f"{adapt.kind}: n_p must be >= 1 (a prefix needs at least one position), got {adapt.n_p}"
+        )
     if adapt.n_p + MODEL_LEN > arch.n_ctx:
-        raise ToolkitError(f"prefix longer than the context: n_p={adapt.n_p} virtual + {MODEL_LEN} content positions "
-                           f"need {adapt.n_p + MODEL_LEN}, model {arch.name!r} has n_ctx={arch.n_ctx} "
-                           f"(n_p <= {arch.n_ctx - MODEL_LEN})")
+        raise ToolkitError(
+            f"prefix longer than the context: n_p={adapt.n_p} virtual + {MODEL_LEN} content positions "
+            f"need {adapt.n_p + MODEL_LEN}, model {arch.name!r} has n_ctx={arch.n_ctx} "
+            f"(n_p <= {arch.n_ctx - MODEL_LEN})"
+        )
     if adapt.kind == "lora":
         if not adapt.targets:
-            raise ToolkitError(f"lora needs target matrices; expected some of {LORA_MATRICES} or {tuple(LORA_ALIASES)}")
+            raise ToolkitError(
+                f"lora needs target matrices; expected some of {LORA_MATRICES} or {tuple(LORA_ALIASES)}"
+            )
         for t in adapt.targets:
             if t not in LORA_MATRICES and t not in LORA_ALIASES:
                 raise unknown_name("LoRA target", t, LORA_MATRICES + tuple(LORA_ALIASES))
@@ -96,8 +108,10 @@ def validate(adapt: Adaptation, arch: Architecture) -> Adaptation:
                 raise ToolkitError(f"LoRA target {m}: model {arch.name!r} has no MLP")
             d_in, d_out = lora_shape(arch, m)
             if not isinstance(adapt.rank, int) or not 1 <= adapt.rank <= min(d_in, d_out):
-                raise ToolkitError(f"LoRA rank must be an int in [1, {min(d_in, d_out)}] for {m} "
-                                   f"[{d_in} x {d_out}], got {adapt.rank!r}")
+                raise ToolkitError(
+                    f"LoRA rank must be an int in [1, {min(d_in, d_out)}] for {m} "
+                    f"[{d_in} x {d_out}], got {adapt.rank!r}"
+                )
     return adapt
 
 
@@ -122,8 +136,10 @@ def init_trainable(adapt: Adaptation, arch: Architecture, base, key):
             for i, m in enumerate(adapt.matrices):
                 d_in, d_out = lora_shape(arch, m)
                 k = jax.random.fold_in(key, l * len(LORA_MATRICES) + i)
-                layer[m] = {"A": jax.random.normal(k, (d_in, adapt.rank), dtype) / np.sqrt(d_in),
-                            "B": jnp.zeros((adapt.rank, d_out), dtype)}
+                layer[m] = {
+                    "A": jax.random.normal(k, (d_in, adapt.rank), dtype) / np.sqrt(d_in),
+                    "B": jnp.zeros((adapt.rank, d_out), dtype),
+                }
             layers.append(layer)
         return layers
     # prefixes start at the base model's own states of its zero tokens
@@ -131,9 +147,17 @@ def init_trainable(adapt: Adaptation, arch: Architecture, base, key):
     _, cache = forward(base, arch, dummy, zero_prompt(adapt.n_p), validate=False)
     n_p = adapt.n_p
     if adapt.kind == "prefix":
-        return {"states": jnp.stack([cache[f"blocks.{l}.hook_resid_pre"][:n_p] for l in range(arch.n_layers)])}
-    keys = jnp.stack([jnp.swapaxes(cache[f"blocks.{l}.attn.hook_k"][:n_p], 0, 1) for l in range(arch.n_layers)])
-    values = jnp.stack([jnp.swapaxes(cache[f"blocks.{l}.attn.hook_v"][:n_p], 0, 1) for l in range(arch.n_layers)])
+        return {
+            "states": jnp.stack(
+                [cache[f"blocks.{l}.hook_resid_pre"][:n_p] for l in range(arch.n_layers)]
+            )
+        }
+    keys = jnp.stack(
+        [jnp.swapaxes(cache[f"blocks.{l}.attn.hook_k"][:n_p], 0, 1) for l in range(arch.n_layers)]
+    )
+    values = jnp.stack(
+        [jnp.swapaxes(cache[f"blocks.{l}.attn.hook_v"][:n_p], 0, 1) for l in range(arch.n_layers)]
+    )
     return {"keys": keys, "values": values}
 
 
@@ -142,14 +166,16 @@ def _lora_apply(arch, base, layers):
     for bp, layer in zip(base["blocks"], layers):
         attn, mlp = dict(bp["attn"]), dict(bp.get("mlp", {}))
         for m, ab in layer.items():
-            delta = ab["A"] @ ab["B"]                            # [d_in, d_out]
+            delta = ab["A"] @ ab["B"]  # [d_in, d_out]
             if m in ("W_in", "W_out"):
                 mlp[m] = mlp[m] + delta
             elif m == "W_O":
                 attn[m] = attn[m] + delta.reshape(attn[m].shape)
             else:
-                W = attn[m]                                       # [heads, d, k]
-                attn[m] = W + jnp.transpose(delta.reshape(W.shape[1], W.shape[0], W.shape[2]), (1, 0, 2))
+                W = attn[m]  # [heads, d, k]
+                attn[m] = W + jnp.transpose(
+                    delta.reshape(W.shape[1], W.shape[0], W.shape[2]), (1, 0, 2)
+                )
         new = dict(bp, attn=attn)
         if mlp:
             new["mlp"] = mlp

@@ -4,23 +4,43 @@ Runs the THEORY.md §4 experiments, prints the Markdown table, writes
 ``{out}/{name}.json``, ``{out}/results.md``, PNGs and checkpoints (``{out}/checkpoints``;
 a rerun resumes them).  Exit 0 when every claim holds (always in --quick mode), 1 otherwise, 2 on usage errors.
 """
+
 from __future__ import annotations
 
 import time
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("experiment", help="train and evaluate the prefix-tuning experiments (THEORY.md §4)")
-    p.add_argument("name", help="experiment: new_attention, elicit, combine, lora, prefix_attention, or all")
+    p = subparsers.add_parser(
+        "experiment", help="train and evaluate the prefix-tuning experiments (THEORY.md §4)"
+    )
+    p.add_argument(
+        "name", help="experiment: new_attention, elicit, combine, lora, prefix_attention, or all"
+    )
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_const", const="quick", dest="mode",
-                      help="tiny models, minutes (CI, notebooks); claims are not expected to hold")
-    mode.add_argument("--full", action="store_const", const="full", dest="mode",
-                      help="the paper's model sizes and iteration counts (for a GPU)")
+    mode.add_argument(
+        "--quick",
+        action="store_const",
+        const="quick",
+        dest="mode",
+        help="tiny models, minutes (CI, notebooks); claims are not expected to hold",
+    )
+    mode.add_argument(
+        "--full",
+        action="store_const",
+        const="full",
+        dest="mode",
+        help="the paper's model sizes and iteration counts (for a GPU)",
+    )
     p.add_argument("--out", help="output directory (default runs/<mode>)")
-    p.add_argument("--seed", type=int, default=0, help="seed of every draw: init, data, test set (default 0)")
-    p.add_argument("--fresh", action="store_true",
-                   help="retrain from scratch, replacing this run's checkpoints (default: resume them)")
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of every draw: init, data, test set (default 0)"
+    )
+    p.add_argument(
+        "--fresh",
+        action="store_true",
+        help="retrain from scratch, replacing this run's checkpoints (default: resume them)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(run=run, mode="default")
 
@@ -29,10 +49,13 @@ def run(args) -> int:
     from experiments import report
     from experiments.runner import Runner
     from experiments.suite import EXPERIMENTS, get_experiment
+
     names = list(EXPERIMENTS) if args.name == "all" else [args.name]
     for name in names:
-        get_experiment(name)                      # unknown names fail before any training
-    runner = Runner(args.mode, out=args.out, seed=args.seed, fresh=args.fresh, progress=not args.no_progress)
+        get_experiment(name)  # unknown names fail before any training
+    runner = Runner(
+        args.mode, out=args.out, seed=args.seed, fresh=args.fresh, progress=not args.no_progress
+    )
     start = time.perf_counter()
     ok = True
     for name in names:
@@ -40,7 +63,9 @@ def run(args) -> int:
         report.write_json(result, runner.out)
         ok &= all(c["holds"] for c in result["claims"])
         for c in result["claims"]:
-            print(f"[{'ok' if c['holds'] else 'FAILS'}] {name}: {c['claim']}: {c['value']:.4g} {c['op']} {c['target']:g}")
+            print(
+                f"[{'ok' if c['holds'] else 'FAILS'}] {name}: {c['claim']}: {c['value']:.4g} {c['op']} {c['target']:g}"
+            )
     md = report.write_markdown(runner.out)
     print(f"results: {md}  (elapsed {time.perf_counter() - start:.1f} s, mode {args.mode})")
     if args.mode == "quick":

@@ -5,6 +5,7 @@ buffer ``[19]`` (x then the outputs generated so far, zeros after): the model is
 causal, so the zeros to the right of the current step are never seen.  Batches are
 ``jax.vmap`` of :func:`theory.model.forward`.
 """
+
 from __future__ import annotations
 
 from functools import partial
@@ -33,10 +34,14 @@ def greedy(arch: Architecture, adapt, base, trainable, x):
 
     def step(t, carry):
         buf, out = carry
-        logits = logits_batch(params, arch, context, buf)                 # [B, 19, V]
-        tok = jnp.argmax(jax.lax.dynamic_index_in_dim(logits, N_DIGITS - 1 + t, 1, False), -1).astype(x.dtype)
+        logits = logits_batch(params, arch, context, buf)  # [B, 19, V]
+        tok = jnp.argmax(
+            jax.lax.dynamic_index_in_dim(logits, N_DIGITS - 1 + t, 1, False), -1
+        ).astype(x.dtype)
         out = out.at[:, t].set(tok)
-        buf = jax.lax.dynamic_update_index_in_dim(buf, tok, jnp.minimum(N_DIGITS + t, MODEL_LEN - 1), 1)
+        buf = jax.lax.dynamic_update_index_in_dim(
+            buf, tok, jnp.minimum(N_DIGITS + t, MODEL_LEN - 1), 1
+        )
         return buf, out
 
     return jax.lax.fori_loop(0, N_DIGITS, step, (buf, out))[1]
@@ -44,8 +49,12 @@ def greedy(arch: Architecture, adapt, base, trainable, x):
 
 def predict(arch, adapt, base, trainable, x: np.ndarray, chunk: int = 1024) -> np.ndarray:
     """Greedy outputs ``[n, 10]`` for inputs ``x [n, 10]`` (in chunks of one compiled shape)."""
-    return np.concatenate([np.asarray(greedy(arch, adapt, base, trainable, jnp.asarray(x[i:i + chunk])))
-                           for i in range(0, len(x), chunk)])
+    return np.concatenate(
+        [
+            np.asarray(greedy(arch, adapt, base, trainable, jnp.asarray(x[i : i + chunk])))
+            for i in range(0, len(x), chunk)
+        ]
+    )
 
 
 def exact_match(preds: np.ndarray, x: np.ndarray, task: str) -> float:

@@ -12,6 +12,7 @@
 
 Figures are written with matplotlib's Agg backend (no display needed).
 """
+
 from __future__ import annotations
 
 import jax
@@ -28,8 +29,10 @@ def _f64(tree):
 
 def _plt():
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     return plt
 
 
@@ -42,6 +45,7 @@ def attention_maps(arch, base, ft_params, prefix_states, x, task, path, n_p):
     """PNG of layer-0 head-0 content attention: pretrained (no prefix), fine-tuned, prefixed,
     prefixed rescaled; returns the residual max |rescaled - no-prefix| over heads."""
     from theory.context import Prefix
+
     seq = _seq(x, task)
     # the no-prefix run puts the content at the same positions as the prefixed run
     base64 = _f64(base)
@@ -57,17 +61,26 @@ def attention_maps(arch, base, ft_params, prefix_states, x, task, path, n_p):
     change_ft = float(np.abs(A_ft - A_none).max())
     plt = _plt()
     fig, axes = plt.subplots(1, 4, figsize=(16, 4.2))
-    panels = [(A_none[0], "pretrained, no prefix"), (A_ft[0], "fully fine-tuned"),
-              (A_pt[0], "with prefix (content keys only)"),
-              (rescaled[0], f"with prefix, rescaled by 1/(1-A0)\nmax |diff| vs no prefix = {residual:.1e}")]
+    panels = [
+        (A_none[0], "pretrained, no prefix"),
+        (A_ft[0], "fully fine-tuned"),
+        (A_pt[0], "with prefix (content keys only)"),
+        (
+            rescaled[0],
+            f"with prefix, rescaled by 1/(1-A0)\nmax |diff| vs no prefix = {residual:.1e}",
+        ),
+    ]
     for ax, (M, title) in zip(axes, panels):
         im = ax.imshow(M, vmin=0, vmax=1, cmap="viridis")
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("key (content position)")
         ax.set_ylabel("query")
     fig.colorbar(im, ax=axes, shrink=0.8)
-    fig.suptitle(f"layer 0 head 0 attention on one '{task}' sequence; fine-tuning changes it "
-                 f"(max change {change_ft:.2f}), a prefix only rescales it", fontsize=10)
+    fig.suptitle(
+        f"layer 0 head 0 attention on one '{task}' sequence; fine-tuning changes it "
+        f"(max change {change_ft:.2f}), a prefix only rescales it",
+        fontsize=10,
+    )
     fig.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(fig)
     return {"rescaled_vs_no_prefix_max_abs": residual, "finetune_change_max_abs": change_ft}
@@ -81,15 +94,22 @@ def bias_plot(arch, base, prefixes: dict, x_inputs, path, position=N_DIGITS - 1)
     mean shift of each cloud.
     """
     from theory.context import Prefix
+
     base64 = _f64(base)
     n_p = next(iter(prefixes.values())).shape[1]
-    seqs = jnp.asarray(np.concatenate([x_inputs, np.zeros((len(x_inputs), MODEL_LEN - N_DIGITS), np.int32)], 1))
+    seqs = jnp.asarray(
+        np.concatenate([x_inputs, np.zeros((len(x_inputs), MODEL_LEN - N_DIGITS), np.int32)], 1)
+    )
 
     def run(context):
         def one(s):
             _, c = forward(base64, arch, s, context, position_offset=n_p, validate=False)
-            return (c["blocks.0.hook_attn_out"][-MODEL_LEN:][position], c["blocks.0.attn.hook_z"][-MODEL_LEN:][position],
-                    c["blocks.0.attn.hook_pattern"][:, -MODEL_LEN:][:, position, :])
+            return (
+                c["blocks.0.hook_attn_out"][-MODEL_LEN:][position],
+                c["blocks.0.attn.hook_z"][-MODEL_LEN:][position],
+                c["blocks.0.attn.hook_pattern"][:, -MODEL_LEN:][:, position, :],
+            )
+
         return jax.vmap(one)(seqs)
 
     out_none, z_none, _ = run(None)
@@ -98,13 +118,14 @@ def bias_plot(arch, base, prefixes: dict, x_inputs, path, position=N_DIGITS - 1)
     for label, states in prefixes.items():
         states = jnp.asarray(states, jnp.float64)
         out, z, pattern = run(Prefix(states))
-        A0 = pattern[:, :, :n_p]                                                  # [B, H, n_p]
-        s_norm = states[0]                                                         # block-0 input
+        A0 = pattern[:, :, :n_p]  # [B, H, n_p]
+        s_norm = states[0]  # block-0 input
         p = base64["blocks"][0]
         if arch.norm == "pre":
             from theory.model import apply_norm
+
             s_norm = apply_norm(p["ln1"], s_norm, arch)
-        v_s = jnp.einsum("pd,hdk->phk", s_norm, p["attn"]["W_V"]) + p["attn"]["b_V"]   # [n_p, H, k]
+        v_s = jnp.einsum("pd,hdk->phk", s_norm, p["attn"]["W_V"]) + p["attn"]["b_V"]  # [n_p, H, k]
         pred = jnp.einsum("bhp,phk->bhk", A0, v_s) + (1.0 - A0.sum(-1))[..., None] * z_none
         residuals[label] = float(jnp.abs(pred - z).max())
         clouds[label] = np.asarray(out)
@@ -118,8 +139,11 @@ def bias_plot(arch, base, prefixes: dict, x_inputs, path, position=N_DIGITS - 1)
         proj = (pts - mean) @ vt[:2].T
         ax.scatter(proj[:, 0], proj[:, 1], s=6, alpha=0.5, label=label)
         shifts[label] = float(np.linalg.norm(pts.mean(0) - clouds["no prefix"].mean(0)))
-    ax.set_title(f"attention-block output at content position {position} ({len(x_inputs)} inputs)\n"
-                 "each prefix moves the cloud towards a fixed point: a bias", fontsize=10)
+    ax.set_title(
+        f"attention-block output at content position {position} ({len(x_inputs)} inputs)\n"
+        "each prefix moves the cloud towards a fixed point: a bias",
+        fontsize=10,
+    )
     ax.set_xlabel("PC 1")
     ax.set_ylabel("PC 2")
     ax.legend(fontsize=8, markerscale=2)
@@ -137,24 +161,34 @@ def prefix_attention(arch, base, prefixes: dict, x_inputs, path):
     from uniform, and writes a heatmap PNG.
     """
     from theory.context import Prefix
+
     n_p = next(iter(prefixes.values())).shape[1]
-    seqs = jnp.asarray(np.concatenate([x_inputs, np.zeros((len(x_inputs), MODEL_LEN - N_DIGITS), np.int32)], 1))
+    seqs = jnp.asarray(
+        np.concatenate([x_inputs, np.zeros((len(x_inputs), MODEL_LEN - N_DIGITS), np.int32)], 1)
+    )
     stats, maps = {}, {}
     for label, states in prefixes.items():
         ctx = Prefix(jnp.asarray(states))
 
         def one(s):
             _, c = forward(base, arch, s, ctx, validate=False)
-            return jnp.stack([c[f"blocks.{l}.attn.hook_pattern"][:, n_p:n_p + N_DIGITS, :n_p]
-                              for l in range(arch.n_layers)])              # [L, H, n_in, n_p]
-        P = np.asarray(jax.vmap(one)(seqs), np.float64)                     # [B, L, H, q, n_p]
+            return jnp.stack(
+                [
+                    c[f"blocks.{l}.attn.hook_pattern"][:, n_p : n_p + N_DIGITS, :n_p]
+                    for l in range(arch.n_layers)
+                ]
+            )  # [L, H, n_in, n_p]
+
+        P = np.asarray(jax.vmap(one)(seqs), np.float64)  # [B, L, H, q, n_p]
         share = P / np.maximum(P.sum(-1, keepdims=True), 1e-30)
-        mean_share = share.mean(axis=(0, 3)).reshape(-1, n_p)               # [L*H, n_p]
+        mean_share = share.mean(axis=(0, 3)).reshape(-1, n_p)  # [L*H, n_p]
         maps[label] = mean_share
         tv = 0.5 * np.abs(share - 1.0 / n_p).sum(-1).mean()
-        stats[label] = {"median_max_share_x_np": float(np.median(mean_share.max(-1) * n_p)),
-                        "mean_tv_from_uniform": float(tv),
-                        "mean_prefix_mass": float(P.sum(-1).mean())}
+        stats[label] = {
+            "median_max_share_x_np": float(np.median(mean_share.max(-1) * n_p)),
+            "mean_tv_from_uniform": float(tv),
+            "mean_prefix_mass": float(P.sum(-1).mean()),
+        }
     plt = _plt()
     fig, axes = plt.subplots(1, len(maps), figsize=(3.2 * len(maps), 3.8), squeeze=False)
     for i, (ax, (label, M)) in enumerate(zip(axes[0], maps.items())):
@@ -164,8 +198,10 @@ def prefix_attention(arch, base, prefixes: dict, x_inputs, path):
         if i == 0:
             ax.set_ylabel("layer x head")
     fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8)
-    fig.suptitle(f"share of each of the {n_p} prefix positions in the prefix attention (uniform = {1 / n_p:.2f})",
-                 fontsize=10)
+    fig.suptitle(
+        f"share of each of the {n_p} prefix positions in the prefix attention (uniform = {1 / n_p:.2f})",
+        fontsize=10,
+    )
     fig.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(fig)
     return stats

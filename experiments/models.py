@@ -15,6 +15,7 @@ Every model is a decoder built from :class:`theory.architecture.Architecture` (l
 positions, causal, GELU MLP of width 4 d_model) and run by :func:`theory.model.forward`.
 ``n_ctx = 32`` everywhere, so a prefix may have at most 13 positions (19 content positions).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -27,72 +28,126 @@ MODES = ("quick", "default", "full")
 N_CTX = 32
 
 
-def make_arch(name: str, n_layers: int, n_heads: int, d_model: int, ln_before_attention: bool = True):
+def make_arch(
+    name: str, n_layers: int, n_heads: int, d_model: int, ln_before_attention: bool = True
+):
     """A minGPT-like decoder for the digit tasks.
 
     ``ln_before_attention=False`` (the elicitation model, "no LN before attention"):
     our ``Architecture`` places norms globally, so this model has no LayerNorm at all.
     """
-    return validate_architecture(Architecture(
-        name=name, n_layers=n_layers, n_heads=n_heads, d_model=d_model, d_head=d_model // n_heads,
-        d_mlp=4 * d_model, d_vocab=D_VOCAB, n_ctx=N_CTX, positional="learned",
-        norm="pre" if ln_before_attention else "none", causal=True, mlp_act="gelu_tanh",
-        description=f"digit-task decoder: {n_layers} layer(s), {n_heads} head(s), d_model {d_model}"))
+    return validate_architecture(
+        Architecture(
+            name=name,
+            n_layers=n_layers,
+            n_heads=n_heads,
+            d_model=d_model,
+            d_head=d_model // n_heads,
+            d_mlp=4 * d_model,
+            d_vocab=D_VOCAB,
+            n_ctx=N_CTX,
+            positional="learned",
+            norm="pre" if ln_before_attention else "none",
+            causal=True,
+            mlp_act="gelu_tanh",
+            description=f"digit-task decoder: {n_layers} layer(s), {n_heads} head(s), d_model {d_model}",
+        )
+    )
 
 
 @dataclass(frozen=True)
 class Budget:
     steps: int
     lr: float
-    schedule: str = "cosine"       # see experiments.train.TrainConfig
-    b2: float = 0.999              # Adam's second-moment decay (TrainConfig.b2)
+    schedule: str = "cosine"  # see experiments.train.TrainConfig
+    b2: float = 0.999  # Adam's second-moment decay (TrainConfig.b2)
 
 
 @dataclass(frozen=True)
 class ModeConfig:
     """Model sizes, step counts and learning rates of one mode."""
-    d_attn: int                    # new-attention model (paper 96)
-    d_elicit: int                  # elicitation model (paper 256)
-    d_combine: int                 # combine / LoRA model (paper 256)
-    layers_combine: int            # (paper 4)
-    pre_attn: Budget               # pretrain ascending (paper 20k)
-    ft_attn: Budget                # full fine-tune descending (paper 10k)
-    prefix_attn: Budget            # prefix on descending (paper 40k)
-    pre_elicit: Budget             # pretrain random (paper 20k)
-    prefix_elicit: Budget          # per-task prefixes (paper 30k, lr 5e-5)
-    pre_combine: Budget            # pretrain random (paper 40k)
-    prefix_combine: Budget         # per-task prefixes
-    prefix_new: Budget             # ascending_add1 / double_hist prefixes (paper 500k / 100k)
-    d_lora: int                    # LoRA-row model (paper 256): its own base, pretrained with n_p=12 slots
-    pre_lora: Budget               # pretrain random for the LoRA row (paper 40k)
-    prefix_lora: Budget            # prefix n_p=12 on double_hist (paper 100k, lr 5e-5)
-    lora: Budget                   # rank-1 LoRA on W_in, W_out, W_O (paper 10k, lr 5e-3, constant, beta2 0.95)
-    ft_lora: Budget                # full fine-tune of the LoRA row's model on double_hist (a reference)
-    n_eval: int                    # test inputs per accuracy
+
+    d_attn: int  # new-attention model (paper 96)
+    d_elicit: int  # elicitation model (paper 256)
+    d_combine: int  # combine / LoRA model (paper 256)
+    layers_combine: int  # (paper 4)
+    pre_attn: Budget  # pretrain ascending (paper 20k)
+    ft_attn: Budget  # full fine-tune descending (paper 10k)
+    prefix_attn: Budget  # prefix on descending (paper 40k)
+    pre_elicit: Budget  # pretrain random (paper 20k)
+    prefix_elicit: Budget  # per-task prefixes (paper 30k, lr 5e-5)
+    pre_combine: Budget  # pretrain random (paper 40k)
+    prefix_combine: Budget  # per-task prefixes
+    prefix_new: Budget  # ascending_add1 / double_hist prefixes (paper 500k / 100k)
+    d_lora: int  # LoRA-row model (paper 256): its own base, pretrained with n_p=12 slots
+    pre_lora: Budget  # pretrain random for the LoRA row (paper 40k)
+    prefix_lora: Budget  # prefix n_p=12 on double_hist (paper 100k, lr 5e-5)
+    lora: Budget  # rank-1 LoRA on W_in, W_out, W_O (paper 10k, lr 5e-3, constant, beta2 0.95)
+    ft_lora: Budget  # full fine-tune of the LoRA row's model on double_hist (a reference)
+    n_eval: int  # test inputs per accuracy
 
 
 MODE_CONFIGS = {
     "quick": ModeConfig(
-        d_attn=32, d_elicit=32, d_combine=32, layers_combine=2,
-        pre_attn=Budget(300, 3e-3), ft_attn=Budget(200, 3e-3), prefix_attn=Budget(200, 1e-2),
-        pre_elicit=Budget(300, 3e-3), prefix_elicit=Budget(100, 1e-2),
-        pre_combine=Budget(300, 3e-3), prefix_combine=Budget(100, 1e-2), prefix_new=Budget(100, 1e-2),
-        d_lora=32, pre_lora=Budget(300, 3e-3), prefix_lora=Budget(100, 1e-2),
-        lora=Budget(100, 1e-2, "constant", 0.95), ft_lora=Budget(100, 3e-3), n_eval=256),
+        d_attn=32,
+        d_elicit=32,
+        d_combine=32,
+        layers_combine=2,
+        pre_attn=Budget(300, 3e-3),
+        ft_attn=Budget(200, 3e-3),
+        prefix_attn=Budget(200, 1e-2),
+        pre_elicit=Budget(300, 3e-3),
+        prefix_elicit=Budget(100, 1e-2),
+        pre_combine=Budget(300, 3e-3),
+        prefix_combine=Budget(100, 1e-2),
+        prefix_new=Budget(100, 1e-2),
+        d_lora=32,
+        pre_lora=Budget(300, 3e-3),
+        prefix_lora=Budget(100, 1e-2),
+        lora=Budget(100, 1e-2, "constant", 0.95),
+        ft_lora=Budget(100, 3e-3),
+        n_eval=256,
+    ),
     "default": ModeConfig(
-        d_attn=96, d_elicit=128, d_combine=64, layers_combine=4,
-        pre_attn=Budget(2000, 2e-3), ft_attn=Budget(1000, 2e-3), prefix_attn=Budget(1000, 1e-2),
-        pre_elicit=Budget(3000, 2e-3), prefix_elicit=Budget(1500, 2e-2),
-        pre_combine=Budget(2000, 2e-3), prefix_combine=Budget(600, 1e-2), prefix_new=Budget(5000, 3e-2),
-        d_lora=96, pre_lora=Budget(2000, 2e-3), prefix_lora=Budget(2000, 3e-2),
-        lora=Budget(5000, 1e-2, "wsd", 0.95), ft_lora=Budget(600, 3e-3), n_eval=2048),
+        d_attn=96,
+        d_elicit=128,
+        d_combine=64,
+        layers_combine=4,
+        pre_attn=Budget(2000, 2e-3),
+        ft_attn=Budget(1000, 2e-3),
+        prefix_attn=Budget(1000, 1e-2),
+        pre_elicit=Budget(3000, 2e-3),
+        prefix_elicit=Budget(1500, 2e-2),
+        pre_combine=Budget(2000, 2e-3),
+        prefix_combine=Budget(600, 1e-2),
+        prefix_new=Budget(5000, 3e-2),
+        d_lora=96,
+        pre_lora=Budget(2000, 2e-3),
+        prefix_lora=Budget(2000, 3e-2),
+        lora=Budget(5000, 1e-2, "wsd", 0.95),
+        ft_lora=Budget(600, 3e-3),
+        n_eval=2048,
+    ),
     "full": ModeConfig(
-        d_attn=96, d_elicit=256, d_combine=256, layers_combine=4,
-        pre_attn=Budget(20000, 1e-3), ft_attn=Budget(10000, 1e-3), prefix_attn=Budget(40000, 1e-2),
-        pre_elicit=Budget(20000, 1e-3), prefix_elicit=Budget(30000, 1e-2),
-        pre_combine=Budget(40000, 1e-3), prefix_combine=Budget(30000, 1e-2), prefix_new=Budget(500000, 1e-2),
-        d_lora=256, pre_lora=Budget(40000, 1e-3), prefix_lora=Budget(100000, 1e-2),
-        lora=Budget(10000, 5e-3, "constant", 0.95), ft_lora=Budget(10000, 1e-3), n_eval=8192),
+        d_attn=96,
+        d_elicit=256,
+        d_combine=256,
+        layers_combine=4,
+        pre_attn=Budget(20000, 1e-3),
+        ft_attn=Budget(10000, 1e-3),
+        prefix_attn=Budget(40000, 1e-2),
+        pre_elicit=Budget(20000, 1e-3),
+        prefix_elicit=Budget(30000, 1e-2),
+        pre_combine=Budget(40000, 1e-3),
+        prefix_combine=Budget(30000, 1e-2),
+        prefix_new=Budget(500000, 1e-2),
+        d_lora=256,
+        pre_lora=Budget(40000, 1e-3),
+        prefix_lora=Budget(100000, 1e-2),
+        lora=Budget(10000, 5e-3, "constant", 0.95),
+        ft_lora=Budget(10000, 1e-3),
+        n_eval=8192,
+    ),
 }
 
 

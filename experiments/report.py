@@ -1,4 +1,5 @@
 """Results as JSON (one file per experiment) and one Markdown table next to the paper's numbers."""
+
 from __future__ import annotations
 
 import glob
@@ -23,33 +24,53 @@ def markdown(results: list[dict]) -> str:
     lines = ["# Prefix-tuning vs fine-tuning vs LoRA: results next to the paper's", ""]
     if results:
         r0 = results[0]
-        lines += [f"Mode `{r0['mode']}`, seed {r0['seed']}, accuracy = exact match of the whole 10-token greedy "
-                  f"output on {r0['n_eval']} test-split inputs. Paper figures from THEORY.md §4.", ""]
+        lines += [
+            f"Mode `{r0['mode']}`, seed {r0['seed']}, accuracy = exact match of the whole 10-token greedy "
+            f"output on {r0['n_eval']} test-split inputs. Paper figures from THEORY.md §4.",
+            "",
+        ]
     for res in results:
         trained = sum(r["train_seconds"] or 0 for r in res["rows"])
-        lines += [f"## {res['title']}", "", f"Model: {res['model']}. Wall time {res['seconds']} s "
-                  f"(training in this invocation {trained:.0f} s; resumed checkpoints cost ~0).", ""]
+        lines += [
+            f"## {res['title']}",
+            "",
+            f"Model: {res['model']}. Wall time {res['seconds']} s "
+            f"(training in this invocation {trained:.0f} s; resumed checkpoints cost ~0).",
+            "",
+        ]
         if res["rows"]:
-            lines += ["| setting | params | steps (paper) | lr | accuracy (ours) | paper |",
-                      "|---|---:|---:|---:|---|---|"]
+            lines += [
+                "| setting | params | steps (paper) | lr | accuracy (ours) | paper |",
+                "|---|---:|---:|---:|---|---|",
+            ]
             for row in res["rows"]:
                 ours = ", ".join(f"{t} {_pct(a)}" for t, a in row["accuracy"].items())
                 paper = ", ".join(f"{t} {_pct(a)}" for t, a in row["paper"].items()) or "-"
                 steps = f"{row['steps']} ({row['paper_steps'] if row['paper_steps'] else '-'})"
-                lines.append(f"| {row['setting']} | {row['n_params']:,} | {steps} | {row['lr']:g} | {ours} | {paper} |")
+                lines.append(
+                    f"| {row['setting']} | {row['n_params']:,} | {steps} | {row['lr']:g} | {ours} | {paper} |"
+                )
             lines.append("")
         if res.get("cross_task"):
             tasks = list(next(iter(res["cross_task"].values())))
-            lines += ["Cross-task matrix (row: prefix trained on, column: task evaluated):", "",
-                      "| prefix \\ task | " + " | ".join(tasks) + " |", "|---|" + "---:|" * len(tasks)]
+            lines += [
+                "Cross-task matrix (row: prefix trained on, column: task evaluated):",
+                "",
+                "| prefix \\ task | " + " | ".join(tasks) + " |",
+                "|---|" + "---:|" * len(tasks),
+            ]
             for p, accs in res["cross_task"].items():
                 lines.append(f"| {p} | " + " | ".join(_pct(accs[t]) for t in tasks) + " |")
             lines.append("")
         lines += ["| claim | ours | target | holds |", "|---|---:|---:|---|"]
         for c in res["claims"]:
-            value = f"{c['value']:g}" if abs(c["value"]) > 1 or c["value"] == 0 else _pct(c["value"])
+            value = (
+                f"{c['value']:g}" if abs(c["value"]) > 1 or c["value"] == 0 else _pct(c["value"])
+            )
             target = _pct(c["target"]) if 0 < c["target"] <= 1 else f"{c['target']:g}"
-            lines.append(f"| {c['claim']} | {value} | {c['op']} {target} | {'yes' if c['holds'] else 'NO'} |")
+            lines.append(
+                f"| {c['claim']} | {value} | {c['op']} {target} | {'yes' if c['holds'] else 'NO'} |"
+            )
         lines.append("")
         ev = res.get("evidence")
         if ev:
@@ -64,6 +85,7 @@ def markdown(results: list[dict]) -> str:
 def write_markdown(out: str) -> str:
     """Collect every ``{out}/*.json`` experiment record into ``{out}/results.md``."""
     from experiments.suite import EXPERIMENTS
+
     order = list(EXPERIMENTS)
     results = []
     for path in glob.glob(os.path.join(out, "*.json")):

@@ -1,5 +1,6 @@
 """Shared machinery of the experiments: where runs live, training-or-resuming a model,
 and the result record (rows next to the paper's numbers, claims with targets)."""
+
 from __future__ import annotations
 
 import os
@@ -23,8 +24,14 @@ class Runner:
     experiments that share a pretrained model (combine, lora, prefix_attention) train it once.
     """
 
-    def __init__(self, mode: str = "default", out: str | None = None, seed: int = 0, fresh: bool = False,
-                 progress: bool = True):
+    def __init__(
+        self,
+        mode: str = "default",
+        out: str | None = None,
+        seed: int = 0,
+        fresh: bool = False,
+        progress: bool = True,
+    ):
         self.mode = mode
         self.cfg = mode_config(mode)
         self.out = out or os.path.join("runs", mode)
@@ -37,28 +44,49 @@ class Runner:
         self.x_test = test_inputs(seed, self.cfg.n_eval)
 
     def _train(self, name, arch, adapt, base, task, budget: Budget, base_id=""):
-        cfg = TrainConfig(task=task, steps=budget.steps, lr=budget.lr, seed=self.seed,
-                          schedule=budget.schedule, b2=budget.b2)
+        cfg = TrainConfig(
+            task=task,
+            steps=budget.steps,
+            lr=budget.lr,
+            seed=self.seed,
+            schedule=budget.schedule,
+            b2=budget.b2,
+        )
         fresh = self.fresh and name not in self._fresh_done
         self._fresh_done.add(name)
-        return train(name, arch, adapt, base, cfg, self.ckpt_dir, base_id=base_id, fresh=fresh,
-                     progress=self.progress)
+        return train(
+            name,
+            arch,
+            adapt,
+            base,
+            cfg,
+            self.ckpt_dir,
+            base_id=base_id,
+            fresh=fresh,
+            progress=self.progress,
+        )
 
     def pretrained(self, arch, task: str, budget: Budget, n_p: int):
         """(params, info) of a model pretrained on ``task`` with ``n_p`` zero-token slots."""
         name = f"{arch.name}-pretrain-{task}"
         if name not in self._models:
             init = init_params(arch, jax.random.PRNGKey(self.seed), dtype=jnp.float32)
-            params, info = self._train(name, arch, adapt_mod.Adaptation("pretrain", n_p), init, task, budget)
+            params, info = self._train(
+                name, arch, adapt_mod.Adaptation("pretrain", n_p), init, task, budget
+            )
             self._models[name] = (params, info)
         return self._models[name]
 
     def adapted(self, arch, base, base_info, adapt, task: str, budget: Budget):
         """(trainable, info) of ``adapt`` trained on ``task`` on top of ``base`` (frozen unless finetune)."""
         tag = adapt.kind if adapt.kind != "lora" else f"lora{adapt.rank}-{'+'.join(adapt.targets)}"
-        name = f"{arch.name}-{tag}{adapt.n_p if adapt.kind in ('prefix', 'kv_prefix') else ''}-{task}"
+        name = (
+            f"{arch.name}-{tag}{adapt.n_p if adapt.kind in ('prefix', 'kv_prefix') else ''}-{task}"
+        )
         if name not in self._models:
-            self._models[name] = self._train(name, arch, adapt, base, task, budget, base_id=base_info["fingerprint"])
+            self._models[name] = self._train(
+                name, arch, adapt, base, task, budget, base_id=base_info["fingerprint"]
+            )
         return self._models[name]
 
     def evaluate(self, arch, adapt, base, trainable, tasks) -> dict:
@@ -67,10 +95,19 @@ class Runner:
 
 def row(setting: str, info: dict, accs: dict, paper: dict | None = None, paper_steps=None) -> dict:
     """One table row: what was trained, its parameter count and steps, accuracies (ours and paper)."""
-    return {"setting": setting, "method": info.get("method"), "trained_on": info.get("task"),
-            "n_params": info.get("n_params"), "steps": info.get("steps"), "paper_steps": paper_steps,
-            "lr": info.get("lr"), "train_seconds": info.get("seconds"), "final_loss": info.get("final_loss"),
-            "accuracy": accs, "paper": paper or {}}
+    return {
+        "setting": setting,
+        "method": info.get("method"),
+        "trained_on": info.get("task"),
+        "n_params": info.get("n_params"),
+        "steps": info.get("steps"),
+        "paper_steps": paper_steps,
+        "lr": info.get("lr"),
+        "train_seconds": info.get("seconds"),
+        "final_loss": info.get("final_loss"),
+        "accuracy": accs,
+        "paper": paper or {},
+    }
 
 
 def claim(text: str, value: float, op: str, target: float) -> dict:
@@ -88,6 +125,7 @@ def timed(fn):
         result["seed"] = runner.seed
         result["n_eval"] = runner.cfg.n_eval
         return result
+
     wrapper.__name__ = fn.__name__
     wrapper.__doc__ = fn.__doc__
     return wrapper

@@ -23,6 +23,7 @@ redrawn until they have at most ``MAX_DISTINCT = 5`` distinct digits
 in every process, unlike the companion code's Python ``hash()``) is 0 mod 4, so
 25% of all inputs are test inputs.  Every draw takes a seed (numpy Generator).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -32,10 +33,10 @@ from theory.errors import ToolkitError, unknown_name
 N_DIGITS = 10
 N_INPUT_SYMBOLS = 8
 D_VOCAB = 10
-SEQ_LEN = 2 * N_DIGITS          # x then y
-MODEL_LEN = SEQ_LEN - 1         # tokens the model reads (the last target is never an input)
+SEQ_LEN = 2 * N_DIGITS  # x then y
+MODEL_LEN = SEQ_LEN - 1  # tokens the model reads (the last target is never an input)
 MAX_DISTINCT = 5
-TEST_SHARE_MOD = 4              # hash % 4 == 0: test (25%)
+TEST_SHARE_MOD = 4  # hash % 4 == 0: test (25%)
 
 RANDOM_TASKS = ("ascending", "descending", "add1", "add2")
 
@@ -82,7 +83,7 @@ def target(task: str, x: np.ndarray, index: np.ndarray | None = None) -> np.ndar
         return TASKS[task](x).astype(np.int32)
     if index is None:
         raise ToolkitError("task 'random' needs the sample indices (it assigns tasks round robin)")
-    outs = np.stack([TASKS[t](x) for t in RANDOM_TASKS])           # [4, ..., 10]
+    outs = np.stack([TASKS[t](x) for t in RANDOM_TASKS])  # [4, ..., 10]
     which = np.asarray(index) % len(RANDOM_TASKS)
     return np.take_along_axis(outs, which[None, ..., None], axis=0)[0].astype(np.int32)
 

@@ -17,6 +17,7 @@ gradient clipping at global norm 1.
 Checkpoints are written every ``ckpt_every`` steps and at the end; a run restarted with
 the same settings resumes from its checkpoint (bit-identical data thereafter).
 """
+
 from __future__ import annotations
 
 import os
@@ -44,14 +45,14 @@ class TrainConfig:
     batch: int = 64
     seed: int = 0
     warmup: int = 100
-    chunk: int = 50                # Adam steps per jitted call
-    ckpt_every: int = 1000         # steps between checkpoints
-    schedule: str = "cosine"       # one of SCHEDULES (see the module docstring)
-    b2: float = 0.999              # Adam's second-moment decay (the companion code uses 0.95)
+    chunk: int = 50  # Adam steps per jitted call
+    ckpt_every: int = 1000  # steps between checkpoints
+    schedule: str = "cosine"  # one of SCHEDULES (see the module docstring)
+    b2: float = 0.999  # Adam's second-moment decay (the companion code uses 0.95)
 
 
 SCHEDULES = ("cosine", "constant", "wsd")
-WSD_DECAY_SHARE = 0.25             # "wsd": the share of the steps spent decaying
+WSD_DECAY_SHARE = 0.25  # "wsd": the share of the steps spent decaying
 
 
 def learning_rate(cfg: TrainConfig):
@@ -60,17 +61,24 @@ def learning_rate(cfg: TrainConfig):
         raise unknown_name("learning-rate schedule", cfg.schedule, SCHEDULES)
     warmup = min(cfg.warmup, max(cfg.steps // 2, 1))
     if cfg.schedule == "cosine":
-        schedule = optax.warmup_cosine_decay_schedule(0.0, cfg.lr, warmup, max(cfg.steps, warmup + 1),
-                                                      end_value=0.05 * cfg.lr)
+        schedule = optax.warmup_cosine_decay_schedule(
+            0.0, cfg.lr, warmup, max(cfg.steps, warmup + 1), end_value=0.05 * cfg.lr
+        )
     elif cfg.schedule == "constant":
-        schedule = optax.join_schedules([optax.linear_schedule(0.0, cfg.lr, warmup), optax.constant_schedule(cfg.lr)],
-                                        [warmup])
+        schedule = optax.join_schedules(
+            [optax.linear_schedule(0.0, cfg.lr, warmup), optax.constant_schedule(cfg.lr)], [warmup]
+        )
     else:
         decay = max(int(WSD_DECAY_SHARE * cfg.steps), 1)
         stable_end = max(cfg.steps - decay, warmup)
         schedule = optax.join_schedules(
-            [optax.linear_schedule(0.0, cfg.lr, warmup), optax.constant_schedule(cfg.lr),
-             optax.cosine_decay_schedule(cfg.lr, decay, alpha=0.05)], [warmup, stable_end])
+            [
+                optax.linear_schedule(0.0, cfg.lr, warmup),
+                optax.constant_schedule(cfg.lr),
+                optax.cosine_decay_schedule(cfg.lr, decay, alpha=0.05),
+            ],
+            [warmup, stable_end],
+        )
     return schedule
 
 
@@ -81,7 +89,9 @@ def optimizer(cfg: TrainConfig):
 def loss_fn(trainable, base, arch, adapt, seqs):
     """Mean cross-entropy of the outputs ``seqs[:, 10:]`` given ``seqs [B, 20]``."""
     params, context = adapt_mod.apply(adapt, arch, base, trainable)
-    logits = logits_batch(params, arch, context, seqs[:, :MODEL_LEN])[:, N_DIGITS - 1:]   # [B, 10, V]
+    logits = logits_batch(params, arch, context, seqs[:, :MODEL_LEN])[
+        :, N_DIGITS - 1 :
+    ]  # [B, 10, V]
     return optax.softmax_cross_entropy_with_integer_labels(logits, seqs[:, N_DIGITS:]).mean()
 
 
@@ -99,6 +109,7 @@ def _chunk_fn(arch, adapt, cfg):
                 loss, grads = jax.value_and_grad(loss_fn)(tr, base, arch, adapt, seqs)
                 updates, st = opt.update(grads, st, tr)
                 return (optax.apply_updates(tr, updates), st), loss
+
             (trainable, opt_state), losses = jax.lax.scan(one, (trainable, opt_state), batches)
             return trainable, opt_state, losses
 
@@ -107,11 +118,27 @@ def _chunk_fn(arch, adapt, cfg):
 
 
 def settings_of(name, arch, adapt, cfg, base_id) -> dict:
-    return {"name": name, "arch": asdict(arch), "adapt": asdict(adapt), "train": asdict(cfg), "base": base_id}
+    return {
+        "name": name,
+        "arch": asdict(arch),
+        "adapt": asdict(adapt),
+        "train": asdict(cfg),
+        "base": base_id,
+    }
 
 
-def train(name: str, arch: Architecture, adapt, base, cfg: TrainConfig, run_dir: str | None = None,
-          base_id: str = "", fresh: bool = False, progress: bool = True, init_key=None):
+def train(
+    name: str,
+    arch: Architecture,
+    adapt,
+    base,
+    cfg: TrainConfig,
+    run_dir: str | None = None,
+    base_id: str = "",
+    fresh: bool = False,
+    progress: bool = True,
+    init_key=None,
+):
     """Train and return ``(trainable, info)``.
 
     ``base``: the frozen pretrained parameters (for ``pretrain``: the random init).
@@ -121,7 +148,9 @@ def train(name: str, arch: Architecture, adapt, base, cfg: TrainConfig, run_dir:
     check_task(cfg.task)
     adapt_mod.validate(adapt, arch)
     if cfg.steps < 1 or cfg.batch < 1:
-        raise ToolkitError(f"training needs steps >= 1 and batch >= 1, got steps={cfg.steps}, batch={cfg.batch}")
+        raise ToolkitError(
+            f"training needs steps >= 1 and batch >= 1, got steps={cfg.steps}, batch={cfg.batch}"
+        )
     key = jax.random.PRNGKey(cfg.seed) if init_key is None else init_key
     trainable = adapt_mod.init_trainable(adapt, arch, base, key)
     opt, run_chunk = _chunk_fn(arch, adapt, cfg)
@@ -139,12 +168,17 @@ def train(name: str, arch: Architecture, adapt, base, cfg: TrainConfig, run_dir:
     bar = None
     if progress and start < cfg.steps:
         from tqdm.auto import tqdm
-        bar = tqdm(total=cfg.steps, initial=start, desc=name, unit="step", leave=False, mininterval=1.0)
+
+        bar = tqdm(
+            total=cfg.steps, initial=start, desc=name, unit="step", leave=False, mininterval=1.0
+        )
     t0 = time.perf_counter()
     step = start
     while step < cfg.steps:
         n = min(cfg.chunk, cfg.steps - step)
-        batches = jnp.asarray(np.stack([make_batch(cfg.task, cfg.seed, s, cfg.batch) for s in range(step, step + n)]))
+        batches = jnp.asarray(
+            np.stack([make_batch(cfg.task, cfg.seed, s, cfg.batch) for s in range(step, step + n)])
+        )
         trainable, opt_state, chunk_losses = run_chunk(trainable, opt_state, base, batches)
         losses.append(np.asarray(chunk_losses))
         prev, step = step, step + n
@@ -157,11 +191,20 @@ def train(name: str, arch: Architecture, adapt, base, cfg: TrainConfig, run_dir:
     if bar is not None:
         bar.close()
     all_losses = np.concatenate(losses) if losses else np.zeros(0)
-    info = {"method": adapt.label(), "task": cfg.task, "n_params": adapt_mod.n_trainable(
-                trainable if adapt.kind != "pretrain" else base),
-            "steps": cfg.steps, "lr": cfg.lr, "batch": cfg.batch, "seed": cfg.seed,
-            "seconds": round(seconds, 2), "resumed_from": resumed_from,
-            "steps_per_s": round((cfg.steps - resumed_from) / seconds, 2) if seconds > 0 and losses else None,
-            "final_loss": float(all_losses[-50:].mean()) if all_losses.size else None,
-            "fingerprint": checkpoint.fingerprint(settings)}
+    info = {
+        "method": adapt.label(),
+        "task": cfg.task,
+        "n_params": adapt_mod.n_trainable(trainable if adapt.kind != "pretrain" else base),
+        "steps": cfg.steps,
+        "lr": cfg.lr,
+        "batch": cfg.batch,
+        "seed": cfg.seed,
+        "seconds": round(seconds, 2),
+        "resumed_from": resumed_from,
+        "steps_per_s": round((cfg.steps - resumed_from) / seconds, 2)
+        if seconds > 0 and losses
+        else None,
+        "final_loss": float(all_losses[-50:].mean()) if all_losses.size else None,
+        "fingerprint": checkpoint.fingerprint(settings),
+    }
     return trainable, info

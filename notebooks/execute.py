@@ -7,6 +7,7 @@ the ``.ipynb`` files beside them are generated, executed copies (outputs visible
 
 Each notebook reads ``PREFIX_THEORY_QUICK`` (default "1": quick mode) to pick small settings.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,21 +33,34 @@ def execute(source: Path, write: bool = True, timeout: int = 600) -> tuple[objec
     from nbclient import NotebookClient
 
     notebook = jupytext.read(source)
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    notebook.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     start = time.perf_counter()
-    NotebookClient(notebook, timeout=timeout, kernel_name="python3",
-                   resources={"metadata": {"path": str(HERE.parent)}}).execute()
+    NotebookClient(
+        notebook,
+        timeout=timeout,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(HERE.parent)}},
+    ).execute()
     elapsed = time.perf_counter() - start
     if write:
         import nbformat
+
         nbformat.write(notebook, source.with_suffix(".ipynb"))
     return notebook, elapsed
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("prefixes", nargs="*", help="run only notebooks whose file name starts with these")
-    parser.add_argument("--no-write", action="store_true", help="execute without writing the .ipynb files")
+    parser.add_argument(
+        "prefixes", nargs="*", help="run only notebooks whose file name starts with these"
+    )
+    parser.add_argument(
+        "--no-write", action="store_true", help="execute without writing the .ipynb files"
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("PREFIX_THEORY_QUICK", "1")
     for source in sources(args.prefixes):

@@ -7,6 +7,7 @@ agrees and every verdict is as expected, 1 otherwise, 2 on usage errors.
 
 This module imports nothing heavy at import time (theory/cli.py imports it to build the parser).
 """
+
 from __future__ import annotations
 
 import json
@@ -21,12 +22,21 @@ MODELS = ("minilm",)
 def add_model_arguments(parser) -> None:
     """The ``--model`` options of ``prefix-theory verify``."""
     g = parser.add_argument_group("real pretrained weights")
-    g.add_argument("--model", metavar="NAME",
-                   help=f"run the §3 checks on a real pretrained model instead ({', '.join(MODELS)}); "
-                        "--trials is then the number of random prefixes")
-    g.add_argument("--out", metavar="DIR", help="with --model: output folder (default runs/<model>)")
-    g.add_argument("--steps", type=int, help="with --model: Adam steps of the optimised prefix (default 300)")
-    g.add_argument("--prefix-length", type=int, help="with --model: prefix positions n_p (default 1)")
+    g.add_argument(
+        "--model",
+        metavar="NAME",
+        help=f"run the §3 checks on a real pretrained model instead ({', '.join(MODELS)}); "
+        "--trials is then the number of random prefixes",
+    )
+    g.add_argument(
+        "--out", metavar="DIR", help="with --model: output folder (default runs/<model>)"
+    )
+    g.add_argument(
+        "--steps", type=int, help="with --model: Adam steps of the optimised prefix (default 300)"
+    )
+    g.add_argument(
+        "--prefix-length", type=int, help="with --model: prefix positions n_p (default 1)"
+    )
 
 
 MODEL_ONLY = {"out": "--out", "steps": "--steps", "prefix_length": "--prefix-length"}
@@ -38,7 +48,9 @@ def run_if_model(args):
     if getattr(args, "model", None) is None:
         for dest, flag in MODEL_ONLY.items():
             if getattr(args, dest, None) is not None:
-                raise ToolkitError(f"{flag} only applies with --model (e.g. --model minilm); got {flag} without it")
+                raise ToolkitError(
+                    f"{flag} only applies with --model (e.g. --model minilm); got {flag} without it"
+                )
         return None
     return run_model_verify(args)
 
@@ -48,8 +60,10 @@ def run_model_verify(args) -> int:
         raise ToolkitError(f"unknown model {args.model!r}; expected one of: {', '.join(MODELS)}")
     for option in ("architecture", "method", "atlas", "plugin"):
         if getattr(args, option, None):
-            raise ToolkitError(f"--{option} cannot be combined with --model (the model fixes the architecture "
-                               "and checks prefixes); drop one of them")
+            raise ToolkitError(
+                f"--{option} cannot be combined with --model (the model fixes the architecture "
+                "and checks prefixes); drop one of them"
+            )
     import jax
     import jax.numpy as jnp
 
@@ -66,8 +80,9 @@ def run_model_verify(args) -> int:
     parities = [parity("float32"), parity("float64")]
     print(format_parity(parities))
     print()
-    report, extras = run_checks(n_p=n_p, trials=args.trials, steps=steps, seed=args.seed,
-                                theorems=theorems)
+    report, extras = run_checks(
+        n_p=n_p, trials=args.trials, steps=steps, seed=args.seed, theorems=theorems
+    )
     print(format_report(report))
 
     model, trained = extras["model"], extras["trained"]
@@ -75,20 +90,44 @@ def run_model_verify(args) -> int:
     tokens, ids = ids.tokens, jnp.asarray(ids.ids, jnp.int32)
     deep = report.witness.get("layer", model.arch.n_layers - 1)
     pngs = []
-    random_prefix = Prefix(jax.random.normal(jax.random.PRNGKey(args.seed), trained.prefix.states.shape, jnp.float32))
+    random_prefix = Prefix(
+        jax.random.normal(jax.random.PRNGKey(args.seed), trained.prefix.states.shape, jnp.float32)
+    )
     for name, prefix in (("optimised", trained.prefix), ("random", random_prefix)):
-        heads = [(layer, strongest_head(model.params, model.arch, ids, prefix, layer)) for layer in (0, deep)]
-        title = (f"all-MiniLM-L6-v2, {name} prefix (n_p={n_p}), float32: layer 0 (unconditional "
-                 f"statement holds) and layer {deep} (holds only given the layer's inputs)")
-        pngs.append(str(plot_attention(model.params, model.arch, ids, tokens, prefix, heads,
-                                       out / f"attention_{name}.png", title)))
+        heads = [
+            (layer, strongest_head(model.params, model.arch, ids, prefix, layer))
+            for layer in (0, deep)
+        ]
+        title = (
+            f"all-MiniLM-L6-v2, {name} prefix (n_p={n_p}), float32: layer 0 (unconditional "
+            f"statement holds) and layer {deep} (holds only given the layer's inputs)"
+        )
+        pngs.append(
+            str(
+                plot_attention(
+                    model.params,
+                    model.arch,
+                    ids,
+                    tokens,
+                    prefix,
+                    heads,
+                    out / f"attention_{name}.png",
+                    title,
+                )
+            )
+        )
     elapsed = time.perf_counter() - start
 
     table = format_parity(parities) + "\n\n" + format_report(report)
     out.mkdir(parents=True, exist_ok=True)
     (out / "residuals.txt").write_text(table + "\n")
-    payload = {"report": report.to_json(), "parity": parities, "figures": pngs, "elapsed_s": elapsed,
-               "training_losses_every_10": trained.losses[::10].tolist()}
+    payload = {
+        "report": report.to_json(),
+        "parity": parities,
+        "figures": pngs,
+        "elapsed_s": elapsed,
+        "training_losses_every_10": trained.losses[::10].tolist(),
+    }
     (out / "report.json").write_text(json.dumps(payload, indent=1) + "\n")
     if args.json:
         Path(args.json).write_text(json.dumps(payload, indent=1) + "\n")

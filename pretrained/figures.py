@@ -11,6 +11,7 @@ At layer 0 panels 1, 3 and 4 coincide (the unconditional statement).  Deeper,
 3 equals 4 (the statement given the layer's inputs) but differs from 1: the
 prefix changed the inputs of the layer, hence its attention.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -32,18 +33,28 @@ def attention_maps(params, arch, ids, context, layer: int, head: int) -> dict:
         _, pt = forward(params, arch, ids, context, validate=False)
         _, base = forward(params, arch, ids, None, position_offset=n_p, validate=False)
         resid = pt[f"blocks.{layer}.hook_resid_pre"][n_p:]
-        _, given = block_forward(params["blocks"][layer], arch, resid, n_p + jnp.arange(n),
-                                 mask_matrix(arch, jnp.ones(n, bool)), jnp.zeros(n, bool))
+        _, given = block_forward(
+            params["blocks"][layer],
+            arch,
+            resid,
+            n_p + jnp.arange(n),
+            mask_matrix(arch, jnp.ones(n, bool)),
+            jnp.zeros(n, bool),
+        )
     with_prefix = np.asarray(pt[f"blocks.{layer}.attn.hook_pattern"][head, n_p:, :], np.float64)
     mass = with_prefix[:, :n_p].sum(-1, keepdims=True)
-    return {"no_prefix": np.asarray(base[f"blocks.{layer}.attn.hook_pattern"][head], np.float64),
-            "with_prefix": with_prefix,
-            "rescaled": rescaled_content_attention(with_prefix, n_p),
-            "given_inputs": np.asarray(given["attn.hook_pattern"][head], np.float64),
-            "prefix_mass": mass[:, 0]}
+    return {
+        "no_prefix": np.asarray(base[f"blocks.{layer}.attn.hook_pattern"][head], np.float64),
+        "with_prefix": with_prefix,
+        "rescaled": rescaled_content_attention(with_prefix, n_p),
+        "given_inputs": np.asarray(given["attn.hook_pattern"][head], np.float64),
+        "prefix_mass": mass[:, 0],
+    }
 
 
-def plot_attention(params, arch, ids, tokens: list, context, layer_heads, path, title: str = "") -> Path:
+def plot_attention(
+    params, arch, ids, tokens: list, context, layer_heads, path, title: str = ""
+) -> Path:
     """Save the four panels for each ``(layer, head)`` in ``layer_heads`` as one PNG at ``path``."""
     matplotlib = require("matplotlib")
     matplotlib.use("Agg")
@@ -57,11 +68,21 @@ def plot_attention(params, arch, ids, tokens: list, context, layer_heads, path, 
         d_cond = np.abs(maps["rescaled"] - maps["given_inputs"]).max()
         panels = [
             (maps["no_prefix"], f"L{layer} H{head}: no prefix  A", tokens),
-            (maps["with_prefix"], f"with prefix  A^pt (mean prefix mass {maps['prefix_mass'].mean():.2f})",
-             [f"<p{j}>" for j in range(n_p)] + tokens),
-            (maps["rescaled"], f"prefix removed, rescaled  A^pt/(1-m)\nmax |diff to no prefix| = {d_uncond:.1e}",
-             tokens),
-            (maps["given_inputs"], f"base layer on prefixed inputs\nmax |diff to rescaled| = {d_cond:.1e}", tokens),
+            (
+                maps["with_prefix"],
+                f"with prefix  A^pt (mean prefix mass {maps['prefix_mass'].mean():.2f})",
+                [f"<p{j}>" for j in range(n_p)] + tokens,
+            ),
+            (
+                maps["rescaled"],
+                f"prefix removed, rescaled  A^pt/(1-m)\nmax |diff to no prefix| = {d_uncond:.1e}",
+                tokens,
+            ),
+            (
+                maps["given_inputs"],
+                f"base layer on prefixed inputs\nmax |diff to rescaled| = {d_cond:.1e}",
+                tokens,
+            ),
         ]
         for c, (image, label, keys) in enumerate(panels):
             ax = axes[r, c]
@@ -84,4 +105,6 @@ def strongest_head(params, arch, ids, context, layer: int) -> int:
     n_p = n_virtual(context)
     with jax.default_matmul_precision("highest"):
         _, cache = forward(params, arch, ids, context, validate=False)
-    return int(jnp.argmax(cache[f"blocks.{layer}.attn.hook_pattern"][:, n_p:, :n_p].sum(-1).mean(-1)))
+    return int(
+        jnp.argmax(cache[f"blocks.{layer}.attn.hook_pattern"][:, n_p:, :n_p].sum(-1).mean(-1))
+    )

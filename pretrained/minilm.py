@@ -33,6 +33,7 @@ The encoder has no language-model head: ``unembed.W_U`` is tied to ``W_E^T`` and
 embeddings read the last block's ``hook_resid_post``.  ``pooler.*`` (unused by
 sentence-transformers) and the ``embeddings.position_ids`` buffer are ignored.
 """
+
 from __future__ import annotations
 
 import json
@@ -56,8 +57,8 @@ IGNORED_TENSORS = ("embeddings.position_ids", "pooler.dense.weight", "pooler.den
 
 class Pretrained(NamedTuple):
     arch: Architecture
-    params: Any            # parameter pytree for theory.model.forward
-    tokenizer: Any         # tokenizers.Tokenizer: no padding, truncation at max_seq_length
+    params: Any  # parameter pytree for theory.model.forward
+    tokenizer: Any  # tokenizers.Tokenizer: no padding, truncation at max_seq_length
     model_dir: Path
 
 
@@ -75,37 +76,63 @@ def architecture_from_config(config: dict, name: str = "all-MiniLM-L6-v2") -> Ar
     try:
         d, heads = int(config["hidden_size"]), int(config["num_attention_heads"])
         arch = Architecture(
-            name=name, n_layers=int(config["num_hidden_layers"]), n_heads=heads, d_model=d,
-            d_head=d // heads, d_mlp=int(config["intermediate_size"]), d_vocab=int(config["vocab_size"]),
-            n_ctx=int(config["max_position_embeddings"]), positional="learned", norm="post", causal=False,
-            embed_norm=True, n_token_types=int(config["type_vocab_size"]), final_norm=False,
-            norm_eps=float(config["layer_norm_eps"]), mlp_act="gelu",
+            name=name,
+            n_layers=int(config["num_hidden_layers"]),
+            n_heads=heads,
+            d_model=d,
+            d_head=d // heads,
+            d_mlp=int(config["intermediate_size"]),
+            d_vocab=int(config["vocab_size"]),
+            n_ctx=int(config["max_position_embeddings"]),
+            positional="learned",
+            norm="post",
+            causal=False,
+            embed_norm=True,
+            n_token_types=int(config["type_vocab_size"]),
+            final_norm=False,
+            norm_eps=float(config["layer_norm_eps"]),
+            mlp_act="gelu",
             description="all-MiniLM-L6-v2 (real weights): BERT encoder, post-LN, embedding LayerNorm, "
-                        "token types, learned positions, exact GELU")
+            "token types, learned positions, exact GELU",
+        )
     except KeyError as exc:
         raise ToolkitError(f"config.json: missing field {exc.args[0]!r}") from None
     if d % heads:
-        raise ToolkitError(f"config.json: hidden_size {d} is not a multiple of num_attention_heads {heads}")
+        raise ToolkitError(
+            f"config.json: hidden_size {d} is not a multiple of num_attention_heads {heads}"
+        )
     return validate_architecture(arch)
 
 
 def expected_tensors(arch: Architecture) -> dict:
     """``{safetensors name: shape}`` of every tensor the mapping reads."""
     d, m, hk = arch.d_model, arch.d_mlp, arch.n_heads * arch.d_head
-    shapes = {"embeddings.word_embeddings.weight": (arch.d_vocab, d),
-              "embeddings.position_embeddings.weight": (arch.n_ctx, d),
-              "embeddings.token_type_embeddings.weight": (arch.n_token_types, d),
-              "embeddings.LayerNorm.weight": (d,), "embeddings.LayerNorm.bias": (d,)}
+    shapes = {
+        "embeddings.word_embeddings.weight": (arch.d_vocab, d),
+        "embeddings.position_embeddings.weight": (arch.n_ctx, d),
+        "embeddings.token_type_embeddings.weight": (arch.n_token_types, d),
+        "embeddings.LayerNorm.weight": (d,),
+        "embeddings.LayerNorm.bias": (d,),
+    }
     for l in range(arch.n_layers):
         p = f"encoder.layer.{l}."
         for proj in ("query", "key", "value"):
             shapes[f"{p}attention.self.{proj}.weight"] = (hk, d)
             shapes[f"{p}attention.self.{proj}.bias"] = (hk,)
-        shapes.update({f"{p}attention.output.dense.weight": (d, hk), f"{p}attention.output.dense.bias": (d,),
-                       f"{p}attention.output.LayerNorm.weight": (d,), f"{p}attention.output.LayerNorm.bias": (d,),
-                       f"{p}intermediate.dense.weight": (m, d), f"{p}intermediate.dense.bias": (m,),
-                       f"{p}output.dense.weight": (d, m), f"{p}output.dense.bias": (d,),
-                       f"{p}output.LayerNorm.weight": (d,), f"{p}output.LayerNorm.bias": (d,)})
+        shapes.update(
+            {
+                f"{p}attention.output.dense.weight": (d, hk),
+                f"{p}attention.output.dense.bias": (d,),
+                f"{p}attention.output.LayerNorm.weight": (d,),
+                f"{p}attention.output.LayerNorm.bias": (d,),
+                f"{p}intermediate.dense.weight": (m, d),
+                f"{p}intermediate.dense.bias": (m,),
+                f"{p}output.dense.weight": (d, m),
+                f"{p}output.dense.bias": (d,),
+                f"{p}output.LayerNorm.weight": (d,),
+                f"{p}output.LayerNorm.bias": (d,),
+            }
+        )
     return shapes
 
 
@@ -114,8 +141,10 @@ def check_tensors(tensors: dict, arch: Architecture, source: str = "weights") ->
     expected = expected_tensors(arch)
     unexpected = sorted(set(tensors) - set(expected) - set(IGNORED_TENSORS))
     if unexpected:
-        raise ToolkitError(f"{source}: unexpected tensors {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''} "
-                           f"(expected the {len(expected)} tensors of a BERT encoder with {arch.n_layers} layers)")
+        raise ToolkitError(
+            f"{source}: unexpected tensors {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''} "
+            f"(expected the {len(expected)} tensors of a BERT encoder with {arch.n_layers} layers)"
+        )
     for name, shape in expected.items():
         if name not in tensors:
             raise ToolkitError(f"{source}: missing tensor {name!r} (expected shape {shape})")
@@ -123,11 +152,15 @@ def check_tensors(tensors: dict, arch: Architecture, source: str = "weights") ->
         if got != shape:
             raise ToolkitError(f"{source}: tensor {name!r} has shape {got}, expected {shape}")
         if not np.issubdtype(np.asarray(tensors[name]).dtype, np.floating):
-            raise ToolkitError(f"{source}: tensor {name!r} has dtype {np.asarray(tensors[name]).dtype}, "
-                               "expected a floating-point dtype")
+            raise ToolkitError(
+                f"{source}: tensor {name!r} has dtype {np.asarray(tensors[name]).dtype}, "
+                "expected a floating-point dtype"
+            )
 
 
-def params_from_tensors(tensors: dict, arch: Architecture, dtype=jnp.float32, source: str = "weights") -> dict:
+def params_from_tensors(
+    tensors: dict, arch: Architecture, dtype=jnp.float32, source: str = "weights"
+) -> dict:
     """Map HF BERT tensors ``{name: array}`` to the toolkit's parameter pytree (validated)."""
     check_tensors(tensors, arch, source)
     H, k, d = arch.n_heads, arch.d_head, arch.d_model
@@ -138,26 +171,51 @@ def params_from_tensors(tensors: dict, arch: Architecture, dtype=jnp.float32, so
     def norm(prefix):
         return {"w": t(prefix + ".weight"), "b": t(prefix + ".bias")}
 
-    def heads_in(prefix):     # [H*k, d] (out, in) -> [H, d, k]
-        return t(prefix + ".weight").T.reshape(d, H, k).transpose(1, 0, 2), t(prefix + ".bias").reshape(H, k)
+    def heads_in(prefix):  # [H*k, d] (out, in) -> [H, d, k]
+        return t(prefix + ".weight").T.reshape(d, H, k).transpose(1, 0, 2), t(
+            prefix + ".bias"
+        ).reshape(H, k)
 
     W_E = t("embeddings.word_embeddings.weight")
-    params = {"embed": {"W_E": W_E, "W_pos": t("embeddings.position_embeddings.weight"),
-                        "W_type": t("embeddings.token_type_embeddings.weight")},
-              "ln_embed": norm("embeddings.LayerNorm"), "blocks": [],
-              "unembed": {"W_U": W_E.T, "b_U": np.zeros(arch.d_vocab, W_E.dtype)}}
+    params = {
+        "embed": {
+            "W_E": W_E,
+            "W_pos": t("embeddings.position_embeddings.weight"),
+            "W_type": t("embeddings.token_type_embeddings.weight"),
+        },
+        "ln_embed": norm("embeddings.LayerNorm"),
+        "blocks": [],
+        "unembed": {"W_U": W_E.T, "b_U": np.zeros(arch.d_vocab, W_E.dtype)},
+    }
     for l in range(arch.n_layers):
         p = f"encoder.layer.{l}."
         W_Q, b_Q = heads_in(p + "attention.self.query")
         W_K, b_K = heads_in(p + "attention.self.key")
         W_V, b_V = heads_in(p + "attention.self.value")
-        attn = {"W_Q": W_Q, "b_Q": b_Q, "W_K": W_K, "b_K": b_K, "W_V": W_V, "b_V": b_V,
-                "W_O": t(p + "attention.output.dense.weight").T.reshape(H, k, d),
-                "b_O": t(p + "attention.output.dense.bias")}
-        mlp = {"W_in": t(p + "intermediate.dense.weight").T, "b_in": t(p + "intermediate.dense.bias"),
-               "W_out": t(p + "output.dense.weight").T, "b_out": t(p + "output.dense.bias")}
-        params["blocks"].append({"attn": attn, "mlp": mlp, "ln1": norm(p + "attention.output.LayerNorm"),
-                                 "ln2": norm(p + "output.LayerNorm")})
+        attn = {
+            "W_Q": W_Q,
+            "b_Q": b_Q,
+            "W_K": W_K,
+            "b_K": b_K,
+            "W_V": W_V,
+            "b_V": b_V,
+            "W_O": t(p + "attention.output.dense.weight").T.reshape(H, k, d),
+            "b_O": t(p + "attention.output.dense.bias"),
+        }
+        mlp = {
+            "W_in": t(p + "intermediate.dense.weight").T,
+            "b_in": t(p + "intermediate.dense.bias"),
+            "W_out": t(p + "output.dense.weight").T,
+            "b_out": t(p + "output.dense.bias"),
+        }
+        params["blocks"].append(
+            {
+                "attn": attn,
+                "mlp": mlp,
+                "ln1": norm(p + "attention.output.LayerNorm"),
+                "ln2": norm(p + "output.LayerNorm"),
+            }
+        )
     params = jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype), params)
     validate_params(params, arch)
     return params
@@ -171,7 +229,7 @@ def read_safetensors(path: Path) -> dict:
         raise ToolkitError(f"weights file not found: expected {path}")
     try:
         return safetensors_numpy.load_file(str(path))
-    except Exception as exc:   # the library raises its own error types for corrupt files
+    except Exception as exc:  # the library raises its own error types for corrupt files
         raise ToolkitError(f"weights file {path} could not be read as safetensors: {exc}") from None
 
 
@@ -185,7 +243,9 @@ def load_tokenizer(folder: Path, max_length: int | None = None):
     folder = Path(folder)
     if max_length is None:
         st_config = folder / "sentence_bert_config.json"
-        max_length = json.loads(st_config.read_text())["max_seq_length"] if st_config.is_file() else 512
+        max_length = (
+            json.loads(st_config.read_text())["max_seq_length"] if st_config.is_file() else 512
+        )
     tokenizer = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
     tokenizer.no_padding()
     tokenizer.enable_truncation(max_length=int(max_length))
@@ -204,7 +264,9 @@ def _load_tensors(folder: str):
 @lru_cache(maxsize=4)
 def _load(folder: str, dtype_name: str) -> Pretrained:
     arch, tensors = _load_tensors(folder)
-    params = params_from_tensors(tensors, arch, jnp.dtype(dtype_name), source=str(Path(folder) / "model.safetensors"))
+    params = params_from_tensors(
+        tensors, arch, jnp.dtype(dtype_name), source=str(Path(folder) / "model.safetensors")
+    )
     return Pretrained(arch, params, load_tokenizer(Path(folder)), Path(folder))
 
 
@@ -228,8 +290,8 @@ def tokenize(tokenizer, texts) -> tuple[np.ndarray, np.ndarray]:
     ids = np.zeros((len(encodings), length), np.int32)
     mask = np.zeros((len(encodings), length), bool)
     for row, e in enumerate(encodings):
-        ids[row, :len(e.ids)] = e.ids
-        mask[row, :len(e.ids)] = True
+        ids[row, : len(e.ids)] = e.ids
+        mask[row, : len(e.ids)] = True
     return ids, mask
 
 
@@ -248,13 +310,27 @@ def last_hidden(params, arch: Architecture, ids, mask, context=None, position_of
     """Last layer's hidden states ``[n, d_model]`` at the content positions (forward's cache)."""
     n_p = n_virtual(context)
     key_mask = jnp.concatenate([jnp.ones(n_p, bool), mask])
-    _, cache = forward(params, arch, ids, context, position_offset=position_offset, attention_mask=key_mask,
-                       validate=False)
+    _, cache = forward(
+        params,
+        arch,
+        ids,
+        context,
+        position_offset=position_offset,
+        attention_mask=key_mask,
+        validate=False,
+    )
     return cache[f"blocks.{arch.n_layers - 1}.hook_resid_post"][n_p:]
 
 
-def sentence_embedding(params, arch: Architecture, ids, mask, context=None, normalise: bool = True,
-                       position_offset=None):
+def sentence_embedding(
+    params,
+    arch: Architecture,
+    ids,
+    mask,
+    context=None,
+    normalise: bool = True,
+    position_offset=None,
+):
     """Sentence embedding ``[d_model]`` of one padded sequence ``ids [n]``, ``mask [n]`` (pure, jittable).
 
     With a context the content sits at positions ``n_p..n_p+n-1`` (``forward``'s default); a
@@ -266,7 +342,9 @@ def sentence_embedding(params, arch: Architecture, ids, mask, context=None, norm
 
 @partial(jax.jit, static_argnames=("arch",))
 def _pooled(params, arch, ids, mask):
-    return jax.vmap(lambda i, m: sentence_embedding(params, arch, i, m, None, normalise=False))(ids, mask)
+    return jax.vmap(lambda i, m: sentence_embedding(params, arch, i, m, None, normalise=False))(
+        ids, mask
+    )
 
 
 def encode(model: Pretrained, texts, normalise: bool = True) -> np.ndarray:

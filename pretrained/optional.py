@@ -1,4 +1,5 @@
 """Optional dependencies of the real-weights code: a one-line error with the install command."""
+
 from __future__ import annotations
 
 import importlib
@@ -23,5 +24,7 @@ def require(module: str):
     except ImportError as exc:
         top = module.split(".")[0]
         command = INSTALL.get(top, f"pip install {top}")
-        raise ToolkitError(f"optional package {module!r} is not installed ({exc.__class__.__name__}); "
-                           f"install it with: {command}") from None
+        raise ToolkitError(
+            f"optional package {module!r} is not installed ({exc.__class__.__name__}); "
+            f"install it with: {command}"
+        ) from None

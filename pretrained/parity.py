@@ -5,6 +5,7 @@
 recomputes the same quantities with the toolkit's forward pass and reports the
 largest absolute differences.  Target: embeddings within ``PARITY_TOL`` in float32.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,10 @@ FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "minilm_r
 def load_fixture(path: str | Path | None = None) -> dict:
     path = Path(path) if path is not None else FIXTURE
     if not path.is_file():
-        raise ToolkitError(f"reference fixture not found: expected {path} "
-                           "(made by scripts/make_minilm_fixture.py; it ships with the repository)")
+        raise ToolkitError(
+            f"reference fixture not found: expected {path} "
+            "(made by scripts/make_minilm_fixture.py; it ships with the repository)"
+        )
     return json.loads(path.read_text())
 
 
@@ -55,8 +58,10 @@ def parity(dtype="float32", fixture_path=None) -> dict:
         "token_ids_match": ours_ids == fx["token_ids"],
         "embedding_max_abs_diff": float(per_sentence.max()),
         "embedding_max_abs_diff_per_sentence": per_sentence.tolist(),
-        "pooled_norm_max_abs_diff": float(np.abs(np.linalg.norm(pooled, axis=-1) - fx["pooled_norms"]).max()),
-        "cls_state_max_abs_diff_per_layer": cls_diff.tolist(),   # [embeddings, layer 0 .. layer L-1]
+        "pooled_norm_max_abs_diff": float(
+            np.abs(np.linalg.norm(pooled, axis=-1) - fx["pooled_norms"]).max()
+        ),
+        "cls_state_max_abs_diff_per_layer": cls_diff.tolist(),  # [embeddings, layer 0 .. layer L-1]
         "tolerance": PARITY_TOL,
         "reference": {"versions": fx["versions"], "made_by": fx["made_by"]},
         "agrees": bool(ours_ids == fx["token_ids"] and per_sentence.max() <= PARITY_TOL),
@@ -64,13 +69,17 @@ def parity(dtype="float32", fixture_path=None) -> dict:
 
 
 def format_parity(results: list[dict]) -> str:
-    lines = ["parity with the reference implementation (sentence-transformers "
-             f"{results[0]['reference']['versions']['sentence_transformers']}, torch "
-             f"{results[0]['reference']['versions']['torch']}, float32):"]
+    lines = [
+        "parity with the reference implementation (sentence-transformers "
+        f"{results[0]['reference']['versions']['sentence_transformers']}, torch "
+        f"{results[0]['reference']['versions']['torch']}, float32):"
+    ]
     for r in results:
         cls = ", ".join(f"{x:.1e}" for x in r["cls_state_max_abs_diff_per_layer"])
-        lines.append(f"  ours in {r['dtype']}: token ids match {r['token_ids_match']}; embeddings max |diff| "
-                     f"{r['embedding_max_abs_diff']:.2e} (target {r['tolerance']:.0e}: "
-                     f"{'agrees' if r['agrees'] else 'DISAGREES'}); pooled norms {r['pooled_norm_max_abs_diff']:.2e}; "
-                     f"[CLS] state per layer (embeddings, 0..): {cls}")
+        lines.append(
+            f"  ours in {r['dtype']}: token ids match {r['token_ids_match']}; embeddings max |diff| "
+            f"{r['embedding_max_abs_diff']:.2e} (target {r['tolerance']:.0e}: "
+            f"{'agrees' if r['agrees'] else 'DISAGREES'}); pooled norms {r['pooled_norm_max_abs_diff']:.2e}; "
+            f"[CLS] state per layer (embeddings, 0..): {cls}"
+        )
     return "\n".join(lines)

@@ -15,6 +15,7 @@ Initialisation: the target sentence's own hidden states at its first ``n_p``
 positions (block inputs at every layer, so the start is in the model's
 distribution), plus ``init_noise`` times a standard normal draw from ``seed``.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -32,11 +33,11 @@ from pretrained.optional import require
 
 
 class TrainedPrefix(NamedTuple):
-    prefix: Prefix            # states [n_layers, n_p, d_model]
-    losses: np.ndarray        # [steps] loss before each step
-    cos_no_prefix: float      # cos(source without prefix (same positions), target)
-    cos_init: float           # with the initial prefix
-    cos_trained: float        # with the trained prefix
+    prefix: Prefix  # states [n_layers, n_p, d_model]
+    losses: np.ndarray  # [steps] loss before each step
+    cos_no_prefix: float  # cos(source without prefix (same positions), target)
+    cos_init: float  # with the initial prefix
+    cos_trained: float  # with the trained prefix
     source: str
     target: str
 
@@ -59,9 +60,17 @@ def _optimise(states, params, arch, ids, mask, target, steps: int, lr: float):
     return states, losses
 
 
-def train_prefix(model: Pretrained, source: str, target: str, n_p: int = 1, steps: int = 300,
-                 lr: float = 1e-2, seed: int = 0, init_noise: float = 0.1,
-                 fast_compile: bool = False) -> TrainedPrefix:
+def train_prefix(
+    model: Pretrained,
+    source: str,
+    target: str,
+    n_p: int = 1,
+    steps: int = 300,
+    lr: float = 1e-2,
+    seed: int = 0,
+    init_noise: float = 0.1,
+    fast_compile: bool = False,
+) -> TrainedPrefix:
     """Train a prefix of ``n_p`` positions for ``steps`` Adam steps (float32 model expected).
 
     ``fast_compile`` compiles with XLA's backend optimisation off (as ``verify`` does):
@@ -87,9 +96,21 @@ def train_prefix(model: Pretrained, source: str, target: str, n_p: int = 1, step
         states0 = (start + init_noise * noise).astype(dtype)
         args = (states0, params, src_ids, src_mask, target_emb)
         lowered = jax.jit(_optimise, static_argnames=("arch", "steps", "lr")).lower(
-            states0, params, arch, src_ids, src_mask, target_emb, steps=steps, lr=float(lr))
-        states, losses = lowered.compile(compiler_options=FAST_COMPILE if fast_compile else None)(*args)
+            states0, params, arch, src_ids, src_mask, target_emb, steps=steps, lr=float(lr)
+        )
+        states, losses = lowered.compile(compiler_options=FAST_COMPILE if fast_compile else None)(
+            *args
+        )
         cos = lambda ctx, offset=None: float(  # noqa: E731
-            sentence_embedding(params, arch, src_ids, src_mask, ctx, position_offset=offset) @ target_emb)
-        return TrainedPrefix(Prefix(states), np.asarray(losses), cos(None, n_p), cos(Prefix(states0)),
-                             cos(Prefix(states)), source, target)
+            sentence_embedding(params, arch, src_ids, src_mask, ctx, position_offset=offset)
+            @ target_emb
+        )
+        return TrainedPrefix(
+            Prefix(states),
+            np.asarray(losses),
+            cos(None, n_p),
+            cos(Prefix(states0)),
+            cos(Prefix(states)),
+            source,
+            target,
+        )

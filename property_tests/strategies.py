@@ -6,6 +6,7 @@ prefix, key mask, inverse temperature) is runtime data and never recompiles.
 Architectures and methods are drawn from the registries, so a newly registered
 architecture is property-tested with no edit here.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -41,8 +42,10 @@ def with_temperature(params, T):
     by T is the same as scaling the logits by T, so T stays runtime data and never recompiles.
     tests/test_model.py checks this equals ``Architecture.temperature = T``.)
     """
-    blocks = [dict(bp, attn=dict(bp["attn"], W_Q=bp["attn"]["W_Q"] * T, b_Q=bp["attn"]["b_Q"] * T))
-              for bp in params["blocks"]]
+    blocks = [
+        dict(bp, attn=dict(bp["attn"], W_Q=bp["attn"]["W_Q"] * T, b_Q=bp["attn"]["b_Q"] * T))
+        for bp in params["blocks"]
+    ]
     return dict(params, blocks=blocks)
 
 
@@ -55,12 +58,21 @@ def comparison_fn(arch_name: str, method_name: str, shape: TrialShape):
         trial = draw_trial(arch, method, key, shape)
         n_p = trial.key_mask.shape[0] - shape.n
         key_mask = jnp.concatenate([jnp.ones(n_p, bool), content_mask])
-        trial = Trial(with_temperature(trial.params, T), with_temperature(trial.adapted, T), trial.tokens,
-                      trial.context, key_mask)
+        trial = Trial(
+            with_temperature(trial.params, T),
+            with_temperature(trial.adapted, T),
+            trial.tokens,
+            trial.context,
+            key_mask,
+        )
         return compare(arch, trial)
 
     key0 = jax.random.PRNGKey(0)
-    return jax.jit(run).lower(key0, jnp.ones(shape.n, bool), 1.0).compile(compiler_options=FAST_COMPILE)
+    return (
+        jax.jit(run)
+        .lower(key0, jnp.ones(shape.n, bool), 1.0)
+        .compile(compiler_options=FAST_COMPILE)
+    )
 
 
 @st.composite
@@ -87,5 +99,14 @@ def run_comparison(arch, method, shape, seed, mask, T):
     return jax.device_get(fn(jax.random.PRNGKey(seed), jnp.asarray(mask), T))
 
 
-__all__ = ["SHAPES", "TEMPERATURES", "CONTEXT_METHODS", "WEIGHT_METHODS", "architectures", "trial_inputs",
-           "run_comparison", "with_temperature", "theory"]
+__all__ = [
+    "SHAPES",
+    "TEMPERATURES",
+    "CONTEXT_METHODS",
+    "WEIGHT_METHODS",
+    "architectures",
+    "trial_inputs",
+    "run_comparison",
+    "with_temperature",
+    "theory",
+]

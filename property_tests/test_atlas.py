@@ -12,6 +12,7 @@ here); shapes from the fixed buckets of ``strategies.SHAPES``; the ``thorough`` 
   by exactly the prefix's weighted values (drawn from these architectures only, so every
   example exercises the modified form).
 """
+
 import numpy as np
 from hypothesis import assume, given, note
 from hypothesis import strategies as st
@@ -32,14 +33,21 @@ def _declared_failures():
     for name, arch in sorted(ARCHITECTURES.items()):
         if arch.negative_control:
             continue
-        if any(THEOREMS[t].expectation(arch, METHODS[m])[0] == "fails" for t in SECTION3 for m in CONTEXT_METHODS):
+        if any(
+            THEOREMS[t].expectation(arch, METHODS[m])[0] == "fails"
+            for t in SECTION3
+            for m in CONTEXT_METHODS
+        ):
             names.append(name)
     return names
 
 
 def _unnormalised():
-    return sorted(n for n, a in ARCHITECTURES.items()
-                  if not a.negative_control and not ATTENTION_KINDS[a.attention].normalised)
+    return sorted(
+        n
+        for n, a in ARCHITECTURES.items()
+        if not a.negative_control and not ATTENTION_KINDS[a.attention].normalised
+    )
 
 
 FAILING = _declared_failures()
@@ -49,27 +57,36 @@ METHODS_HERE = ("prefix", "kv_prefix")
 
 
 def test_the_atlas_has_declared_failures_and_unnormalised_kinds():
-    assert FAILING and UNNORMALISED      # otherwise the properties below would test nothing
+    assert FAILING and UNNORMALISED  # otherwise the properties below would test nothing
 
 
 @given(trial_inputs(arch_names=st.sampled_from(FAILING or ["paper"]), method_names=METHODS_HERE))
 def test_declared_failure_is_a_real_violation(inputs):
     arch, method, shape, seed, mask, T = inputs
-    assume(mask.sum() >= 2)              # with one visible key every rescaling is trivially uniform
+    assume(mask.sum() >= 2)  # with one visible key every rescaling is trivially uniform
     result = run_comparison(*inputs)
-    note(f"replay: arch={arch} method={method} shape={shape} seed={seed} T={T} mask={mask.tolist()}")
-    residual = {"relative_attention": result.attention_residual.max(), "convex_output": result.output_residual.max()}
+    note(
+        f"replay: arch={arch} method={method} shape={shape} seed={seed} T={T} mask={mask.tolist()}"
+    )
+    residual = {
+        "relative_attention": result.attention_residual.max(),
+        "convex_output": result.output_residual.max(),
+    }
     for theorem, value in residual.items():
         if THEOREMS[theorem].expectation(ARCHITECTURES[arch], METHODS[method])[0] == "fails":
             assert value > VIOLATION, (theorem, value)
 
 
-@given(trial_inputs(arch_names=st.sampled_from(UNNORMALISED or ["paper"]), method_names=METHODS_HERE))
+@given(
+    trial_inputs(arch_names=st.sampled_from(UNNORMALISED or ["paper"]), method_names=METHODS_HERE)
+)
 def test_unnormalised_kinds_hold_with_factor_one(inputs):
     """c_i = 1: the content weights with the prefix equal those without it, whatever the prefix mass."""
     arch, method, shape, seed, mask, T = inputs
     result = run_comparison(*inputs)
-    note(f"replay: arch={arch} method={method} shape={shape} seed={seed} T={T} mask={mask.tolist()}")
+    note(
+        f"replay: arch={arch} method={method} shape={shape} seed={seed} T={T} mask={mask.tolist()}"
+    )
     assert np.all(result.attention_residual <= TOL_F64)
     assert np.all(result.output_residual <= TOL_F64)
-    assert np.all(result.prefix_mass > 0)     # the prefix is seen: the check is not vacuous
+    assert np.all(result.prefix_mass > 0)  # the prefix is seen: the check is not vacuous

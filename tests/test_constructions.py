@@ -3,6 +3,7 @@
 Compilation dominates: each (architecture, temperature) compiles once, so the tests
 share models through module-scoped fixtures and batch inputs with vmap.
 """
+
 import json
 import math
 
@@ -12,9 +13,24 @@ import numpy as np
 import pytest
 
 import theory  # noqa: F401
-from constructions import (ASCII, all_pairs, conditional_model, derivation, exact_two_token_table, greedy_generate,
-                           greedy_generate_batch, hard_token_ceiling, map_tokens, pair_token, scalar_certificate,
-                           two_token_model, unconditional_model, virtual_token, virtual_tokens, worst_sequence)
+from constructions import (
+    ASCII,
+    all_pairs,
+    conditional_model,
+    derivation,
+    exact_two_token_table,
+    greedy_generate,
+    greedy_generate_batch,
+    hard_token_ceiling,
+    map_tokens,
+    pair_token,
+    scalar_certificate,
+    two_token_model,
+    unconditional_model,
+    virtual_token,
+    virtual_tokens,
+    worst_sequence,
+)
 from constructions.checks import construction_trial, section3_residuals
 from constructions.examples import animals_map, load_map, map_table, swapcase_map
 from constructions.exact import ExactModel
@@ -41,6 +57,7 @@ def demo():
 
 
 # --------------------------------------------------------------------------- Theorem 1
+
 
 def test_unconditional_demo_sentence(demo):
     ctx = virtual_token(demo, ASCII.encode(TEXT))
@@ -89,29 +106,35 @@ def test_unconditional_worst_case_and_samples_at_demo_scale(demo):
         wrong = (np.asarray(gen.tokens) != seqs).any(axis=1)
         assert c.certificate.certified == ok == (not wrong.any())
         if not ok:
-            assert wrong[0]                                   # the worst sequence is the one that fails
+            assert wrong[0]  # the worst sequence is the one that fails
 
 
 def test_section3_identities_hold_on_the_construction(demo):
     """The §3 theorems apply to the construction: compare() with its virtual token as a SoftPrompt."""
-    c = unconditional_model(ASCII.size, len(TEXT), T=2.0)       # low T: content keeps visible attention
+    c = unconditional_model(ASCII.size, len(TEXT), T=2.0)  # low T: content keeps visible attention
     ctx = virtual_token(c, ASCII.encode(TEXT))
     tokens = jnp.asarray([c.bos] + ASCII.encode(TEXT)[:-1])
     trial = construction_trial(c, ctx, tokens)
     res = jax.jit(compare, static_argnums=0)(c.arch, trial)
-    assert max(section3_residuals(c, ctx, tokens).values()) <= TOL_F64      # the registered theorem checks
-    assert float(res.attention_residual.max()) <= TOL_F64 and float(res.output_residual.max()) <= TOL_F64
-    assert 0.05 < float(res.prefix_mass.mean()) < 0.95                    # not vacuous
-    states = (ctx.embeddings + c.params["embed"]["W_pos"][:1])[None]        # the same token as a Prefix
+    assert (
+        max(section3_residuals(c, ctx, tokens).values()) <= TOL_F64
+    )  # the registered theorem checks
+    assert (
+        float(res.attention_residual.max()) <= TOL_F64
+        and float(res.output_residual.max()) <= TOL_F64
+    )
+    assert 0.05 < float(res.prefix_mass.mean()) < 0.95  # not vacuous
+    states = (ctx.embeddings + c.params["embed"]["W_pos"][:1])[None]  # the same token as a Prefix
     res_p = jax.jit(compare, static_argnums=0)(c.arch, trial._replace(context=Prefix(states)))
     np.testing.assert_allclose(res_p.prefix_mass, res.prefix_mass, rtol=1e-12)
     assert float(res_p.output_residual.max()) <= TOL_F64
-    broken = c.arch.replace(attention="broken_prefix_denominator")      # negative control
+    broken = c.arch.replace(attention="broken_prefix_denominator")  # negative control
     bad = jax.jit(compare, static_argnums=0)(broken, trial)
     assert float(bad.attention_residual.max()) > 1e-3
 
 
 # --------------------------------------------------------------------------- Theorem 2 and longer responses
+
 
 @pytest.fixture(scope="module")
 def cond1():
@@ -125,7 +148,7 @@ def test_swapcase_and_random_maps_all_inputs(cond1):
     gen = greedy_generate_batch(c, _broadcast(map_tokens(c, table), c.V), inputs)
     np.testing.assert_array_equal(np.asarray(gen.tokens), table)
     rng = np.random.default_rng(0)
-    maps = rng.integers(0, c.V, (8, c.V))                            # 8 random maps x 95 inputs, one batch
+    maps = rng.integers(0, c.V, (8, c.V))  # 8 random maps x 95 inputs, one batch
     ctx = SoftPrompt(jnp.stack([map_tokens(c, m).embeddings for m in maps]).repeat(c.V, axis=0))
     gen = greedy_generate_batch(c, ctx, np.tile(np.arange(c.V), 8)[:, None])
     np.testing.assert_array_equal(np.asarray(gen.tokens)[:, 0], maps.reshape(-1))
@@ -148,14 +171,20 @@ def test_conditional_certificate_exhaustive_over_all_maps(above):
     T_exact = scalar_certificate("conditional", V, 1, 1.0, with_limits=False).T_exact
     assert math.isclose(T_exact, math.log(4 * V - 3), rel_tol=1e-9)
     c = conditional_model(V, 1, T_exact + (1e-3 if above else -1e-3))
-    maps = np.array(np.meshgrid(*[np.arange(V)] * V, indexing="ij")).reshape(V, -1).T      # [27, 3]
+    maps = np.array(np.meshgrid(*[np.arange(V)] * V, indexing="ij")).reshape(V, -1).T  # [27, 3]
     ctx = SoftPrompt(jnp.stack([map_tokens(c, m).embeddings for m in maps]).repeat(V, axis=0))
     gen = greedy_generate_batch(c, ctx, np.tile(np.arange(V), len(maps))[:, None])
     errors = int((np.asarray(gen.tokens)[:, 0] != maps.reshape(-1)).sum())
     assert c.certificate.certified == above == (errors == 0)
-    T2 = scalar_certificate("conditional", V, 2, 1.0, with_limits=False).T_exact     # N0 = 2: all 729 tables
+    T2 = scalar_certificate(
+        "conditional", V, 2, 1.0, with_limits=False
+    ).T_exact  # N0 = 2: all 729 tables
     c2 = conditional_model(V, 2, T2 + (1e-3 if above else -1e-3))
-    tables = np.array(np.meshgrid(*[np.arange(V)] * (2 * V), indexing="ij")).reshape(2 * V, -1).T.reshape(-1, V, 2)
+    tables = (
+        np.array(np.meshgrid(*[np.arange(V)] * (2 * V), indexing="ij"))
+        .reshape(2 * V, -1)
+        .T.reshape(-1, V, 2)
+    )
     ctx = SoftPrompt(jnp.stack([map_tokens(c2, t).embeddings for t in tables]).repeat(V, axis=0))
     gen = greedy_generate_batch(c2, ctx, np.tile(np.arange(V), len(tables))[:, None])
     errors = int((np.asarray(gen.tokens) != tables.reshape(-1, 2)).any(axis=1).sum())
@@ -164,16 +193,21 @@ def test_conditional_certificate_exhaustive_over_all_maps(above):
 
 # --------------------------------------------------------------------------- two user tokens
 
+
 def test_two_token_float64_v16_all_inputs_and_low_temperature_fails():
-    c = two_token_model(16)                                   # float64: 11 digits per coordinate
+    c = two_token_model(16)  # float64: 11 digits per coordinate
     assert c.extra["k"] == 11 and c.certificate.certified
     table = np.random.default_rng(5).integers(0, 16, (16, 16))
     pairs = all_pairs(16)
-    out = np.asarray(greedy_generate_batch(c, _broadcast(pair_token(c, table), len(pairs)), pairs).tokens)[:, 0]
+    out = np.asarray(
+        greedy_generate_batch(c, _broadcast(pair_token(c, table), len(pairs)), pairs).tokens
+    )[:, 0]
     np.testing.assert_array_equal(out, table[pairs[:, 0], pairs[:, 1]])
-    cold = two_token_model(16, T=4.0)                         # negative control: leakage too large
+    cold = two_token_model(16, T=4.0)  # negative control: leakage too large
     assert not cold.certificate.certified and not cold.certificate.exact
-    out = np.asarray(greedy_generate_batch(cold, _broadcast(pair_token(cold, table), len(pairs)), pairs).tokens)
+    out = np.asarray(
+        greedy_generate_batch(cold, _broadcast(pair_token(cold, table), len(pairs)), pairs).tokens
+    )
     assert (out[:, 0] != table[pairs[:, 0], pairs[:, 1]]).any()
 
 
@@ -183,7 +217,9 @@ def test_two_token_float32_batched_is_exact():
     assert c.extra["k"] == 4 and c.certificate.certified and c.dtype == jnp.float32
     table = np.random.default_rng(6).integers(0, 16, (16, 16))
     pairs = all_pairs(16)
-    out = np.asarray(greedy_generate_batch(c, _broadcast(pair_token(c, table), len(pairs)), pairs).tokens)[:, 0]
+    out = np.asarray(
+        greedy_generate_batch(c, _broadcast(pair_token(c, table), len(pairs)), pairs).tokens
+    )[:, 0]
     np.testing.assert_array_equal(out, table[pairs[:, 0], pairs[:, 1]])
     with pytest.raises(ToolkitError, match="float32"):
         two_token_model(16, 5, dtype=jnp.float32)
@@ -191,7 +227,7 @@ def test_two_token_float32_batched_is_exact():
 
 def test_two_token_exact_mode_beyond_float64():
     with pytest.raises(ToolkitError, match="exact mode"):
-        two_token_model(12, 12)                               # full packing at V=12 does not fit float64
+        two_token_model(12, 12)  # full packing at V=12 does not fit float64
     c = two_token_model(12, 12, exact=True)
     assert c.certificate.certified and c.certificate.dtype == "exact"
     table = np.random.default_rng(7).integers(0, 12, (12, 12))
@@ -203,8 +239,8 @@ def test_two_token_exact_mode_beyond_float64():
 def test_two_token_bound_is_nearly_tight_in_exact_mode():
     """V=4, k=4 in exact arithmetic: correct just above e^T = 16 B^k - 2, a wrong digit 0.2 below it."""
     V = 4
-    T_b = math.log(16 * 4 ** 4 - 2)
-    table = np.array([[3, 0, 0, 0]] * V)                      # s = 0.3000 (base 4): the ramp at y = 0 is hit
+    T_b = math.log(16 * 4**4 - 2)
+    table = np.array([[3, 0, 0, 0]] * V)  # s = 0.3000 (base 4): the ramp at y = 0 is hit
     random = np.random.default_rng(2).integers(0, V, (V, V))
     pairs = all_pairs(V)
     above = two_token_model(V, 4, T=T_b + 1e-3, exact=True)
@@ -219,15 +255,20 @@ def test_two_token_bound_is_nearly_tight_in_exact_mode():
 def test_exact_evaluator_agrees_with_the_float_model():
     c = two_token_model(10)
     table = np.random.default_rng(1).integers(0, 10, (10, 10))
-    lo, hi = ExactModel(c.extra["numpy_params"], c.arch).logits([3, 7], pair_token_exact(c, table), only=[1])
+    lo, hi = ExactModel(c.extra["numpy_params"], c.arch).logits(
+        [3, 7], pair_token_exact(c, table), only=[1]
+    )
     logits, _ = forward(c.params, c.arch, jnp.array([3, 7]), pair_token(c, table))
     np.testing.assert_array_equal(np.array([float(x) for x in lo[0]]), np.asarray(logits[1]))
     assert all(h - l < 1e-30 for l, h in zip(lo[0], hi[0]))
-    small = unconditional_model(5, 3, T=3.0)                  # softmax with real leakage
+    small = unconditional_model(5, 3, T=3.0)  # softmax with real leakage
     ctx = virtual_token(small, [4, 0, 2])
     from fractions import Fraction
+
     virtual = [[Fraction(float(v)) for v in np.asarray(ctx.embeddings[0])]]
-    lo, hi = ExactModel(jax.tree_util.tree_map(np.asarray, small.params), small.arch).logits([5, 4, 0], virtual)
+    lo, hi = ExactModel(jax.tree_util.tree_map(np.asarray, small.params), small.arch).logits(
+        [5, 4, 0], virtual
+    )
     logits, _ = forward(small.params, small.arch, jnp.array([5, 4, 0]), ctx)
     mid = np.array([[float((a + b) / 2) for a, b in zip(r_lo, r_hi)] for r_lo, r_hi in zip(lo, hi)])
     np.testing.assert_allclose(mid, np.asarray(logits), atol=1e-13)
@@ -235,18 +276,19 @@ def test_exact_evaluator_agrees_with_the_float_model():
 
 # --------------------------------------------------------------------------- ceiling, derivations, errors
 
+
 def test_hard_token_ceiling(demo, cond1):
     ceiling = hard_token_ceiling(demo)
     assert ceiling.hard_tokens == ASCII.size + 1 and ceiling.hard_distinct == ASCII.size
     assert ceiling.virtual_reachable == ASCII.size ** len(TEXT)
     cc = hard_token_ceiling(cond1)
-    assert cc.hard_distinct <= ASCII.size and cc.virtual_reachable == ASCII.size ** ASCII.size
+    assert cc.hard_distinct <= ASCII.size and cc.virtual_reachable == ASCII.size**ASCII.size
 
 
 def test_derivations_are_machine_checked():
     for kind in ("unconditional", "conditional", "two_token"):
         assert derivation(kind).verified(), kind
-    d = derivation("unconditional")                          # negative control: a wrong threshold fails
+    d = derivation("unconditional")  # negative control: a wrong threshold fails
     wrong = Step(d.steps[-3].lhs, d.steps[-3].rhs + 1, "wrong")
     assert not wrong.check(d.definition_map).ok
 

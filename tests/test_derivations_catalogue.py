@@ -1,5 +1,6 @@
 """The catalogue's derivations: every step machine-checked, a broken step caught, the document fresh,
 and the ``derive`` command line (--list, --all --markdown, --substitute, usage errors)."""
+
 import dataclasses
 from pathlib import Path
 
@@ -11,8 +12,19 @@ from theory.cli import main
 from theory.registry import THEOREMS
 from theory.theorems.report import markdown_document, symbolic_instance
 
-CATALOGUE = ("single_prefix", "bias_span", "pre_ln", "kv_converse", "hierarchy", "hierarchy_strict",
-             "deeper_first_order", "deeper_attention_changes", "position_shift", "finetune_contrast", "capacity")
+CATALOGUE = (
+    "single_prefix",
+    "bias_span",
+    "pre_ln",
+    "kv_converse",
+    "hierarchy",
+    "hierarchy_strict",
+    "deeper_first_order",
+    "deeper_attention_changes",
+    "position_shift",
+    "finetune_contrast",
+    "capacity",
+)
 DOC = Path(__file__).resolve().parents[1] / "docs" / "derivations.md"
 FLIP = {"<": ">=", "<=": ">", ">": "<=", ">=": "<"}
 
@@ -25,9 +37,11 @@ def test_every_step_verifies_and_any_broken_step_is_caught(theorem_id):
         assert step.check(definitions).ok, f"step {i + 1} ({step.reason}) does not verify"
         if step.relation == "=":
             broken = dataclasses.replace(step, rhs=2 * step.rhs + sp.Rational(1, 7))
-        else:                                   # an inequality is broken by claiming its negation
+        else:  # an inequality is broken by claiming its negation
             broken = dataclasses.replace(step, relation=FLIP[step.relation])
-        assert not broken.check(definitions).ok, f"step {i + 1} ({step.reason}) not caught when broken"
+        assert not broken.check(definitions).ok, (
+            f"step {i + 1} ({step.reason}) not caught when broken"
+        )
 
 
 def test_breaking_a_definition_breaks_the_conclusion():
@@ -36,7 +50,11 @@ def test_breaking_a_definition_breaks_the_conclusion():
     definitions = list(derivation.definitions)
     k = next(i for i, (symbol, _, _) in enumerate(definitions) if str(symbol) == "A^{pt}_{ij}")
     symbol, _, text = definitions[k]
-    definitions[k] = (symbol, sp.Symbol("e_{ij}", positive=True) / sp.Symbol("Z_i", positive=True), text)
+    definitions[k] = (
+        symbol,
+        sp.Symbol("e_{ij}", positive=True) / sp.Symbol("Z_i", positive=True),
+        text,
+    )
     broken = dataclasses.replace(derivation, definitions=tuple(definitions))
     assert not broken.verified()
     assert "FAILED" in broken.render()
@@ -44,7 +62,8 @@ def test_breaking_a_definition_breaks_the_conclusion():
 
 def test_checked_in_document_is_fresh():
     assert DOC.read_text() == markdown_document(), (
-        "docs/derivations.md is stale: run `prefix-theory derive --all --markdown --output docs/derivations.md`")
+        "docs/derivations.md is stale: run `prefix-theory derive --all --markdown --output docs/derivations.md`"
+    )
 
 
 def test_document_lists_every_theorem_with_assumptions_and_check():
@@ -65,7 +84,10 @@ def test_derive_list_shows_every_theorem_with_its_section(capsys):
 
 def test_derive_all_markdown_writes_the_document(tmp_path, capsys, monkeypatch):
     import theory.theorems.report as report
-    monkeypatch.setattr(report, "markdown_document", lambda: DOC.read_text())   # the rendering is tested above
+
+    monkeypatch.setattr(
+        report, "markdown_document", lambda: DOC.read_text()
+    )  # the rendering is tested above
     out = tmp_path / "d.md"
     assert main(["derive", "--all", "--markdown", "--output", str(out)]) == 0
     assert out.read_text() == DOC.read_text()
@@ -74,7 +96,9 @@ def test_derive_all_markdown_writes_the_document(tmp_path, capsys, monkeypatch):
 def test_substitute_agrees_symbolically_and_with_jax(capsys):
     assert main(["derive", "single_prefix", "--substitute", "--seed", "2"]) == 0
     out = capsys.readouterr().out
-    assert "DISAGREES" not in out and out.count("[agrees]") == len(THEOREMS["single_prefix"].derivation().steps)
+    assert "DISAGREES" not in out and out.count("[agrees]") == len(
+        THEOREMS["single_prefix"].derivation().steps
+    )
     rows = [line for line in out.splitlines() if "JAX value" in line]
     assert len(rows) == 3
     for row in rows:
@@ -85,18 +109,28 @@ def test_symbolic_instance_detects_a_wrong_step():
     thm = THEOREMS["single_prefix"]
     derivation = thm.derivation()
     wrong = dataclasses.replace(derivation.steps[2], rhs=derivation.steps[2].rhs * 2)
-    bad = dataclasses.replace(thm, derivation=lambda: dataclasses.replace(
-        derivation, steps=derivation.steps[:2] + (wrong,) + derivation.steps[3:]))
+    bad = dataclasses.replace(
+        thm,
+        derivation=lambda: dataclasses.replace(
+            derivation, steps=derivation.steps[:2] + (wrong,) + derivation.steps[3:]
+        ),
+    )
     rows, _ = symbolic_instance(bad, seed=0)
     assert [holds for *_, holds in rows] == [True, True, False] + [True] * (len(rows) - 3)
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["derive"], "derive needs exactly one of: a theorem id, --all, --list; got neither"),
-    (["derive", "capacity", "--all"], "got both 'capacity' and --all"),
-    (["derive", "--all", "--substitute"], "--substitute takes one theorem id"),
-    (["derive", "capacity", "--substitute", "--architecture", "gtp"], "unknown architecture 'gtp'"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["derive"], "derive needs exactly one of: a theorem id, --all, --list; got neither"),
+        (["derive", "capacity", "--all"], "got both 'capacity' and --all"),
+        (["derive", "--all", "--substitute"], "--substitute takes one theorem id"),
+        (
+            ["derive", "capacity", "--substitute", "--architecture", "gtp"],
+            "unknown architecture 'gtp'",
+        ),
+    ],
+)
 def test_derive_usage_errors_exit_2(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err

@@ -1,5 +1,6 @@
 """End-to-end: ``prefix-theory experiment new_attention --quick`` (train, evaluate, evidence,
 report, resume) and the CLI's usage errors."""
+
 import json
 import os
 
@@ -20,9 +21,15 @@ def test_quick_experiment_writes_results(quick_run):
     rc, out = quick_run
     assert rc == 0
     res = json.load(open(os.path.join(out, "new_attention.json")))
-    assert {r["setting"].split(" on ")[0] for r in res["rows"]} >= {"pretrain", "full fine-tune", "prefix n_p=1"}
+    assert {r["setting"].split(" on ")[0] for r in res["rows"]} >= {
+        "pretrain",
+        "full fine-tune",
+        "prefix n_p=1",
+    }
     md = open(os.path.join(out, "results.md")).read()
-    assert "New attention pattern" in md and "| claim |" in md and "91.4%" in md      # paper figures next to ours
+    assert (
+        "New attention pattern" in md and "| claim |" in md and "91.4%" in md
+    )  # paper figures next to ours
     assert os.path.getsize(os.path.join(out, "new_attention_maps.png")) > 10_000
     rows = {r["setting"]: r for r in res["rows"]}
     # training does something even at quick size: ascending well above chance (0 at init)
@@ -31,7 +38,7 @@ def test_quick_experiment_writes_results(quick_run):
     assert res["evidence"]["rescaled_vs_no_prefix_max_abs"] < TOL_F64
     # ... while full fine-tuning genuinely changed the attention pattern (negative control)
     assert res["evidence"]["finetune_change_max_abs"] > 1e-2
-    assert rows["prefix n_p=1 on descending"]["n_params"] == 32          # 1 layer x 1 position x d_model 32
+    assert rows["prefix n_p=1 on descending"]["n_params"] == 32  # 1 layer x 1 position x d_model 32
 
 
 def test_rerun_resumes_from_checkpoints(quick_run, capsys):
@@ -41,7 +48,7 @@ def test_rerun_resumes_from_checkpoints(quick_run, capsys):
     mtimes = {c: os.path.getmtime(os.path.join(out, "checkpoints", c)) for c in ckpts}
     assert main(["experiment", "new_attention", "--quick", "--out", out, "--no-progress"]) == 0
     res = json.load(open(os.path.join(out, "new_attention.json")))
-    assert all(r["train_seconds"] < 1.0 for r in res["rows"])           # nothing retrained
+    assert all(r["train_seconds"] < 1.0 for r in res["rows"])  # nothing retrained
     assert mtimes == {c: os.path.getmtime(os.path.join(out, "checkpoints", c)) for c in ckpts}
 
 
@@ -50,7 +57,12 @@ def test_mismatched_checkpoint_is_refused(quick_run, capsys):
     # another seed pointed at the same directory: refuse, do not overwrite
     path = os.path.join(out, "checkpoints", sorted(os.listdir(os.path.join(out, "checkpoints")))[0])
     before = open(path, "rb").read()
-    assert main(["experiment", "new_attention", "--quick", "--out", out, "--seed", "1", "--no-progress"]) == 2
+    assert (
+        main(
+            ["experiment", "new_attention", "--quick", "--out", out, "--seed", "1", "--no-progress"]
+        )
+        == 2
+    )
     assert "belongs to a different run" in capsys.readouterr().err
     assert open(path, "rb").read() == before
 

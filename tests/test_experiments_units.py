@@ -1,4 +1,5 @@
 """Unit tests of the experiments package: data, adaptations, checkpoints, decoding."""
+
 import os
 
 import numpy as np
@@ -28,6 +29,7 @@ def base():
 
 # ----------------------------------------------------------------------------- data
 
+
 def test_task_outputs_by_hand():
     x = np.array([3, 1, 4, 1, 5, 0, 2, 6, 5, 3])
     assert tasks.target("ascending", x).tolist() == [0, 1, 1, 2, 3, 3, 4, 5, 5, 6]
@@ -40,7 +42,7 @@ def test_task_outputs_by_hand():
     rnd = tasks.target("random", xs, np.arange(5))
     for k, t in enumerate(["ascending", "descending", "add1", "add2", "ascending"]):
         assert rnd[k].tolist() == tasks.target(t, x).tolist()
-    assert tasks.target("double_hist", np.zeros(10, int)).max() == 9     # clipped to the vocabulary
+    assert tasks.target("double_hist", np.zeros(10, int)).max() == 9  # clipped to the vocabulary
 
 
 def test_split_is_stable_and_quarter():
@@ -48,9 +50,13 @@ def test_split_is_stable_and_quarter():
     share = tasks.is_test(x).mean()
     assert 0.24 < share < 0.26
     # a fixed value: the hash does not depend on the process (unlike Python's hash())
-    assert int(tasks.stable_hash(np.array([[0, 1, 2, 3, 4, 5, 6, 7, 0, 1]]))[0]) == \
-        int(tasks.stable_hash(np.array([[0, 1, 2, 3, 4, 5, 6, 7, 0, 1]]))[0])
-    assert tasks.stable_hash(np.array([[0] * 10]))[0] != tasks.stable_hash(np.array([[0] * 9 + [1]]))[0]
+    assert int(tasks.stable_hash(np.array([[0, 1, 2, 3, 4, 5, 6, 7, 0, 1]]))[0]) == int(
+        tasks.stable_hash(np.array([[0, 1, 2, 3, 4, 5, 6, 7, 0, 1]]))[0]
+    )
+    assert (
+        tasks.stable_hash(np.array([[0] * 10]))[0]
+        != tasks.stable_hash(np.array([[0] * 9 + [1]]))[0]
+    )
 
 
 def test_sampling_split_boosting_determinism():
@@ -59,8 +65,8 @@ def test_sampling_split_boosting_determinism():
     x = b[:, :10]
     assert not tasks.is_test(x).any()
     n_distinct = np.array([len(set(r)) for r in x])
-    assert (n_distinct[1::2] <= 5).all()                 # odd samples are repeat-boosted
-    assert (n_distinct[0::2] > 5).mean() > 0.5          # the others mostly are not
+    assert (n_distinct[1::2] <= 5).all()  # odd samples are repeat-boosted
+    assert (n_distinct[0::2] > 5).mean() > 0.5  # the others mostly are not
     assert np.array_equal(b, tasks.make_batch("random", seed=3, step=7, batch=256))
     assert not np.array_equal(b, tasks.make_batch("random", seed=3, step=8, batch=256))
     te = tasks.test_inputs(0, 128)
@@ -75,6 +81,7 @@ def test_unknown_task():
 
 
 # ----------------------------------------------------------------------------- adaptations
+
 
 def test_impossible_settings():
     with pytest.raises(ToolkitError, match="prefix longer than the context"):
@@ -96,9 +103,11 @@ def test_parameter_counts(base):
     pf = A.init_trainable(A.Adaptation("prefix", 3), ARCH, base, key)
     kv = A.init_trainable(A.Adaptation("kv_prefix", 3), ARCH, base, key)
     lo = A.init_trainable(A.Adaptation("lora", 3, rank=1, targets=("mlp",)), ARCH, base, key)
-    lo_attn = A.init_trainable(A.Adaptation("lora", 3, rank=2, targets=("W_Q", "W_O")), ARCH, base, key)
+    lo_attn = A.init_trainable(
+        A.Adaptation("lora", 3, rank=2, targets=("W_Q", "W_O")), ARCH, base, key
+    )
     assert A.n_trainable(pf) == L * 3 * d
-    assert A.n_trainable(lo) == L * 10 * d          # d_mlp = 4 d: equals a prefix with n_p = 10
+    assert A.n_trainable(lo) == L * 10 * d  # d_mlp = 4 d: equals a prefix with n_p = 10
     assert A.n_trainable(kv) == 2 * L * ARCH.n_heads * 3 * ARCH.d_head
     assert A.n_trainable(lo_attn) == L * 2 * (2 * d + 2 * d)
 
@@ -109,34 +118,49 @@ def test_lora_row_counts_are_equal_for_any_width(d):
     W_O: the companion code's c_fc / c_proj layers) have the same number of parameters, 12 d per
     layer (12,288 at the paper's d = 256, 4 layers)."""
     from experiments.suite import LORA_TARGETS, N_P_LORA
+
     arch = make_arch(f"count-d{d}", 4, 4, d)
     base = init_params(arch, jax.random.PRNGKey(0), dtype=jnp.float32)
     key = jax.random.PRNGKey(1)
     pf = A.n_trainable(A.init_trainable(A.Adaptation("prefix", N_P_LORA), arch, base, key))
-    lo = A.n_trainable(A.init_trainable(A.Adaptation("lora", N_P_LORA, rank=1, targets=LORA_TARGETS), arch, base, key))
+    lo = A.n_trainable(
+        A.init_trainable(
+            A.Adaptation("lora", N_P_LORA, rank=1, targets=LORA_TARGETS), arch, base, key
+        )
+    )
     assert pf == lo == 4 * 12 * d
     # negative control: LoRA on the MLP matrices alone has 2 d per layer fewer
-    mlp = A.n_trainable(A.init_trainable(A.Adaptation("lora", N_P_LORA, rank=1, targets=("mlp",)), arch, base, key))
+    mlp = A.n_trainable(
+        A.init_trainable(A.Adaptation("lora", N_P_LORA, rank=1, targets=("mlp",)), arch, base, key)
+    )
     assert pf - mlp == 4 * 2 * d
 
 
 def test_learning_rate_schedules():
     from experiments.train import learning_rate
+
     def lrs(schedule):
         f = learning_rate(TrainConfig("add1", 1000, 1e-2, warmup=100, schedule=schedule))
         return [float(f(t)) for t in (0, 100, 500, 749, 875, 1000)]
+
     cos, const, wsd = lrs("cosine"), lrs("constant"), lrs("wsd")
-    assert cos[0] == const[0] == wsd[0] == 0.0                              # warm-up from 0
+    assert cos[0] == const[0] == wsd[0] == 0.0  # warm-up from 0
     assert const[1:] == pytest.approx([1e-2] * 5)
-    assert wsd[1:4] == pytest.approx([1e-2] * 3)                            # stable for the first 3/4
-    assert 1e-3 < wsd[4] < 9e-3 and wsd[5] == pytest.approx(5e-4)           # then decays to 5%
+    assert wsd[1:4] == pytest.approx([1e-2] * 3)  # stable for the first 3/4
+    assert 1e-3 < wsd[4] < 9e-3 and wsd[5] == pytest.approx(5e-4)  # then decays to 5%
     assert cos[2] < 1e-2 and cos[5] == pytest.approx(5e-4)
     with pytest.raises(ToolkitError, match="schedule.*'linear'.*cosine"):
         learning_rate(TrainConfig("add1", 10, 1e-2, schedule="linear"))
 
 
-@pytest.mark.parametrize("adapt", [A.Adaptation("prefix", 3), A.Adaptation("kv_prefix", 3),
-                                   A.Adaptation("lora", 3, rank=2, targets=("mlp", "attn"))])
+@pytest.mark.parametrize(
+    "adapt",
+    [
+        A.Adaptation("prefix", 3),
+        A.Adaptation("kv_prefix", 3),
+        A.Adaptation("lora", 3, rank=2, targets=("mlp", "attn")),
+    ],
+)
 def test_adapted_model_starts_at_the_base_model(base, adapt):
     """Prefixes start at the base model's zero-token states, LoRA at B = 0: same logits."""
     seq = jnp.asarray(tasks.make_batch("ascending", 0, 0, 1)[0, :19])
@@ -146,7 +170,9 @@ def test_adapted_model_starts_at_the_base_model(base, adapt):
     got, _ = forward(params, ARCH, seq, ctx)
     np.testing.assert_allclose(np.asarray(got), np.asarray(ref), atol=1e-5)
     # negative control: moving the trainables changes the logits
-    moved = jax.tree_util.tree_map(lambda a: a + jax.random.normal(jax.random.PRNGKey(4), a.shape, a.dtype), tr)
+    moved = jax.tree_util.tree_map(
+        lambda a: a + jax.random.normal(jax.random.PRNGKey(4), a.shape, a.dtype), tr
+    )
     params, ctx = A.apply(adapt, ARCH, base, moved)
     assert np.abs(np.asarray(forward(params, ARCH, seq, ctx)[0]) - np.asarray(ref)).max() > 1e-2
 
@@ -156,13 +182,14 @@ def test_lora_update_is_low_rank(base):
     tr = A.init_trainable(adapt, ARCH, base, jax.random.PRNGKey(3))
     tr = jax.tree_util.tree_map(lambda a: a + 1.0, tr)
     params, _ = A.apply(adapt, ARCH, base, tr)
-    delta = params["blocks"][0]["attn"]["W_K"] - base["blocks"][0]["attn"]["W_K"]     # [H, d, k]
+    delta = params["blocks"][0]["attn"]["W_K"] - base["blocks"][0]["attn"]["W_K"]  # [H, d, k]
     fused = np.asarray(jnp.transpose(delta, (1, 0, 2)).reshape(ARCH.d_model, -1))
     s = np.linalg.svd(fused, compute_uv=False)
     assert s[0] > 1e-2 and s[1] < 1e-5 * s[0]
 
 
 # ----------------------------------------------------------------------------- decoding
+
 
 def test_greedy_matches_python_loop(base):
     adapt = A.Adaptation("prefix", 3)
@@ -174,7 +201,9 @@ def test_greedy_matches_python_loop(base):
     for b in range(2):
         seq = list(x[b])
         for t in range(10):
-            logits, _ = forward(params, ARCH, jnp.asarray(seq + [0] * (19 - len(seq)), jnp.int32), ctx)
+            logits, _ = forward(
+                params, ARCH, jnp.asarray(seq + [0] * (19 - len(seq)), jnp.int32), ctx
+            )
             seq.append(int(jnp.argmax(logits[9 + t])))
         assert fast[b].tolist() == seq[10:]
 
@@ -186,6 +215,7 @@ def test_claim_reports_violations():
 
 # ----------------------------------------------------------------------------- training + checkpoints
 
+
 def test_training_lowers_loss_and_resumes_identically(base, tmp_path):
     adapt = A.Adaptation("prefix", 3)
     cfg = TrainConfig("add1", steps=20, lr=1e-2, chunk=10, ckpt_every=10)
@@ -193,7 +223,9 @@ def test_training_lowers_loss_and_resumes_identically(base, tmp_path):
     assert info["final_loss"] is not None and info["n_params"] == 2 * 3 * 16
     seqs = jnp.asarray(tasks.make_batch("add1", 9, 0, 64))
     init = A.init_trainable(adapt, ARCH, base, jax.random.PRNGKey(0))
-    assert float(loss_fn(full, base, ARCH, adapt, seqs)) < float(loss_fn(init, base, ARCH, adapt, seqs))
+    assert float(loss_fn(full, base, ARCH, adapt, seqs)) < float(
+        loss_fn(init, base, ARCH, adapt, seqs)
+    )
     # interrupted after 10 steps, then resumed: same result as uninterrupted
     half = TrainConfig("add1", steps=20, lr=1e-2, chunk=10, ckpt_every=10)
     d = str(tmp_path / "b")
@@ -206,12 +238,20 @@ def test_training_lowers_loss_and_resumes_identically(base, tmp_path):
 def _train_partial(arch, adapt, base, cfg, run_dir, stop):
     """Simulate an interrupted run: write the checkpoint a run would have at step ``stop``."""
     from experiments.train import _chunk_fn, settings_of
+
     tr = A.init_trainable(adapt, arch, base, jax.random.PRNGKey(cfg.seed))
     opt, run_chunk = _chunk_fn(arch, adapt, cfg)
     state = opt.init(tr)
-    batches = jnp.asarray(np.stack([tasks.make_batch(cfg.task, cfg.seed, s, cfg.batch) for s in range(stop)]))
+    batches = jnp.asarray(
+        np.stack([tasks.make_batch(cfg.task, cfg.seed, s, cfg.batch) for s in range(stop)])
+    )
     tr, state, _ = run_chunk(tr, state, base, batches)
-    checkpoint.save(os.path.join(run_dir, "run.npz"), (tr, state), stop, settings_of("run", arch, adapt, cfg, ""))
+    checkpoint.save(
+        os.path.join(run_dir, "run.npz"),
+        (tr, state),
+        stop,
+        settings_of("run", arch, adapt, cfg, ""),
+    )
 
 
 def test_checkpoint_mismatch_and_corruption(base, tmp_path):
@@ -222,15 +262,40 @@ def test_checkpoint_mismatch_and_corruption(base, tmp_path):
     path = os.path.join(d, "run.npz")
     before = open(path, "rb").read()
     with pytest.raises(ToolkitError, match="belongs to a different run.*--fresh"):
-        train("run", ARCH, adapt, base, TrainConfig("add2", steps=20, lr=1e-2, chunk=10), d, progress=False)
-    assert open(path, "rb").read() == before                          # nothing overwritten
+        train(
+            "run",
+            ARCH,
+            adapt,
+            base,
+            TrainConfig("add2", steps=20, lr=1e-2, chunk=10),
+            d,
+            progress=False,
+        )
+    assert open(path, "rb").read() == before  # nothing overwritten
     # --fresh replaces it explicitly
-    train("run", ARCH, adapt, base, TrainConfig("add2", steps=20, lr=1e-2, chunk=10), d, fresh=True, progress=False)
+    train(
+        "run",
+        ARCH,
+        adapt,
+        base,
+        TrainConfig("add2", steps=20, lr=1e-2, chunk=10),
+        d,
+        fresh=True,
+        progress=False,
+    )
     assert open(path, "rb").read() != before
     with open(path, "wb") as fh:
         fh.write(b"not a checkpoint")
     with pytest.raises(ToolkitError, match="corrupt checkpoint"):
-        train("run", ARCH, adapt, base, TrainConfig("add2", steps=20, lr=1e-2, chunk=10), d, progress=False)
+        train(
+            "run",
+            ARCH,
+            adapt,
+            base,
+            TrainConfig("add2", steps=20, lr=1e-2, chunk=10),
+            d,
+            progress=False,
+        )
     # right settings, wrong shapes
     settings = {"k": 1}
     checkpoint.save(path, {"states": jnp.zeros((2, 3, 16))}, 5, settings)

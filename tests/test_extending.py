@@ -1,4 +1,5 @@
 """The extension API: docs/extending.md's worked example runs, and broken user variants are reported."""
+
 import json
 import os
 import re
@@ -56,46 +57,77 @@ def test_worked_example_runs_end_to_end(tmp_path):
                                     "in_property_tests": sorted(set(drawn) & {{"my-softcap", "my-relu"}})}}))
     """)
     env = dict(os.environ, PREFIX_THEORY_PLUGINS=str(module), PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     [line] = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
-    out = json.loads(line[len("RESULT "):])
-    assert out["code"] == 1                                  # my-relu violates, as the guide says
+    out = json.loads(line[len("RESULT ") :])
+    assert out["code"] == 1  # my-relu violates, as the guide says
     assert out["in_property_tests"] == ["my-relu", "my-softcap"]
     rows = {(r["architecture"], r["method"], r["theorem"]): r for r in out["rows"]}
     for theorem in ("relative_attention", "convex_output"):
         assert rows["my-softcap", "prefix", theorem]["verdict"] == "holds"
         assert rows["my-softcap", "prefix", theorem]["max_residual"] <= 1e-10
-        assert rows["my-softcap", "lora_rank1_WK", theorem]["max_residual"] > 1e-3     # negative control
+        assert (
+            rows["my-softcap", "lora_rank1_WK", theorem]["max_residual"] > 1e-3
+        )  # negative control
         relu = rows["my-relu", "prefix", theorem]
-        assert relu["verdict"] == "fails" and not relu["as_expected"] and relu["max_residual"] > 1e-3
-    assert rows["my-softcap", "prefix", "finetune_contrast"]["verdict"] == "fails"      # declared in the example
+        assert (
+            relu["verdict"] == "fails" and not relu["as_expected"] and relu["max_residual"] > 1e-3
+        )
+    assert (
+        rows["my-softcap", "prefix", "finetune_contrast"]["verdict"] == "fails"
+    )  # declared in the example
     assert all(r["architecture"] == "my-relu" for r in out["rows"] if not r["as_expected"])
     assert all(r["verdict"] != "error" for r in out["rows"])
     bad = out["bad"]
     assert len(bad) == 2
-    for r, again in zip(bad, out["replayed"]):               # the witness (seed, trial) reproduces the residual
+    for r, again in zip(bad, out["replayed"]):  # the witness (seed, trial) reproduces the residual
         assert again == pytest.approx(r["max_residual"], rel=1e-9)
     assert "UNEXPECTED (witness: seed 0, trial" in proc.stdout
     atlas = (tmp_path / "atlas.md").read_text()
-    assert "| `my-softcap` |" in atlas and "UNEXPECTED" in atlas and (tmp_path / "atlas.png").exists()
+    assert (
+        "| `my-softcap` |" in atlas and "UNEXPECTED" in atlas and (tmp_path / "atlas.png").exists()
+    )
 
 
 def _raising_weights(q, k, arch, bias, mask, virtual):
-    return q @ k, q                      # a user's shape bug: raises while tracing
+    return q @ k, q  # a user's shape bug: raises while tracing
 
 
 def test_variant_that_raises_is_an_error_row_not_a_traceback(monkeypatch, capsys):
-    monkeypatch.setitem(ATTENTION_KINDS, "buggy", AttentionKind("buggy", True, _raising_weights, "raises"))
+    monkeypatch.setitem(
+        ATTENTION_KINDS, "buggy", AttentionKind("buggy", True, _raising_weights, "raises")
+    )
     arch = ARCHITECTURES["paper"].replace(name="buggy-arch", attention="buggy")
     monkeypatch.setitem(ARCHITECTURES, "buggy-arch", arch)
-    code = main(["verify", "--architecture", "buggy-arch", "--architecture", "paper", "--method", "prefix",
-                 "--theorem", "relative_attention", "--trials", "2"])
+    code = main(
+        [
+            "verify",
+            "--architecture",
+            "buggy-arch",
+            "--architecture",
+            "paper",
+            "--method",
+            "prefix",
+            "--theorem",
+            "relative_attention",
+            "--trials",
+            "2",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 1
     assert "ERROR (the check raised TypeError" in out
-    assert re.search(r"relative_attention\s+paper\s+prefix\s+holds\s+holds", out)      # the other rows still ran
+    assert re.search(
+        r"relative_attention\s+paper\s+prefix\s+holds\s+holds", out
+    )  # the other rows still ran
     assert "Traceback" not in out
 
 
@@ -116,6 +148,7 @@ def test_plugin_and_registration_errors_are_clear(tmp_path, capsys):
         ARCHITECTURES["paper"].replace(name="x", default_methods="prefix")
     with pytest.raises(ToolkitError, match="unknown method in default_methods"):
         from theory.verify import plan
+
         bad = ARCHITECTURES["paper"].replace(name="bad-defaults", default_methods=("nope",))
         ARCHITECTURES["bad-defaults"] = bad
         try:
@@ -133,11 +166,29 @@ def test_one_raising_method_does_not_take_down_its_architecture(monkeypatch, cap
     def raising_draw(arch, params, key, n_p):
         raise ValueError("a user's method bug")
 
-    monkeypatch.setitem(METHODS, "buggy_method", Method("buggy_method", False, raising_draw, "raises"))
-    code = main(["verify", "--architecture", "paper", "--method", "prefix", "--method", "buggy_method",
-                 "--theorem", "relative_attention", "--trials", "2"])
+    monkeypatch.setitem(
+        METHODS, "buggy_method", Method("buggy_method", False, raising_draw, "raises")
+    )
+    code = main(
+        [
+            "verify",
+            "--architecture",
+            "paper",
+            "--method",
+            "prefix",
+            "--method",
+            "buggy_method",
+            "--theorem",
+            "relative_attention",
+            "--trials",
+            "2",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 1
-    assert re.search(r"relative_attention\s+paper\s+buggy_method\s+holds\s+error\s+nan\s+2\s+ERROR \(the check "
-                     r"raised ValueError: a user's method bug\)", out)
+    assert re.search(
+        r"relative_attention\s+paper\s+buggy_method\s+holds\s+error\s+nan\s+2\s+ERROR \(the check "
+        r"raised ValueError: a user's method bug\)",
+        out,
+    )
     assert re.search(r"relative_attention\s+paper\s+prefix\s+holds\s+holds", out)

@@ -1,4 +1,5 @@
 """The transformer: shapes of the cache, conventions, temperature, positions, masks."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -37,8 +38,8 @@ def test_causal_mask_and_key_mask(gpt_params):
     mask = jnp.array([True, True, False, True])
     _, cache = forward(gpt_params, GPT, tokens, attention_mask=mask)
     A = np.asarray(cache["blocks.0.attn.hook_pattern"])
-    assert np.all(np.triu(A[0], 1) == 0)           # causal
-    assert np.all(A[:, :, 2] == 0)                  # masked key
+    assert np.all(np.triu(A[0], 1) == 0)  # causal
+    assert np.all(A[:, :, 2] == 0)  # masked key
     # a prefix is seen by every content query (virtual positions come first)
     _, cache = forward(gpt_params, GPT, tokens, SoftPrompt(jnp.ones((2, GPT.d_model))))
     assert np.all(np.asarray(cache["blocks.0.attn.hook_pattern"])[:, 2:, :2] > 0)
@@ -52,15 +53,16 @@ def test_temperature_is_scaling_the_logits(gpt_params):
     logits_W, cache_W = forward(with_temperature(gpt_params, 2.5), GPT, tokens)
     np.testing.assert_allclose(logits_T, logits_W, atol=1e-12)
     logits_1, _ = forward(gpt_params, GPT, tokens)
-    assert np.abs(np.asarray(logits_T - logits_1)).max() > 1e-3     # temperature does matter
+    assert np.abs(np.asarray(logits_T - logits_1)).max() > 1e-3  # temperature does matter
 
 
 def test_logits_scale_with_temperature_exactly(gpt_params):
     tokens = jnp.array([1, 5, 2])
     _, c1 = forward(gpt_params, GPT, tokens)
     _, c3 = forward(gpt_params, GPT.replace(temperature=3.0), tokens)
-    np.testing.assert_allclose(c3["blocks.0.attn.hook_attn_scores"], 3.0 * c1["blocks.0.attn.hook_attn_scores"],
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        c3["blocks.0.attn.hook_attn_scores"], 3.0 * c1["blocks.0.attn.hook_attn_scores"], atol=1e-12
+    )
 
 
 def test_position_offset_keeps_content_positions(gpt_params):
@@ -69,8 +71,15 @@ def test_position_offset_keeps_content_positions(gpt_params):
     _, with_ctx = forward(gpt_params, GPT, tokens, HardPrompt(jnp.array([2, 2])))
     _, same = forward(gpt_params, GPT, tokens, position_offset=2)
     _, shifted = forward(gpt_params, GPT, tokens)
-    np.testing.assert_allclose(with_ctx["blocks.0.hook_resid_pre"][2:], same["blocks.0.hook_resid_pre"])
-    assert np.abs(np.asarray(with_ctx["blocks.0.hook_resid_pre"][2:] - shifted["blocks.0.hook_resid_pre"])).max() > 0.1
+    np.testing.assert_allclose(
+        with_ctx["blocks.0.hook_resid_pre"][2:], same["blocks.0.hook_resid_pre"]
+    )
+    assert (
+        np.abs(
+            np.asarray(with_ctx["blocks.0.hook_resid_pre"][2:] - shifted["blocks.0.hook_resid_pre"])
+        ).max()
+        > 0.1
+    )
 
 
 def test_kv_prefix_from_hidden_states_matches_prefix(gpt_params):
@@ -78,8 +87,12 @@ def test_kv_prefix_from_hidden_states_matches_prefix(gpt_params):
     tokens = jnp.array([3, 1, 4, 1, 5])
     states = jax.random.normal(jax.random.PRNGKey(1), (GPT.n_layers, 2, GPT.d_model))
     logits_p, cache = forward(gpt_params, GPT, tokens, Prefix(states))
-    keys = jnp.stack([jnp.swapaxes(cache[f"blocks.{l}.attn.hook_k"][:2], 0, 1) for l in range(GPT.n_layers)])
-    values = jnp.stack([jnp.swapaxes(cache[f"blocks.{l}.attn.hook_v"][:2], 0, 1) for l in range(GPT.n_layers)])
+    keys = jnp.stack(
+        [jnp.swapaxes(cache[f"blocks.{l}.attn.hook_k"][:2], 0, 1) for l in range(GPT.n_layers)]
+    )
+    values = jnp.stack(
+        [jnp.swapaxes(cache[f"blocks.{l}.attn.hook_v"][:2], 0, 1) for l in range(GPT.n_layers)]
+    )
     logits_kv, _ = forward(gpt_params, GPT, tokens, KVPrefix(keys, values))
     np.testing.assert_allclose(logits_p, logits_kv, atol=1e-12)
 
@@ -104,7 +117,7 @@ def test_bert_token_types_and_post_ln():
     # post-LN: the block output is LayerNorm'ed (mean ~ b, not growing)
     assert np.all(np.isfinite(resid))
     A = np.asarray(cache["blocks.0.attn.hook_pattern"])
-    assert np.all(A > 0)          # bidirectional: every key visible
+    assert np.all(A > 0)  # bidirectional: every key visible
 
 
 def test_init_is_seeded():

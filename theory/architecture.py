@@ -12,6 +12,7 @@ Notation (THEORY.md §1, TransformerLens names):
   n_ctx    number of positions        d_mlp    MLP hidden width (0: no MLP)
   temperature  the inverse temperature ``T`` multiplying every attention logit
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -41,27 +42,27 @@ class Architecture:
     d_mlp: int
     d_vocab: int
     n_ctx: int
-    positional: str = "learned"        # key of theory.positional.POSITIONAL_SCHEMES
-    attention: str = "softmax"         # key of theory.attention.ATTENTION_KINDS
-    norm: str = "pre"                  # "pre" | "post" | "none"
-    norm_kind: str = "layernorm"       # "layernorm" | "rmsnorm"
+    positional: str = "learned"  # key of theory.positional.POSITIONAL_SCHEMES
+    attention: str = "softmax"  # key of theory.attention.ATTENTION_KINDS
+    norm: str = "pre"  # "pre" | "post" | "none"
+    norm_kind: str = "layernorm"  # "layernorm" | "rmsnorm"
     norm_eps: float = 1e-5
     causal: bool = True
-    n_kv_heads: int | None = None      # None: one key/value head per head
-    window: int | None = None          # sliding-window width (keys i-window < j <= i)
-    parallel: bool = False             # GPT-J style: attention and MLP read the same input
+    n_kv_heads: int | None = None  # None: one key/value head per head
+    window: int | None = None  # sliding-window width (keys i-window < j <= i)
+    parallel: bool = False  # GPT-J style: attention and MLP read the same input
     mlp_act: str = "gelu"
-    mlp_depth: int = 1                 # number of hidden layers of the MLP
-    qk_norm: bool = False              # normalise queries and keys per head
-    temperature: float = 1.0           # inverse temperature T
-    embed_norm: bool = False           # norm after the embedding (BERT)
-    final_norm: bool = True            # norm before the unembedding (only with norm="pre")
-    n_token_types: int = 0             # BERT token-type embeddings (0: none)
-    block: str = "standard"            # key of theory.blocks.BLOCK_KINDS ("standard": the fields above)
-    default_methods: tuple = ()        # methods a default `verify` runs here (empty: all; see docs/atlas.md)
+    mlp_depth: int = 1  # number of hidden layers of the MLP
+    qk_norm: bool = False  # normalise queries and keys per head
+    temperature: float = 1.0  # inverse temperature T
+    embed_norm: bool = False  # norm after the embedding (BERT)
+    final_norm: bool = True  # norm before the unembedding (only with norm="pre")
+    n_token_types: int = 0  # BERT token-type embeddings (0: none)
+    block: str = "standard"  # key of theory.blocks.BLOCK_KINDS ("standard": the fields above)
+    default_methods: tuple = ()  # methods a default `verify` runs here (empty: all; see docs/atlas.md)
     description: str = ""
-    expectations: tuple = ()           # ((theorem_id, "holds"|"fails", reason), ...)
-    negative_control: bool = False     # deliberately broken: expected to violate theorems
+    expectations: tuple = ()  # ((theorem_id, "holds"|"fails", reason), ...)
+    negative_control: bool = False  # deliberately broken: expected to violate theorems
 
     @property
     def kv_heads(self) -> int:
@@ -88,9 +89,13 @@ def validate_architecture(arch: Architecture) -> Architecture:
     for field in ("n_layers", "n_heads", "d_model", "d_head", "d_vocab", "n_ctx", "mlp_depth"):
         value = getattr(arch, field)
         if not isinstance(value, int) or value < 1:
-            raise ToolkitError(f"architecture {arch.name!r}: {field} must be a positive int, got {value!r}")
+            raise ToolkitError(
+                f"architecture {arch.name!r}: {field} must be a positive int, got {value!r}"
+            )
     if not isinstance(arch.d_mlp, int) or arch.d_mlp < 0:
-        raise ToolkitError(f"architecture {arch.name!r}: d_mlp must be an int >= 0, got {arch.d_mlp!r}")
+        raise ToolkitError(
+            f"architecture {arch.name!r}: d_mlp must be an int >= 0, got {arch.d_mlp!r}"
+        )
     if arch.positional not in POSITIONAL_SCHEMES:
         raise unknown_name("positional scheme", arch.positional, POSITIONAL_SCHEMES)
     if arch.attention not in ATTENTION_KINDS:
@@ -102,6 +107,7 @@ def validate_architecture(arch: Architecture) -> Architecture:
     if arch.mlp_act not in MLP_ACTIVATIONS:
         raise unknown_name("MLP activation", arch.mlp_act, MLP_ACTIVATIONS)
     from theory.blocks import BLOCK_KINDS
+
     if arch.block not in BLOCK_KINDS:
         raise unknown_name("block kind", arch.block, BLOCK_KINDS)
     block_kind = BLOCK_KINDS[arch.block]
@@ -109,21 +115,31 @@ def validate_architecture(arch: Architecture) -> Architecture:
     if missing:
         raise ToolkitError(f"architecture {arch.name!r}: block {arch.block!r} needs {missing}")
     if not isinstance(arch.default_methods, tuple):
-        raise ToolkitError(f"architecture {arch.name!r}: default_methods must be a tuple of method names, "
-                           f"got {arch.default_methods!r}")
+        raise ToolkitError(
+            f"architecture {arch.name!r}: default_methods must be a tuple of method names, "
+            f"got {arch.default_methods!r}"
+        )
     if arch.n_heads % arch.kv_heads:
         raise ToolkitError(
-            f"architecture {arch.name!r}: n_kv_heads must divide n_heads={arch.n_heads}, got {arch.n_kv_heads}")
+            f"architecture {arch.name!r}: n_kv_heads must divide n_heads={arch.n_heads}, got {arch.n_kv_heads}"
+        )
     if arch.window is not None and arch.window < 1:
-        raise ToolkitError(f"architecture {arch.name!r}: window must be >= 1 or None, got {arch.window}")
+        raise ToolkitError(
+            f"architecture {arch.name!r}: window must be >= 1 or None, got {arch.window}"
+        )
     if arch.parallel and arch.norm == "post":
-        raise ToolkitError(f"architecture {arch.name!r}: parallel blocks need norm 'pre' or 'none', got 'post'")
+        raise ToolkitError(
+            f"architecture {arch.name!r}: parallel blocks need norm 'pre' or 'none', got 'post'"
+        )
     if arch.positional == "rope" and arch.d_head % 2:
-        raise ToolkitError(f"architecture {arch.name!r}: RoPE needs an even d_head, got {arch.d_head}")
+        raise ToolkitError(
+            f"architecture {arch.name!r}: RoPE needs an even d_head, got {arch.d_head}"
+        )
     for entry in arch.expectations:
         if len(entry) != 3 or entry[1] not in ("holds", "fails"):
             raise ToolkitError(
-                f"architecture {arch.name!r}: expectations must be (theorem_id, 'holds'|'fails', reason), got {entry!r}")
+                f"architecture {arch.name!r}: expectations must be (theorem_id, 'holds'|'fails', reason), got {entry!r}"
+            )
     return arch
 
 

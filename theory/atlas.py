@@ -14,6 +14,7 @@ and does, e.g. scalable-softmax), ``UNEXPECTED`` (some verdict differs from its
 expectation) and ``error`` (the check raised).  Architectures are described by
 their features so a reader sees at a glance where the paper's limits hold.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,17 +25,23 @@ from theory.attention import ATTENTION_KINDS
 from theory.methods import METHODS
 from theory.zoo.modern import MODIFIED
 
-STATUS_COLOURS = {"holds": "#4caf50", "modified": "#26a69a", "fails": "#9e9e9e", "UNEXPECTED": "#e53935",
-                  "error": "#8e24aa", "n/a": "#ffffff"}
+STATUS_COLOURS = {
+    "holds": "#4caf50",
+    "modified": "#26a69a",
+    "fails": "#9e9e9e",
+    "UNEXPECTED": "#e53935",
+    "error": "#8e24aa",
+    "n/a": "#ffffff",
+}
 
 
 @dataclass
 class Cell:
-    status: str                 # holds | modified | fails | UNEXPECTED | error | n/a
-    context_residual: float     # max residual over context methods (nan if none ran)
-    control_residual: float     # min residual over weight-update negative controls (nan if none ran)
-    methods: tuple              # methods that ran here
-    reason: str                 # expectation reason (fails / modified) or the error / the unexpected rows
+    status: str  # holds | modified | fails | UNEXPECTED | error | n/a
+    context_residual: float  # max residual over context methods (nan if none ran)
+    control_residual: float  # min residual over weight-update negative controls (nan if none ran)
+    methods: tuple  # methods that ran here
+    reason: str  # expectation reason (fails / modified) or the error / the unexpected rows
 
 
 def features(arch: Architecture) -> str:
@@ -46,7 +53,11 @@ def features(arch: Architecture) -> str:
         parts.append("MQA" if arch.kv_heads == 1 else f"GQA {arch.n_heads}/{arch.kv_heads}")
     if arch.window is not None:
         parts.append(f"window {arch.window}")
-    norm = "no norm" if arch.norm == "none" else f"{arch.norm}-{'RMS' if arch.norm_kind == 'rmsnorm' else 'LN'}"
+    norm = (
+        "no norm"
+        if arch.norm == "none"
+        else f"{arch.norm}-{'RMS' if arch.norm_kind == 'rmsnorm' else 'LN'}"
+    )
     parts.append(norm)
     if arch.block != "standard":
         parts.append(f"{arch.block} block")
@@ -84,16 +95,24 @@ def grid(results) -> tuple[list, list, dict]:
                 cell = Cell("error", ctx_res, ctl_res, methods, f"{bad.method}: {bad.reason}")
             elif not all(r.as_expected for r in rows):
                 bad = [r for r in rows if not r.as_expected]
-                reason = "; ".join(f"{r.method}: expected {r.expected}, got {r.verdict} (witness: seed {r.seed}, "
-                                   f"trial {r.witness_trial}, residual {_fmt(r.max_residual)})" for r in bad)
+                reason = "; ".join(
+                    f"{r.method}: expected {r.expected}, got {r.verdict} (witness: seed {r.seed}, "
+                    f"trial {r.witness_trial}, residual {_fmt(r.max_residual)})"
+                    for r in bad
+                )
                 cell = Cell("UNEXPECTED", ctx_res, ctl_res, methods, reason)
             elif not context:
                 cell = Cell("n/a", ctx_res, ctl_res, methods, "only negative controls ran")
             elif all(r.expected == "fails" for r in context):
                 cell = Cell("fails", ctx_res, ctl_res, methods, context[0].reason)
             elif any(r.reason.startswith(MODIFIED) for r in context):
-                cell = Cell("modified", ctx_res, ctl_res, methods,
-                            next(r.reason for r in context if r.reason.startswith(MODIFIED)))
+                cell = Cell(
+                    "modified",
+                    ctx_res,
+                    ctl_res,
+                    methods,
+                    next(r.reason for r in context if r.reason.startswith(MODIFIED)),
+                )
             else:
                 cell = Cell("holds", ctx_res, ctl_res, methods, "")
             cells[t, a] = cell
@@ -101,8 +120,14 @@ def grid(results) -> tuple[list, list, dict]:
 
 
 def _cell_text(cell: Cell) -> str:
-    text = {"holds": "holds", "modified": "holds*", "fails": "fails", "UNEXPECTED": "UNEXPECTED",
-            "error": "ERROR", "n/a": "n/a"}[cell.status]
+    text = {
+        "holds": "holds",
+        "modified": "holds*",
+        "fails": "fails",
+        "UNEXPECTED": "UNEXPECTED",
+        "error": "ERROR",
+        "n/a": "n/a",
+    }[cell.status]
     if cell.status == "n/a":
         return text
     return f"{text} {_fmt(cell.context_residual)} / ctrl {_fmt(cell.control_residual)}"
@@ -112,28 +137,40 @@ def to_markdown(results, *, seed: int, trials: int, elapsed: float | None = None
     """The atlas page: legend, grid, expectations with reasons, the non-softmax derivations."""
     theorems, archs, cells = grid(results)
     tol = results[0].tolerance if results else float("nan")
-    lines = ["# Architecture atlas", "",
-             "Generated by `prefix-theory verify --atlas` (`make atlas` regenerates docs/atlas.md with every "
-             "theorem on every registered architecture; do not edit by hand): "
-             f"{trials} random trials per (theorem, architecture, method), seed {seed}"
-             + (f", {elapsed:.1f} s" if elapsed is not None else "") + ".", "",
-             f"Each cell: verdict of the context methods, their largest residual, and the smallest residual "
-             f"of the weight-update negative controls (`ctrl`), which must stand far above the tolerance "
-             f"{tol:.0e}. `holds*` = holds in a modified form (see the reasons below); `fails` = the theorem "
-             "is expected to fail on this architecture and does; `UNEXPECTED` = a verdict differs from the "
-             "registry's expectation (a witness seed and trial is listed below); `n/a` = the theorem's methods "
-             "did not run there (atlas architectures run `default_methods` unless `--method` is given).", ""]
+    lines = [
+        "# Architecture atlas",
+        "",
+        "Generated by `prefix-theory verify --atlas` (`make atlas` regenerates docs/atlas.md with every "
+        "theorem on every registered architecture; do not edit by hand): "
+        f"{trials} random trials per (theorem, architecture, method), seed {seed}"
+        + (f", {elapsed:.1f} s" if elapsed is not None else "")
+        + ".",
+        "",
+        f"Each cell: verdict of the context methods, their largest residual, and the smallest residual "
+        f"of the weight-update negative controls (`ctrl`), which must stand far above the tolerance "
+        f"{tol:.0e}. `holds*` = holds in a modified form (see the reasons below); `fails` = the theorem "
+        "is expected to fail on this architecture and does; `UNEXPECTED` = a verdict differs from the "
+        "registry's expectation (a witness seed and trial is listed below); `n/a` = the theorem's methods "
+        "did not run there (atlas architectures run `default_methods` unless `--method` is given).",
+        "",
+    ]
     lines.append("| architecture | features | " + " | ".join(f"`{t}`" for t in theorems) + " |")
     lines.append("|---|---|" + "---|" * len(theorems))
     for a in archs:
         arch = ARCHITECTURES.get(a)
         feats = features(arch) if arch is not None else ""
-        lines.append(f"| `{a}` | {feats} | " + " | ".join(_cell_text(cells[t, a]) for t in theorems) + " |")
+        lines.append(
+            f"| `{a}` | {feats} | " + " | ".join(_cell_text(cells[t, a]) for t in theorems) + " |"
+        )
     lines += ["", "## Methods that ran", ""]
     for a in archs:
         ran = sorted({r.method for r in results if r.architecture == a})
         lines.append(f"- `{a}`: {', '.join(ran)}")
-    notes = [(t, a, c) for (t, a), c in cells.items() if c.status in ("fails", "modified", "UNEXPECTED", "error")]
+    notes = [
+        (t, a, c)
+        for (t, a), c in cells.items()
+        if c.status in ("fails", "modified", "UNEXPECTED", "error")
+    ]
     if notes:
         lines += ["", "## Failures, modified forms and surprises", ""]
         for t, a, c in notes:
@@ -141,10 +178,20 @@ def to_markdown(results, *, seed: int, trials: int, elapsed: float | None = None
     kinds = sorted({ARCHITECTURES[a].attention for a in archs if a in ARCHITECTURES})
     derived = [ATTENTION_KINDS[k] for k in kinds if ATTENTION_KINDS[k].derivation is not None]
     if derived:
-        lines += ["", "## Derivations for the attention kinds that differ from softmax", "",
-                  "Every step is checked by sympy (the mark after each step).", ""]
+        lines += [
+            "",
+            "## Derivations for the attention kinds that differ from softmax",
+            "",
+            "Every step is checked by sympy (the mark after each step).",
+            "",
+        ]
         for kind in derived:
-            lines += [f"**`{kind.name}`** — {kind.description}", "", kind.derivation().render("markdown"), ""]
+            lines += [
+                f"**`{kind.name}`** — {kind.description}",
+                "",
+                kind.derivation().render("markdown"),
+                "",
+            ]
     lines += ["", "## Architectures", ""]
     for a in archs:
         arch = ARCHITECTURES.get(a)
@@ -159,7 +206,10 @@ def to_png(results, path: str) -> str:
         import matplotlib
     except ImportError as exc:
         from theory.errors import ToolkitError
-        raise ToolkitError("the atlas PNG needs matplotlib (pip install 'prefix-theory[experiments]')") from exc
+
+        raise ToolkitError(
+            "the atlas PNG needs matplotlib (pip install 'prefix-theory[experiments]')"
+        ) from exc
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
@@ -171,28 +221,57 @@ def to_png(results, path: str) -> str:
     for i, a in enumerate(archs):
         for j, t in enumerate(theorems):
             cell = cells[t, a]
-            ax.add_patch(plt.Rectangle((j, i), 1, 1, facecolor=STATUS_COLOURS[cell.status], edgecolor="white"))
+            ax.add_patch(
+                plt.Rectangle(
+                    (j, i), 1, 1, facecolor=STATUS_COLOURS[cell.status], edgecolor="white"
+                )
+            )
             label = {"modified": "holds*"}.get(cell.status, cell.status)
             if cell.status != "n/a":
                 label += f"\n{_fmt(cell.context_residual)} | ctrl {_fmt(cell.control_residual)}"
-            ax.text(j + 0.5, i + 0.5, label, ha="center", va="center", fontsize=7,
-                    color="white" if cell.status != "n/a" else "black")
+            ax.text(
+                j + 0.5,
+                i + 0.5,
+                label,
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if cell.status != "n/a" else "black",
+            )
     ax.set_xlim(0, len(theorems))
     ax.set_ylim(len(archs), 0)
     ax.set_xticks([j + 0.5 for j in range(len(theorems))], theorems, fontsize=8)
     ax.xaxis.tick_top()
-    ax.set_yticks([i + 0.5 for i in range(len(archs))],
-                  [f"{a}  ({ARCHITECTURES[a].attention}, {ARCHITECTURES[a].positional})" if a in ARCHITECTURES
-                   else a for a in archs], fontsize=8)
+    ax.set_yticks(
+        [i + 0.5 for i in range(len(archs))],
+        [
+            f"{a}  ({ARCHITECTURES[a].attention}, {ARCHITECTURES[a].positional})"
+            if a in ARCHITECTURES
+            else a
+            for a in archs
+        ],
+        fontsize=8,
+    )
     ax.tick_params(length=0)
     for side in ax.spines.values():
         side.set_visible(False)
     used = [s for s in STATUS_COLOURS if s != "n/a" and any(c.status == s for c in cells.values())]
-    ax.legend(handles=[Patch(color=STATUS_COLOURS[s], label={"modified": "holds (modified form)"}.get(s, s))
-                       for s in used], loc="upper center", bbox_to_anchor=(0.5, -0.01), ncol=len(used),
-              fontsize=8, frameon=False)
-    ax.set_title("prefix theorems x architectures (cell: max context residual | min control residual)",
-                 fontsize=9, pad=24)
+    ax.legend(
+        handles=[
+            Patch(color=STATUS_COLOURS[s], label={"modified": "holds (modified form)"}.get(s, s))
+            for s in used
+        ],
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.01),
+        ncol=len(used),
+        fontsize=8,
+        frameon=False,
+    )
+    ax.set_title(
+        "prefix theorems x architectures (cell: max context residual | min control residual)",
+        fontsize=9,
+        pad=24,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)

@@ -16,6 +16,7 @@ already repeated for grouped-query attention), bias ``[n_heads, Nq, Nk]``,
 mask ``[Nq, Nk]`` bool, virtual ``[Nk]`` bool (True on prefix positions).
 Returns scores and pattern, both ``[n_heads, Nq, Nk]``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ class AttentionKind:
 
     name: str
     normalised: bool
-    weights: Callable   # (q, k, arch, bias, mask, virtual) -> (scores, pattern)
+    weights: Callable  # (q, k, arch, bias, mask, virtual) -> (scores, pattern)
     description: str
     derivation: Optional[Callable] = None
 
@@ -47,8 +48,11 @@ ATTENTION_KINDS: dict[str, AttentionKind] = {}
 def register_attention(kind: AttentionKind) -> AttentionKind:
     """Register an attention kind under ``kind.name`` (re-registering the same kind is a no-op)."""
     from theory.errors import ToolkitError
+
     if not callable(kind.weights):
-        raise ToolkitError(f"attention kind {kind.name!r}: weights must be callable, got {kind.weights!r}")
+        raise ToolkitError(
+            f"attention kind {kind.name!r}: weights must be callable, got {kind.weights!r}"
+        )
     if kind.name in ATTENTION_KINDS and ATTENTION_KINDS[kind.name] != kind:
         raise ToolkitError(f"an attention kind named {kind.name!r} is already registered")
     ATTENTION_KINDS[kind.name] = kind
@@ -57,7 +61,9 @@ def register_attention(kind: AttentionKind) -> AttentionKind:
 
 def scaled_logits(q, k, arch, bias):
     """``T q.k / sqrt(d_head) + bias``, shape ``[n_heads, Nq, Nk]``."""
-    logits = jnp.einsum("qhd,khd->hqk", q, k) * (arch.temperature / jnp.sqrt(q.shape[-1]).astype(q.dtype))
+    logits = jnp.einsum("qhd,khd->hqk", q, k) * (
+        arch.temperature / jnp.sqrt(q.shape[-1]).astype(q.dtype)
+    )
     return logits + bias
 
 
@@ -89,17 +95,28 @@ def _softmax_prefix_outside_denominator(q, k, arch, bias, mask, virtual):
     return logits, safe_divide(e, denominator)
 
 
-register_attention(AttentionKind(
-    "softmax", normalised=True, weights=_softmax_weights,
-    description="softmax over the visible keys (the paper's attention)"))
-register_attention(AttentionKind(
-    "broken_prefix_denominator", normalised=True, weights=_softmax_prefix_outside_denominator,
-    description="negative control: softmax with the prefix left out of the denominator (a wrong implementation)"))
+register_attention(
+    AttentionKind(
+        "softmax",
+        normalised=True,
+        weights=_softmax_weights,
+        description="softmax over the visible keys (the paper's attention)",
+    )
+)
+register_attention(
+    AttentionKind(
+        "broken_prefix_denominator",
+        normalised=True,
+        weights=_softmax_prefix_outside_denominator,
+        description="negative control: softmax with the prefix left out of the denominator (a wrong implementation)",
+    )
+)
 
 
 # --------------------------------------------------------------------------- atlas kinds
 # Each kind below changes how a row of weights is formed; its derivation says what a
 # prefix does to it (checked by sympy), and ``verify`` checks it numerically.
+
 
 def _softmax_one_weights(q, k, arch, bias, mask, virtual):
     """Softmax with an always-present zero logit: ``A_ij = exp(l_ij) / (1 + sum_r exp(l_ir))``."""
@@ -130,6 +147,7 @@ def _linear_weights(q, k, arch, bias, mask, virtual):
 def sigmoid_bias(arch) -> float:
     """Ramapuram et al. (2024) bias ``b = -log(n_ctx)``: a constant, not the current length."""
     import math
+
     return -math.log(arch.n_ctx)
 
 
@@ -142,7 +160,7 @@ def _sigmoid_weights(q, k, arch, bias, mask, virtual):
 def _ssmax_weights(q, k, arch, bias, mask, virtual):
     """Scalable-softmax (Nakanishi, 2025): softmax of ``log(N_i) l_ij``, N_i = number of visible keys."""
     logits = scaled_logits(q, k, arch, bias)
-    n_visible = mask.sum(-1).astype(logits.dtype)                        # [Nq]
+    n_visible = mask.sum(-1).astype(logits.dtype)  # [Nq]
     scaled = logits * jnp.log(jnp.maximum(n_visible, 1.0))[None, :, None]
     e, _ = masked_exp(scaled, mask)
     return scaled, safe_divide(e, e.sum(-1, keepdims=True))
@@ -151,6 +169,7 @@ def _ssmax_weights(q, k, arch, bias, mask, virtual):
 def _softmax_one_derivation():
     import sympy as sp
     from theory.symbolic import Derivation, Step
+
     e, Z, P = sp.symbols("e_{ij} Z_i P_i", positive=True)
     S, Q = sp.symbols("S_i Q_i")
     A, Apt, m, t, tpt, b = sp.symbols("A_{ij} A^{pt}_{ij} m_i t_i t^{pt}_i b_i")
@@ -165,18 +184,27 @@ def _softmax_one_derivation():
             (b, Q / (1 + Z + P), "bias towards the prefix values"),
         ),
         steps=(
-            Step(1 - m, (1 + Z) / (1 + Z + P), "content and zero logit keep the share (1+Z)/(1+Z+P)"),
-            Step(Apt, A * (1 - m), "relative attention: the same factor 1 - m_i for every content key"),
+            Step(
+                1 - m, (1 + Z) / (1 + Z + P), "content and zero logit keep the share (1+Z)/(1+Z+P)"
+            ),
+            Step(
+                Apt,
+                A * (1 - m),
+                "relative attention: the same factor 1 - m_i for every content key",
+            ),
             Step(tpt, b + (1 - m) * t, "output: bias plus (1 - m_i) times the unprefixed output"),
         ),
-        notes=("The rows do not sum to 1 (the sink keeps exp(0)/(1+Z+P)), but the prefix mass m_i is still "
-               "exactly the share the content loses, so the core check (c_i = 1 - m_i) applies unchanged.",),
+        notes=(
+            "The rows do not sum to 1 (the sink keeps exp(0)/(1+Z+P)), but the prefix mass m_i is still "
+            "exactly the share the content loses, so the core check (c_i = 1 - m_i) applies unchanged.",
+        ),
     )
 
 
 def _linear_derivation():
     import sympy as sp
     from theory.symbolic import Derivation, Step
+
     kappa, Z, P = sp.symbols("kappa_{ij} Z_i P_i", positive=True)
     S, Q = sp.symbols("S_i Q_i")
     A, Apt, m, t, tpt, b = sp.symbols("A_{ij} A^{pt}_{ij} m_i t_i t^{pt}_i b_i")
@@ -194,14 +222,17 @@ def _linear_derivation():
             Step(Apt, A * (1 - m), "relative attention: every content weight scales by 1 - m_i"),
             Step(tpt, b + (1 - m) * t, "output: convex combination of the prefix values and t_i"),
         ),
-        notes=("Only positivity of the kernel and the shared denominator are used; any positive feature "
-               "map gives the same result.",),
+        notes=(
+            "Only positivity of the kernel and the shared denominator are used; any positive feature "
+            "map gives the same result.",
+        ),
     )
 
 
 def _sigmoid_derivation():
     import sympy as sp
     from theory.symbolic import Derivation, Step
+
     r, p, n, n_p = sp.symbols("r p n n_p", integer=True, positive=True)
     l, v, u = sp.IndexedBase("l"), sp.IndexedBase("v"), sp.IndexedBase("u")
     lij, bias = sp.symbols("l_{ij} b", real=True)
@@ -221,44 +252,85 @@ def _sigmoid_derivation():
             Step(Apt, 1 * A, "relative attention holds with factor c_i = 1 (not 1 - m_i)"),
             Step(tpt - t, B, "output: t^pt = b_i + t_i, an additive bias in the cone of the u_p"),
         ),
-        notes=("Modified form of both §3 identities: c_i = 1, so the core check (theory/compare.py uses "
-               "c_i = 1 for kinds with normalised=False) tests exactly this. The bias weights sum to m_i, "
-               "which is NOT capped at 1: with n_p prefix positions the bias can grow to n_p times a value "
-               "vector, unlike softmax, where it is a convex combination.",),
+        notes=(
+            "Modified form of both §3 identities: c_i = 1, so the core check (theory/compare.py uses "
+            "c_i = 1 for kinds with normalised=False) tests exactly this. The bias weights sum to m_i, "
+            "which is NOT capped at 1: with n_p prefix positions the bias can grow to n_p times a value "
+            "vector, unlike softmax, where it is a convex combination.",
+        ),
     )
 
 
 def _ssmax_derivation():
     import sympy as sp
     from theory.symbolic import Derivation, Step
+
     N, n_p = sp.symbols("N_i n_p", positive=True)
     lj, lk = sp.symbols("l_{ij} l_{ik}", real=True)
     ratio, ratio_pt = sp.symbols("rho_{ijk} rho^{pt}_{ijk}")
     return Derivation(
         title="Scalable-softmax (log N scaling): a prefix changes the content's temperature, so §3 fails",
         definitions=(
-            (ratio, sp.exp(sp.log(N) * (lj - lk)), "A_ij / A_ik without prefix (N_i visible content keys)"),
-            (ratio_pt, sp.exp(sp.log(N + n_p) * (lj - lk)), "A^pt_ij / A^pt_ik: the prefix adds n_p keys"),
+            (
+                ratio,
+                sp.exp(sp.log(N) * (lj - lk)),
+                "A_ij / A_ik without prefix (N_i visible content keys)",
+            ),
+            (
+                ratio_pt,
+                sp.exp(sp.log(N + n_p) * (lj - lk)),
+                "A^pt_ij / A^pt_ik: the prefix adds n_p keys",
+            ),
         ),
         steps=(
-            Step(ratio_pt / ratio, ((N + n_p) / N) ** (lj - lk), "ratios change by ((N+n_p)/N)^(l_ij - l_ik)"),
+            Step(
+                ratio_pt / ratio,
+                ((N + n_p) / N) ** (lj - lk),
+                "ratios change by ((N+n_p)/N)^(l_ij - l_ik)",
+            ),
             Step((N + n_p) / N - 1, 0, "the base exceeds 1 for every n_p > 0", relation=">"),
         ),
-        notes=("Relative attention over the content is preserved only if the ratio is 1, i.e. l_ij = l_ik: a "
-               "prefix sharpens the content attention, which plain softmax cannot do. Expected verdict: fails "
-               "(the violation is the prefix's temperature change, not a numerical issue).",),
+        notes=(
+            "Relative attention over the content is preserved only if the ratio is 1, i.e. l_ij = l_ik: a "
+            "prefix sharpens the content attention, which plain softmax cannot do. Expected verdict: fails "
+            "(the violation is the prefix's temperature change, not a numerical issue).",
+        ),
     )
 
 
-register_attention(AttentionKind(
-    "softmax_one", normalised=True, weights=_softmax_one_weights, derivation=_softmax_one_derivation,
-    description="off-by-one softmax / attention sink: an always-present zero logit in every denominator"))
-register_attention(AttentionKind(
-    "linear", normalised=True, weights=_linear_weights, derivation=_linear_derivation,
-    description="normalised linear attention with the elu+1 kernel feature map (Katharopoulos et al., 2020)"))
-register_attention(AttentionKind(
-    "sigmoid", normalised=False, weights=_sigmoid_weights, derivation=_sigmoid_derivation,
-    description="sigmoid attention sigmoid(l_ij - log n_ctx), elementwise, unnormalised (Ramapuram et al., 2024)"))
-register_attention(AttentionKind(
-    "ssmax", normalised=True, weights=_ssmax_weights, derivation=_ssmax_derivation,
-    description="scalable-softmax: logits scaled by log(number of visible keys) (Nakanishi, 2025)"))
+register_attention(
+    AttentionKind(
+        "softmax_one",
+        normalised=True,
+        weights=_softmax_one_weights,
+        derivation=_softmax_one_derivation,
+        description="off-by-one softmax / attention sink: an always-present zero logit in every denominator",
+    )
+)
+register_attention(
+    AttentionKind(
+        "linear",
+        normalised=True,
+        weights=_linear_weights,
+        derivation=_linear_derivation,
+        description="normalised linear attention with the elu+1 kernel feature map (Katharopoulos et al., 2020)",
+    )
+)
+register_attention(
+    AttentionKind(
+        "sigmoid",
+        normalised=False,
+        weights=_sigmoid_weights,
+        derivation=_sigmoid_derivation,
+        description="sigmoid attention sigmoid(l_ij - log n_ctx), elementwise, unnormalised (Ramapuram et al., 2024)",
+    )
+)
+register_attention(
+    AttentionKind(
+        "ssmax",
+        normalised=True,
+        weights=_ssmax_weights,
+        derivation=_ssmax_derivation,
+        description="scalable-softmax: logits scaled by log(number of visible keys) (Nakanishi, 2025)",
+    )
+)

@@ -15,6 +15,7 @@ Per layer, head ``h``, content query ``i`` and content key ``j``::
 
 where ``v_p`` are the virtual positions' value vectors and ``t`` = ``hook_z``.
 """
+
 from __future__ import annotations
 
 import threading
@@ -32,20 +33,23 @@ from theory.trials import Trial
 
 
 class Comparison(NamedTuple):
-    attention_residual: jax.Array   # [n_layers] max |A^pt_ij - c_i A_ij|
-    output_residual: jax.Array      # [n_layers] max |t^pt - (bias + c t)|
-    prefix_mass: jax.Array          # [n_layers] mean prefix mass m_i (shows a check is not vacuous)
+    attention_residual: jax.Array  # [n_layers] max |A^pt_ij - c_i A_ij|
+    output_residual: jax.Array  # [n_layers] max |t^pt - (bias + c t)|
+    prefix_mass: jax.Array  # [n_layers] mean prefix mass m_i (shows a check is not vacuous)
 
 
 class LayerPair(NamedTuple):
     """Layer ``l`` of the adapted run next to the base block run on its content inputs."""
-    adapted: dict          # the adapted run's hooks of layer l (names without "blocks.{l}."), all N positions
-    base: dict             # base block l without prefix on the adapted run's content inputs (n positions)
-    positions: jax.Array   # [n] content positions (shared by both)
+
+    adapted: (
+        dict  # the adapted run's hooks of layer l (names without "blocks.{l}."), all N positions
+    )
+    base: dict  # base block l without prefix on the adapted run's content inputs (n positions)
+    positions: jax.Array  # [n] content positions (shared by both)
     content_mask: jax.Array  # [n, n] content-to-content visibility
 
 
-_SHARED = threading.local()     # .memo: {(arch, id(trial)): (trial, result)} inside shared_runs()
+_SHARED = threading.local()  # .memo: {(arch, id(trial)): (trial, result)} inside shared_runs()
 
 
 @contextmanager
@@ -81,17 +85,31 @@ def layer_pairs(arch: Architecture, trial: Trial) -> tuple[list, dict]:
 def _layer_pairs(arch: Architecture, trial: Trial) -> tuple[list, dict]:
     n_p = n_virtual(trial.context)
     n = trial.tokens.shape[0]
-    _, cache = forward(trial.adapted, arch, trial.tokens, trial.context, attention_mask=trial.key_mask,
-                       validate=False)
+    _, cache = forward(
+        trial.adapted,
+        arch,
+        trial.tokens,
+        trial.context,
+        attention_mask=trial.key_mask,
+        validate=False,
+    )
     positions = n_p + jnp.arange(n)
     content_mask = mask_matrix(arch, trial.key_mask[n_p:])
     no_virtual = jnp.zeros(n, bool)
     pairs = []
     for l in range(arch.n_layers):
         prefix = f"blocks.{l}."
-        adapted = {name[len(prefix):]: value for name, value in cache.items() if name.startswith(prefix)}
-        _, base = block_forward(trial.params["blocks"][l], arch, adapted["hook_resid_pre"][n_p:], positions,
-                                content_mask, no_virtual)
+        adapted = {
+            name[len(prefix) :]: value for name, value in cache.items() if name.startswith(prefix)
+        }
+        _, base = block_forward(
+            trial.params["blocks"][l],
+            arch,
+            adapted["hook_resid_pre"][n_p:],
+            positions,
+            content_mask,
+            no_virtual,
+        )
         pairs.append(LayerPair(adapted, base, positions, content_mask))
     return pairs, cache
 
@@ -104,12 +122,12 @@ def compare(arch: Architecture, trial: Trial) -> Comparison:
     attn_res, out_res, masses = [], [], []
     for layer in layer_pairs(arch, trial)[0]:
         adapted, base = layer.adapted, layer.base
-        pattern = adapted["attn.hook_pattern"][:, n_p:, :]                # [H, n, n_p + n]
+        pattern = adapted["attn.hook_pattern"][:, n_p:, :]  # [H, n, n_p + n]
         to_prefix, to_content = pattern[:, :, :n_p], pattern[:, :, n_p:]
-        mass = to_prefix.sum(-1)                                          # [H, n]
+        mass = to_prefix.sum(-1)  # [H, n]
         c = 1.0 - mass if normalised else jnp.ones_like(mass)
         attn_res.append(jnp.max(jnp.abs(to_content - c[..., None] * base["attn.hook_pattern"])))
-        v_prefix = jnp.repeat(adapted["attn.hook_v"][:n_p], group, axis=1)   # [n_p, H, d_head]
+        v_prefix = jnp.repeat(adapted["attn.hook_v"][:n_p], group, axis=1)  # [n_p, H, d_head]
         bias = jnp.einsum("hqp,phd->qhd", to_prefix, v_prefix)
         predicted = bias + c.T[..., None] * base["attn.hook_z"]
         out_res.append(jnp.max(jnp.abs(adapted["attn.hook_z"][n_p:] - predicted)))

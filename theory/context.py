@@ -19,6 +19,7 @@ Hard and soft prompts are token embeddings: the model adds positions (and the
 embedding norm) to them exactly as to content tokens.  All contexts are
 NamedTuples, hence pytrees: they can be vmapped, differentiated and jitted.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple, Union
@@ -32,7 +33,7 @@ from theory.errors import ToolkitError
 
 
 class HardPrompt(NamedTuple):
-    tokens: jax.Array            # [n_p] int
+    tokens: jax.Array  # [n_p] int
 
     @property
     def n_virtual(self) -> int:
@@ -40,7 +41,7 @@ class HardPrompt(NamedTuple):
 
 
 class SoftPrompt(NamedTuple):
-    embeddings: jax.Array        # [n_p, d_model]
+    embeddings: jax.Array  # [n_p, d_model]
 
     @property
     def n_virtual(self) -> int:
@@ -48,7 +49,7 @@ class SoftPrompt(NamedTuple):
 
 
 class Prefix(NamedTuple):
-    states: jax.Array            # [n_layers, n_p, d_model]
+    states: jax.Array  # [n_layers, n_p, d_model]
 
     @property
     def n_virtual(self) -> int:
@@ -56,8 +57,8 @@ class Prefix(NamedTuple):
 
 
 class KVPrefix(NamedTuple):
-    keys: jax.Array              # [n_layers, n_kv_heads, n_p, d_head]
-    values: jax.Array            # [n_layers, n_kv_heads, n_p, d_head]
+    keys: jax.Array  # [n_layers, n_kv_heads, n_p, d_head]
+    values: jax.Array  # [n_layers, n_kv_heads, n_p, d_head]
 
     @property
     def n_virtual(self) -> int:
@@ -95,8 +96,10 @@ def check_tokens(name: str, tokens, arch: Architecture) -> None:
     if not isinstance(tokens, jax.core.Tracer) and shape[0]:
         arr = np.asarray(tokens)
         if arr.min() < 0 or arr.max() >= arch.d_vocab:
-            raise ToolkitError(f"{name}: token ids must lie in [0, {arch.d_vocab}) (the vocabulary of "
-                               f"{arch.name!r}), got ids from {arr.min()} to {arr.max()}")
+            raise ToolkitError(
+                f"{name}: token ids must lie in [0, {arch.d_vocab}) (the vocabulary of "
+                f"{arch.name!r}), got ids from {arr.min()} to {arr.max()}"
+            )
 
 
 def validate_context(context: Context, arch: Architecture) -> None:
@@ -104,20 +107,30 @@ def validate_context(context: Context, arch: Architecture) -> None:
     if context is None:
         return
     if not isinstance(context, CONTEXT_TYPES):
-        raise ToolkitError("context: expected None, HardPrompt, SoftPrompt, Prefix or KVPrefix, "
-                           f"got {type(context).__name__}")
+        raise ToolkitError(
+            "context: expected None, HardPrompt, SoftPrompt, Prefix or KVPrefix, "
+            f"got {type(context).__name__}"
+        )
     if isinstance(context, HardPrompt):
         check_tokens("hard prompt tokens", context.tokens, arch)
     elif isinstance(context, SoftPrompt):
         n_p = tuple(getattr(context.embeddings, "shape", (0,)))[0]
-        _check_float("soft prompt embeddings [n_p, d_model]", context.embeddings, (n_p, arch.d_model))
+        _check_float(
+            "soft prompt embeddings [n_p, d_model]", context.embeddings, (n_p, arch.d_model)
+        )
     elif isinstance(context, Prefix):
         shape = tuple(getattr(context.states, "shape", ()))
         n_p = shape[1] if len(shape) == 3 else 0
-        _check_float("prefix states [n_layers, n_p, d_model]", context.states, (arch.n_layers, n_p, arch.d_model))
+        _check_float(
+            "prefix states [n_layers, n_p, d_model]",
+            context.states,
+            (arch.n_layers, n_p, arch.d_model),
+        )
     else:
         shape = tuple(getattr(context.keys, "shape", ()))
         n_p = shape[2] if len(shape) == 4 else 0
         expected = (arch.n_layers, arch.kv_heads, n_p, arch.d_head)
         _check_float("KV-prefix keys [n_layers, n_kv_heads, n_p, d_head]", context.keys, expected)
-        _check_float("KV-prefix values [n_layers, n_kv_heads, n_p, d_head]", context.values, expected)
+        _check_float(
+            "KV-prefix values [n_layers, n_kv_heads, n_p, d_head]", context.values, expected
+        )

@@ -7,6 +7,7 @@
   prefix, projected on a plane: each ``t^pt_i`` lies on the segment from ``t_i``
   towards the prefix value ``W_V s``.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,14 +15,17 @@ import numpy as np
 
 def _plt():
     import matplotlib
+
     if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
         try:
             import IPython  # noqa: F401
+
             if IPython.get_ipython() is None:
                 matplotlib.use("Agg")
         except ImportError:
             matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     return plt
 
 
@@ -41,10 +45,17 @@ def attention_maps(pattern_pt, pattern, n_p: int, title: str = "", tokens=None):
     pattern_pt, pattern = np.asarray(pattern_pt), np.asarray(pattern)
     rescaled = rescaled_content_attention(pattern_pt, n_p)
     residual = float(np.abs(rescaled - pattern).max())
-    fig, axes = plt.subplots(1, 3, figsize=(12, 4), gridspec_kw={"width_ratios": [pattern.shape[1],
-                             pattern_pt.shape[1], pattern.shape[1]]})
-    panels = [(pattern, "no prefix: A"), (pattern_pt, f"with prefix: A^pt (first {n_p} keys = prefix)"),
-              (rescaled, f"prefix share removed, rescaled\nmax |. - A| = {residual:.1e}")]
+    fig, axes = plt.subplots(
+        1,
+        3,
+        figsize=(12, 4),
+        gridspec_kw={"width_ratios": [pattern.shape[1], pattern_pt.shape[1], pattern.shape[1]]},
+    )
+    panels = [
+        (pattern, "no prefix: A"),
+        (pattern_pt, f"with prefix: A^pt (first {n_p} keys = prefix)"),
+        (rescaled, f"prefix share removed, rescaled\nmax |. - A| = {residual:.1e}"),
+    ]
     for ax, (data, name) in zip(axes, panels):
         image = ax.imshow(data, vmin=0, vmax=max(pattern.max(), pattern_pt.max()), cmap="viridis")
         ax.set_title(name, fontsize=9)
@@ -64,7 +75,7 @@ def bias_geometry(t, t_pt, prefix_value, title: str = ""):
     points = np.concatenate([t, t_pt, v[None]])
     centre = points.mean(0)
     _, _, vt = np.linalg.svd(points - centre, full_matrices=False)
-    project = lambda x: (x - centre) @ vt[:2].T      # noqa: E731
+    project = lambda x: (x - centre) @ vt[:2].T  # noqa: E731
     P, Ppt, Pv = project(t), project(t_pt), project(v[None])[0]
     fig, ax = plt.subplots(figsize=(5, 5))
     for a, b in zip(P, Ppt):

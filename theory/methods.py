@@ -7,6 +7,7 @@ add no context.  The theorems of THEORY.md §3 compare the adapted run with the
 base run, so weight-based methods are the negative controls: a rank-1 update of
 ``W_Q`` or ``W_K`` changes ``H`` and hence relative attention.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from theory.errors import unknown_name
 class Method:
     name: str
     changes_weights: bool
-    draw: Callable     # (arch, params, key, n_p) -> (adapted_params, context)
+    draw: Callable  # (arch, params, key, n_p) -> (adapted_params, context)
     description: str
 
 
@@ -55,14 +56,17 @@ def _soft_prompt(arch, params, key, n_p):
 
 
 def _prefix(arch, params, key, n_p):
-    return params, Prefix(jax.random.normal(key, (arch.n_layers, n_p, arch.d_model), _dtype(params)))
+    return params, Prefix(
+        jax.random.normal(key, (arch.n_layers, n_p, arch.d_model), _dtype(params))
+    )
 
 
 def _kv_prefix(arch, params, key, n_p):
     kk, kv = jax.random.split(key)
     shape = (arch.n_layers, arch.kv_heads, n_p, arch.d_head)
-    return params, KVPrefix(jax.random.normal(kk, shape, _dtype(params)),
-                            jax.random.normal(kv, shape, _dtype(params)))
+    return params, KVPrefix(
+        jax.random.normal(kk, shape, _dtype(params)), jax.random.normal(kv, shape, _dtype(params))
+    )
 
 
 def rank1_update(params, matrix: str, key, scale: float = 1.0):
@@ -73,7 +77,7 @@ def rank1_update(params, matrix: str, key, scale: float = 1.0):
     """
     blocks = []
     for l, bp in enumerate(params["blocks"]):
-        W = bp["attn"][matrix]                          # [heads, d_model, d_head]
+        W = bp["attn"][matrix]  # [heads, d_model, d_head]
         heads, d, k = W.shape
         ku, kv = jax.random.split(jax.random.fold_in(key, l))
         u = jax.random.normal(ku, (d,), W.dtype) * scale / jnp.sqrt(d)
@@ -85,12 +89,28 @@ def rank1_update(params, matrix: str, key, scale: float = 1.0):
 
 register_method(Method("hard_prompt", False, _hard_prompt, "n_p prompt tokens (rows of W_E)"))
 register_method(Method("soft_prompt", False, _soft_prompt, "n_p free layer-0 embeddings"))
-register_method(Method("prefix", False, _prefix, "free hidden state per layer per virtual position"))
-register_method(Method("kv_prefix", False, _kv_prefix, "free key and value per layer per virtual position"))
-register_method(Method("finetune_rank1_WQ", True, lambda a, p, k, n: (rank1_update(p, "W_Q", k), None),
-                       "NEGATIVE CONTROL: rank-1 update of W_Q in every layer (fine-tuning / LoRA)"))
-register_method(Method("lora_rank1_WK", True, lambda a, p, k, n: (rank1_update(p, "W_K", k), None),
-                       "NEGATIVE CONTROL: rank-1 LoRA update of W_K in every layer"))
+register_method(
+    Method("prefix", False, _prefix, "free hidden state per layer per virtual position")
+)
+register_method(
+    Method("kv_prefix", False, _kv_prefix, "free key and value per layer per virtual position")
+)
+register_method(
+    Method(
+        "finetune_rank1_WQ",
+        True,
+        lambda a, p, k, n: (rank1_update(p, "W_Q", k), None),
+        "NEGATIVE CONTROL: rank-1 update of W_Q in every layer (fine-tuning / LoRA)",
+    )
+)
+register_method(
+    Method(
+        "lora_rank1_WK",
+        True,
+        lambda a, p, k, n: (rank1_update(p, "W_K", k), None),
+        "NEGATIVE CONTROL: rank-1 LoRA update of W_K in every layer",
+    )
+)
 
 
 def default_expectation(method: Method) -> str:

@@ -30,6 +30,7 @@ dimension; ``N = n_p + n``)::
     blocks.{l}.hook_resid_mid, hook_mlp_out, hook_resid_post [N, d_model]
     ln_final.hook_normalized [n, d_model]        (content positions only)
 """
+
 from __future__ import annotations
 
 from functools import partial
@@ -40,14 +41,23 @@ import jax.numpy as jnp
 from theory.architecture import Architecture
 from theory.attention import ATTENTION_KINDS
 from theory.blocks import BLOCK_KINDS
-from theory.context import (Context, HardPrompt, KVPrefix, Prefix, SoftPrompt, check_tokens,
-                            n_virtual, validate_context)
+from theory.context import (
+    Context,
+    HardPrompt,
+    KVPrefix,
+    Prefix,
+    SoftPrompt,
+    check_tokens,
+    n_virtual,
+    validate_context,
+)
 from theory.errors import ToolkitError
 from theory.params import validate_params
 from theory.positional import POSITIONAL_SCHEMES
 
 
 # --------------------------------------------------------------------------- pieces
+
 
 def apply_norm(p: dict, x, arch: Architecture):
     """LayerNorm or RMSNorm over the last axis with weight ``w`` (and bias ``b``)."""
@@ -126,8 +136,14 @@ def attention_layer(p: dict, arch: Architecture, h, positions, mask, virtual, kv
     scores, pattern = ATTENTION_KINDS[arch.attention].weights(q, k_rep, arch, bias, mask, virtual)
     z = jnp.einsum("hqk,khd->qhd", pattern, v_rep)
     attn_out = jnp.einsum("qhd,hdm->qm", z, p["W_O"]) + p["b_O"]
-    record = {"attn.hook_q": q, "attn.hook_k": k, "attn.hook_v": v, "attn.hook_attn_scores": scores,
-              "attn.hook_pattern": pattern, "attn.hook_z": z}
+    record = {
+        "attn.hook_q": q,
+        "attn.hook_k": k,
+        "attn.hook_v": v,
+        "attn.hook_attn_scores": scores,
+        "attn.hook_pattern": pattern,
+        "attn.hook_z": z,
+    }
     return attn_out, record
 
 
@@ -139,10 +155,14 @@ def block_forward(bp: dict, arch: Architecture, resid_pre, positions, mask, virt
     no-prefix layer of the deeper-layer theorems.
     """
     block_kind = BLOCK_KINDS[arch.block]
-    if block_kind.forward is not None:      # a registered block kind (theory/blocks.py)
+    if block_kind.forward is not None:  # a registered block kind (theory/blocks.py)
+
         def attend(h):
-            attn_out, attn_record = attention_layer(bp["attn"], arch, h, positions, mask, virtual, kv)
+            attn_out, attn_record = attention_layer(
+                bp["attn"], arch, h, positions, mask, virtual, kv
+            )
             return attn_out, dict(attn_record, hook_attn_out=attn_out)
+
         resid_post, record = block_kind.forward(bp, arch, resid_pre, attend)
         record.update({"hook_resid_pre": resid_pre, "hook_resid_post": resid_post})
         return resid_post, record
@@ -165,8 +185,15 @@ def block_forward(bp: dict, arch: Architecture, resid_pre, positions, mask, virt
         else:
             mlp_out = jnp.zeros_like(resid_pre)
             resid_post = resid_mid
-    record.update({"hook_resid_pre": resid_pre, "hook_attn_out": attn_out, "hook_resid_mid": resid_mid,
-                   "hook_mlp_out": mlp_out, "hook_resid_post": resid_post})
+    record.update(
+        {
+            "hook_resid_pre": resid_pre,
+            "hook_attn_out": attn_out,
+            "hook_resid_mid": resid_mid,
+            "hook_mlp_out": mlp_out,
+            "hook_resid_post": resid_post,
+        }
+    )
     return resid_post, record
 
 
@@ -195,6 +222,7 @@ def unembed(params: dict, arch: Architecture, resid):
 
 
 # --------------------------------------------------------------------------- forward
+
 
 @partial(jax.jit, static_argnames=("arch", "position_offset"))
 def _forward(params, arch, tokens, context, position_offset, key_mask, token_types):
@@ -226,8 +254,17 @@ def _forward(params, arch, tokens, context, position_offset, key_mask, token_typ
     return logits, cache
 
 
-def forward(params, arch: Architecture, tokens, context: Context = None, *, position_offset=None,
-            attention_mask=None, token_types=None, validate: bool = True):
+def forward(
+    params,
+    arch: Architecture,
+    tokens,
+    context: Context = None,
+    *,
+    position_offset=None,
+    attention_mask=None,
+    token_types=None,
+    validate: bool = True,
+):
     """Run the transformer on one sequence.
 
     Args:
@@ -256,15 +293,24 @@ def forward(params, arch: Architecture, tokens, context: Context = None, *, posi
             raise ToolkitError("tokens: expected at least one content token, got 0")
         last = max(offset + n, n_p)
         if last > arch.n_ctx:
-            raise ToolkitError(f"context too long for {arch.name!r}: {n_p} virtual + {n} content tokens at "
-                               f"offset {offset} need {last} positions, the architecture allows n_ctx={arch.n_ctx}")
+            raise ToolkitError(
+                f"context too long for {arch.name!r}: {n_p} virtual + {n} content tokens at "
+                f"offset {offset} need {last} positions, the architecture allows n_ctx={arch.n_ctx}"
+            )
         if attention_mask is not None and tuple(getattr(attention_mask, "shape", ())) != (n_p + n,):
-            raise ToolkitError(f"attention_mask: expected a key mask of shape ({n_p + n},) = n_p + n "
-                               f"(virtual keys first), got shape {tuple(getattr(attention_mask, 'shape', ()))}")
+            raise ToolkitError(
+                f"attention_mask: expected a key mask of shape ({n_p + n},) = n_p + n "
+                f"(virtual keys first), got shape {tuple(getattr(attention_mask, 'shape', ()))}"
+            )
         if token_types is not None and tuple(getattr(token_types, "shape", ())) != (n,):
-            raise ToolkitError(f"token_types: expected shape ({n},), got {tuple(getattr(token_types, 'shape', ()))}")
-    key_mask = (jnp.ones(n_p + tokens.shape[0], bool) if attention_mask is None
-                else jnp.asarray(attention_mask).astype(bool))
+            raise ToolkitError(
+                f"token_types: expected shape ({n},), got {tuple(getattr(token_types, 'shape', ()))}"
+            )
+    key_mask = (
+        jnp.ones(n_p + tokens.shape[0], bool)
+        if attention_mask is None
+        else jnp.asarray(attention_mask).astype(bool)
+    )
     return _forward(params, arch, tokens, context, offset, key_mask, token_types)
 
 

@@ -19,6 +19,7 @@ Weights follow TransformerLens's layout (documented in docs/conventions.md)::
 The query of head h is ``q = x @ W_Q[h] + b_Q[h]``, so the paper's ``W_Q`` (k x d) is
 ``W_Q[h].T`` here, and ``H = W_Q[h] @ W_K[h].T / sqrt(d_head)``.
 """
+
 from __future__ import annotations
 
 import jax
@@ -49,8 +50,16 @@ def param_shapes(arch: Architecture) -> dict:
         shapes["ln_embed"] = _norm_shapes(arch, d)
     blocks = []
     for _ in range(arch.n_layers):
-        attn = {"W_Q": (H, d, k), "b_Q": (H, k), "W_K": (G, d, k), "b_K": (G, k),
-                "W_V": (G, d, k), "b_V": (G, k), "W_O": (H, k, d), "b_O": (d,)}
+        attn = {
+            "W_Q": (H, d, k),
+            "b_Q": (H, k),
+            "W_K": (G, d, k),
+            "b_K": (G, k),
+            "W_V": (G, d, k),
+            "b_V": (G, k),
+            "W_O": (H, k, d),
+            "b_O": (d,),
+        }
         if arch.qk_norm:
             attn["q_norm"] = {"w": (k,)}
             attn["k_norm"] = {"w": (k,)}
@@ -91,7 +100,7 @@ def _leaf_scale(name: str, shape, arch: Architecture) -> tuple[float, float]:
         return 0.0, 1.0 / np.sqrt(max(arch.d_mlp, 1))
     if name == "w":
         return 1.0, 0.1
-    return 0.0, 0.1   # biases
+    return 0.0, 0.1  # biases
 
 
 def _is_shape(x) -> bool:
@@ -127,7 +136,7 @@ def init_params(arch: Architecture, key, dtype=jnp.float64) -> dict:
         name = str(getattr(path[-1], "key", path[-1]))
         mean, std = _leaf_scale(name, shape, arch)
         # mean/std are numpy float64 scalars: cast back so ``dtype`` is honoured (float32 training)
-        leaves.append((mean + std * noise[start:start + size].reshape(shape)).astype(dtype))
+        leaves.append((mean + std * noise[start : start + size].reshape(shape)).astype(dtype))
         start += size
     return jax.tree_util.tree_unflatten(treedef, leaves)
 
@@ -142,19 +151,29 @@ def _path_name(path) -> str:
 def validate_params(params, arch: Architecture) -> None:
     """Raise ToolkitError naming the first missing, extra, misshapen, non-float or non-finite leaf."""
     expected = param_shapes(arch)
-    exp_leaves = dict((_path_name(p), s) for p, s in
-                      jax.tree_util.tree_flatten_with_path(expected, is_leaf=_is_shape)[0])
+    exp_leaves = dict(
+        (_path_name(p), s)
+        for p, s in jax.tree_util.tree_flatten_with_path(expected, is_leaf=_is_shape)[0]
+    )
     try:
-        got_leaves = dict((_path_name(p), x) for p, x in jax.tree_util.tree_flatten_with_path(params)[0])
+        got_leaves = dict(
+            (_path_name(p), x) for p, x in jax.tree_util.tree_flatten_with_path(params)[0]
+        )
     except Exception as exc:  # pragma: no cover - exotic containers
-        raise ToolkitError(f"parameters must be a pytree of arrays, got {type(params).__name__}: {exc}")
+        raise ToolkitError(
+            f"parameters must be a pytree of arrays, got {type(params).__name__}: {exc}"
+        )
     missing = sorted(set(exp_leaves) - set(got_leaves))
     if missing:
-        raise ToolkitError(f"parameters for architecture {arch.name!r} are missing {missing[:5]}"
-                           f"{' ...' if len(missing) > 5 else ''}")
+        raise ToolkitError(
+            f"parameters for architecture {arch.name!r} are missing {missing[:5]}"
+            f"{' ...' if len(missing) > 5 else ''}"
+        )
     extra = sorted(set(got_leaves) - set(exp_leaves))
     if extra:
-        raise ToolkitError(f"parameters for architecture {arch.name!r} have unexpected entries {extra[:5]}")
+        raise ToolkitError(
+            f"parameters for architecture {arch.name!r} have unexpected entries {extra[:5]}"
+        )
     for name, shape in exp_leaves.items():
         leaf = got_leaves[name]
         got_shape = tuple(getattr(leaf, "shape", ()))
@@ -162,6 +181,10 @@ def validate_params(params, arch: Architecture) -> None:
             raise ToolkitError(f"parameter {name}: expected shape {tuple(shape)}, got {got_shape}")
         dtype = getattr(leaf, "dtype", None)
         if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
-            raise ToolkitError(f"parameter {name}: expected a floating-point array, got dtype {dtype}")
-        if not isinstance(leaf, jax.core.Tracer) and not bool(np.all(np.isfinite(np.asarray(leaf)))):
+            raise ToolkitError(
+                f"parameter {name}: expected a floating-point array, got dtype {dtype}"
+            )
+        if not isinstance(leaf, jax.core.Tracer) and not bool(
+            np.all(np.isfinite(np.asarray(leaf)))
+        ):
             raise ToolkitError(f"parameter {name}: expected finite values, got NaN or inf")

@@ -9,6 +9,7 @@ prefix theorems survive a prefix that shifts the content (THEORY.md §1).
 
 Positions are integer arrays ``[N]``; the model passes virtual positions first.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,10 +23,10 @@ class PositionalScheme:
     name: str
     relative: bool
     description: str
-    learned_shapes: Optional[Callable] = None   # arch -> {param name: shape} in params["embed"]
-    embed: Optional[Callable] = None            # (embed_params, arch, positions [N]) -> [N, d_model]
-    rotate: Optional[Callable] = None           # (x [N, heads, d_head], positions [N]) -> same
-    logit_bias: Optional[Callable] = None       # (arch, q_pos [Nq], k_pos [Nk]) -> [n_heads, Nq, Nk]
+    learned_shapes: Optional[Callable] = None  # arch -> {param name: shape} in params["embed"]
+    embed: Optional[Callable] = None  # (embed_params, arch, positions [N]) -> [N, d_model]
+    rotate: Optional[Callable] = None  # (x [N, heads, d_head], positions [N]) -> same
+    logit_bias: Optional[Callable] = None  # (arch, q_pos [Nq], k_pos [Nk]) -> [n_heads, Nq, Nk]
 
 
 POSITIONAL_SCHEMES: dict[str, PositionalScheme] = {}
@@ -46,7 +47,9 @@ def sinusoidal_table(positions, d_model):
     half = (d_model + 1) // 2
     freqs = 1.0 / (10000.0 ** (jnp.arange(half) * 2.0 / d_model))
     angles = positions[:, None].astype(freqs.dtype) * freqs[None, :]
-    table = jnp.stack([jnp.sin(angles), jnp.cos(angles)], axis=-1).reshape(positions.shape[0], 2 * half)
+    table = jnp.stack([jnp.sin(angles), jnp.cos(angles)], axis=-1).reshape(
+        positions.shape[0], 2 * half
+    )
     return table[:, :d_model]
 
 
@@ -58,7 +61,7 @@ def rope_rotate(x, positions, base: float = 10000.0):
     """Rotate pairs ``(x[2m], x[2m+1])`` by angle ``pos * base^(-2m/d_head)``; x is ``[N, heads, d_head]``."""
     d_head = x.shape[-1]
     freqs = base ** (-jnp.arange(0, d_head, 2) / d_head)
-    angles = positions[:, None].astype(x.dtype) * freqs[None, :].astype(x.dtype)   # [N, d_head/2]
+    angles = positions[:, None].astype(x.dtype) * freqs[None, :].astype(x.dtype)  # [N, d_head/2]
     cos, sin = jnp.cos(angles)[:, None, :], jnp.sin(angles)[:, None, :]
     x_even, x_odd = x[..., 0::2], x[..., 1::2]
     rotated = jnp.stack([x_even * cos - x_odd * sin, x_even * sin + x_odd * cos], axis=-1)
@@ -75,18 +78,43 @@ def _alibi_bias(arch, q_pos, k_pos):
     return -alibi_slopes(arch.n_heads)[:, None, None] * distance[None, :, :]
 
 
-register_positional(PositionalScheme(
-    "learned", relative=False,
-    description="learned absolute position embeddings W_pos [n_ctx, d_model] added to the token embedding",
-    learned_shapes=lambda arch: {"W_pos": (arch.n_ctx, arch.d_model)}, embed=_learned_embed))
-register_positional(PositionalScheme(
-    "sinusoidal", relative=False,
-    description="fixed sinusoidal absolute codes added to the token embedding", embed=_sinusoidal_embed))
-register_positional(PositionalScheme(
-    "rope", relative=True,
-    description="rotary embeddings: queries and keys rotated by their position", rotate=rope_rotate))
-register_positional(PositionalScheme(
-    "alibi", relative=True,
-    description="ALiBi: logit bias -m_h |i - j| per head", logit_bias=_alibi_bias))
-register_positional(PositionalScheme(
-    "none", relative=True, description="no positional information (a causal mask still orders tokens)"))
+register_positional(
+    PositionalScheme(
+        "learned",
+        relative=False,
+        description="learned absolute position embeddings W_pos [n_ctx, d_model] added to the token embedding",
+        learned_shapes=lambda arch: {"W_pos": (arch.n_ctx, arch.d_model)},
+        embed=_learned_embed,
+    )
+)
+register_positional(
+    PositionalScheme(
+        "sinusoidal",
+        relative=False,
+        description="fixed sinusoidal absolute codes added to the token embedding",
+        embed=_sinusoidal_embed,
+    )
+)
+register_positional(
+    PositionalScheme(
+        "rope",
+        relative=True,
+        description="rotary embeddings: queries and keys rotated by their position",
+        rotate=rope_rotate,
+    )
+)
+register_positional(
+    PositionalScheme(
+        "alibi",
+        relative=True,
+        description="ALiBi: logit bias -m_h |i - j| per head",
+        logit_bias=_alibi_bias,
+    )
+)
+register_positional(
+    PositionalScheme(
+        "none",
+        relative=True,
+        description="no positional information (a causal mask still orders tokens)",
+    )
+)

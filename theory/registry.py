@@ -7,6 +7,7 @@ residual`` (a scalar, >= 0) that ``verify`` jits and vmaps over random trials
 (:mod:`theory.trials`); the theorem is reported to hold on a trial when the
 residual is at most ``tolerance`` (default :data:`theory.tolerances.TOL_F64`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -24,12 +25,14 @@ class Theorem:
     statement: str
     section: str
     assumptions: tuple
-    derivation: Callable          # () -> theory.symbolic.Derivation
-    check: Callable               # (arch, trial) -> scalar residual (jittable)
-    methods: tuple = ()           # method names the check runs with (default: all registered)
+    derivation: Callable  # () -> theory.symbolic.Derivation
+    check: Callable  # (arch, trial) -> scalar residual (jittable)
+    methods: tuple = ()  # method names the check runs with (default: all registered)
     tolerance: float = TOL_F64
-    expect: Optional[Callable] = field(default=None)   # (arch, method) -> (expected, reason)
-    default_run: Optional[Callable] = None     # arch -> bool: run by a `verify` that names neither a theorem nor
+    expect: Optional[Callable] = field(default=None)  # (arch, method) -> (expected, reason)
+    default_run: Optional[Callable] = (
+        None  # arch -> bool: run by a `verify` that names neither a theorem nor
+    )
     #                                            an architecture (None: every one); keeps the default run fast
 
     def in_default_run(self, arch: Architecture) -> bool:

@@ -9,6 +9,7 @@ evaluated at a numeric instance, so a passing derivation holds for every value
 of its symbols (e.g. every number of content and prefix positions, when sums
 are represented by positive symbols such as ``Z_i`` and ``P_i``).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ RELATIONS = ("=", "<=", ">=", "<", ">")
 class StepResult(NamedTuple):
     step: "Step"
     ok: bool
-    residual: sp.Expr     # simplified lhs - rhs after substituting definitions
+    residual: sp.Expr  # simplified lhs - rhs after substituting definitions
 
 
 @dataclass(frozen=True)
@@ -63,9 +64,9 @@ class Derivation:
     """A derivation: definitions, then checked steps; the last step is the conclusion."""
 
     title: str
-    definitions: tuple = ()        # ((symbol, expression, description), ...)
-    steps: tuple = ()              # (Step, ...)
-    notes: tuple = field(default=())   # free-text remarks printed after the steps
+    definitions: tuple = ()  # ((symbol, expression, description), ...)
+    steps: tuple = ()  # (Step, ...)
+    notes: tuple = field(default=())  # free-text remarks printed after the steps
 
     @property
     def definition_map(self) -> dict:
@@ -83,17 +84,26 @@ class Derivation:
         """Human-readable derivation with each step's check ("text", "latex" or "markdown")."""
         show = sp.latex if style in ("latex", "markdown") else sp.sstr
         wrap = (lambda s: f"${s}$") if style == "markdown" else (lambda s: s)
-        rel = {"=": "=", "<=": r"\le" if style != "text" else "<=", ">=": r"\ge" if style != "text" else ">=",
-               "<": "<", ">": ">"}
+        rel = {
+            "=": "=",
+            "<=": r"\le" if style != "text" else "<=",
+            ">=": r"\ge" if style != "text" else ">=",
+            "<": "<",
+            ">": ">",
+        }
         lines = [f"{'### ' if style == 'markdown' else ''}{self.title}", ""]
         if self.definitions:
             lines.append("Definitions:")
             for symbol, expr, description in self.definitions:
                 assign = r":=" if style != "text" else ":="
-                lines.append(f"{'- ' if style == 'markdown' else '  '}{wrap(f'{show(symbol)} {assign} {show(expr)}')}"
-                             f"  ({description})")
+                lines.append(
+                    f"{'- ' if style == 'markdown' else '  '}{wrap(f'{show(symbol)} {assign} {show(expr)}')}"
+                    f"  ({description})"
+                )
             lines.append("")
-        lines.append("Steps (each checked by sympy: lhs - rhs simplifies to 0, or its sign is proved):")
+        lines.append(
+            "Steps (each checked by sympy: lhs - rhs simplifies to 0, or its sign is proved):"
+        )
         for i, result in enumerate(self.check(), 1):
             s = result.step
             mark = "checked" if result.ok else f"FAILED (residual {sp.sstr(result.residual)})"

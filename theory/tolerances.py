@@ -10,5 +10,6 @@ gives residuals of order 1e-3..1e-1, eight orders above it.
 TOL_F32 = 1e-4 for float32 runs (unit roundoff 6e-8, amplified by the same
 accumulation): only used where a check explicitly runs in float32 (real weights).
 """
+
 TOL_F64 = 1e-10
 TOL_F32 = 1e-4

@@ -4,6 +4,7 @@ Everything is drawn from one PRNG key, so ``jax.vmap(draw_trial)`` over keys giv
 a batch of independent random models at once.  Shapes come from a static
 :class:`TrialShape`, so one compilation serves every trial of that shape.
 """
+
 from __future__ import annotations
 
 from typing import Any, NamedTuple
@@ -27,15 +28,16 @@ class TrialShape(NamedTuple):
 
 
 class Trial(NamedTuple):
-    params: Any            # base parameters
-    adapted: Any           # parameters of the adapted model (== params for context methods)
-    tokens: jax.Array      # [n]
-    context: Any           # None or a context with n_p virtual positions
-    key_mask: jax.Array    # [n_virtual + n] bool, virtual keys first
+    params: Any  # base parameters
+    adapted: Any  # parameters of the adapted model (== params for context methods)
+    tokens: jax.Array  # [n]
+    context: Any  # None or a context with n_p virtual positions
+    key_mask: jax.Array  # [n_virtual + n] bool, virtual keys first
 
 
-def draw_trial(arch: Architecture, method: Method, key, shape: TrialShape = TrialShape(),
-               dtype=jnp.float64) -> Trial:
+def draw_trial(
+    arch: Architecture, method: Method, key, shape: TrialShape = TrialShape(), dtype=jnp.float64
+) -> Trial:
     """One random trial (pure; vmap over ``key`` for many)."""
     k_params, k_tokens, k_method, k_mask = jax.random.split(key, 4)
     params = init_params(arch, k_params, dtype)

@@ -12,6 +12,7 @@ A row's verdict is "holds" when every trial's residual is finite and at most the
 theorem's tolerance, else "fails" with the worst trial as the witness (replay it
 with :func:`replay`).
 """
+
 from __future__ import annotations
 
 import math
@@ -41,13 +42,13 @@ class Result:
     theorem: str
     architecture: str
     method: str
-    expected: str          # "holds" | "fails"
-    verdict: str           # "holds" | "fails" | "error" (the check raised; reason says why)
+    expected: str  # "holds" | "fails"
+    verdict: str  # "holds" | "fails" | "error" (the check raised; reason says why)
     max_residual: float
     trials: int
     tolerance: float
     seed: int
-    witness_trial: int     # trial with the largest residual
+    witness_trial: int  # trial with the largest residual
     reason: str
 
     @property
@@ -56,7 +57,9 @@ class Result:
 
     def to_json(self) -> dict:
         out = asdict(self)
-        out["max_residual"] = self.max_residual if math.isfinite(self.max_residual) else str(self.max_residual)
+        out["max_residual"] = (
+            self.max_residual if math.isfinite(self.max_residual) else str(self.max_residual)
+        )
         out["as_expected"] = self.as_expected
         return out
 
@@ -74,7 +77,7 @@ def residual_function(arch: Architecture, method_name: str, theorem_ids: tuple, 
 
     def one(key):
         trial = draw_trial(arch, method, key, shape)
-        with shared_runs():     # the theorems share the trial's adapted and base runs
+        with shared_runs():  # the theorems share the trial's adapted and base runs
             return {thm.id: thm.check(arch, trial) for thm in theorems}
 
     return jax.vmap(one)
@@ -93,6 +96,7 @@ def _select(names, registry, kind):
     for name in names:
         if name not in registry:
             from theory.errors import unknown_name
+
             raise unknown_name(kind, name, registry)
     return list(dict.fromkeys(names))
 
@@ -108,21 +112,35 @@ def plan(theorems=None, architectures=None, methods=None):
         for m in defaults:
             if m not in METHODS:
                 from theory.errors import unknown_name
+
                 raise unknown_name(f"method in default_methods of architecture {a!r}:", m, METHODS)
         for m in method_names:
             if not methods and defaults and m not in defaults:
-                continue    # default run: the architecture's representative methods (docs/atlas.md)
-            ids = tuple(t for t in theorem_ids if m in THEOREMS[t].method_names()
-                        and (theorems or architectures or THEOREMS[t].in_default_run(ARCHITECTURES[a])))
+                continue  # default run: the architecture's representative methods (docs/atlas.md)
+            ids = tuple(
+                t
+                for t in theorem_ids
+                if m in THEOREMS[t].method_names()
+                and (theorems or architectures or THEOREMS[t].in_default_run(ARCHITECTURES[a]))
+            )
             if ids:
                 groups.append((a, m, ids))
     if not groups:
-        raise ToolkitError(f"nothing to run: no theorem among {theorem_ids} applies to methods {method_names}")
+        raise ToolkitError(
+            f"nothing to run: no theorem among {theorem_ids} applies to methods {method_names}"
+        )
     return groups
 
 
-def run_verify(theorems=None, architectures=None, methods=None, seed: int = 0, trials: int = 16,
-               shape: TrialShape = TrialShape(), workers: int | None = None) -> list[Result]:
+def run_verify(
+    theorems=None,
+    architectures=None,
+    methods=None,
+    seed: int = 0,
+    trials: int = 16,
+    shape: TrialShape = TrialShape(),
+    workers: int | None = None,
+) -> list[Result]:
     """Check the selected theorems x architectures x methods on ``trials`` random trials each."""
     if not isinstance(trials, int) or trials < 1:
         raise ToolkitError(f"trials must be a positive int, got {trials!r}")
@@ -156,7 +174,9 @@ def run_verify(theorems=None, architectures=None, methods=None, seed: int = 0, t
         for unit in units:
             try:
                 pending.append(pool.submit(compile_lowered, lower(unit)))
-            except Exception as exc:    # a (user-registered) variant that cannot run: an error row, not a crash
+            except (
+                Exception
+            ) as exc:  # a (user-registered) variant that cannot run: an error row, not a crash
                 pending.append(exc)
         outcomes = []
         for unit, item in zip(units, pending):
@@ -164,7 +184,7 @@ def run_verify(theorems=None, architectures=None, methods=None, seed: int = 0, t
                 if isinstance(item, Exception):
                     raise item
                 outcomes.extend(jax.device_get(item.result()(keys)))
-            except Exception:           # find out which group(s) of the architecture raised
+            except Exception:  # find out which group(s) of the architecture raised
                 outcomes.extend(evaluate_alone(group) for group in unit)
     groups = [group for unit in units for group in unit]
 
@@ -176,8 +196,21 @@ def run_verify(theorems=None, architectures=None, methods=None, seed: int = 0, t
             message = f"the check raised {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             for tid in ids:
                 expected, _ = THEOREMS[tid].expectation(arch, method)
-                results.append(Result(tid, a, m, expected, "error", math.nan, trials, THEOREMS[tid].tolerance,
-                                      seed, -1, message))
+                results.append(
+                    Result(
+                        tid,
+                        a,
+                        m,
+                        expected,
+                        "error",
+                        math.nan,
+                        trials,
+                        THEOREMS[tid].tolerance,
+                        seed,
+                        -1,
+                        message,
+                    )
+                )
             continue
         for tid in ids:
             thm = THEOREMS[tid]
@@ -187,12 +220,32 @@ def run_verify(theorems=None, architectures=None, methods=None, seed: int = 0, t
             max_res = float(r[worst])
             verdict = "holds" if finite.all() and max_res <= thm.tolerance else "fails"
             expected, reason = thm.expectation(arch, method)
-            results.append(Result(tid, a, m, expected, verdict, max_res, trials, thm.tolerance, seed, worst, reason))
+            results.append(
+                Result(
+                    tid,
+                    a,
+                    m,
+                    expected,
+                    verdict,
+                    max_res,
+                    trials,
+                    thm.tolerance,
+                    seed,
+                    worst,
+                    reason,
+                )
+            )
     return results
 
 
-def replay(theorem: str, architecture: str, method: str, seed: int, trial: int,
-           shape: TrialShape = TrialShape()) -> float:
+def replay(
+    theorem: str,
+    architecture: str,
+    method: str,
+    seed: int,
+    trial: int,
+    shape: TrialShape = TrialShape(),
+) -> float:
     """Recompute one trial's residual (the witness of a reported violation)."""
     thm, arch, m = get_theorem(theorem), get_architecture(architecture), get_method(method)
     key = jax.random.fold_in(jax.random.PRNGKey(seed), trial)
@@ -201,19 +254,44 @@ def replay(theorem: str, architecture: str, method: str, seed: int, trial: int,
 
 def format_table(results: list[Result]) -> str:
     """Plain-text table: theorem x architecture x method, expected, verdict, max residual, trials."""
-    header = ("theorem", "architecture", "method", "expected", "verdict", "max residual", "trials", "")
+    header = (
+        "theorem",
+        "architecture",
+        "method",
+        "expected",
+        "verdict",
+        "max residual",
+        "trials",
+        "",
+    )
     rows = [header]
     for r in results:
-        flag = "ok" if r.as_expected else f"UNEXPECTED (witness: seed {r.seed}, trial {r.witness_trial})"
+        flag = (
+            "ok"
+            if r.as_expected
+            else f"UNEXPECTED (witness: seed {r.seed}, trial {r.witness_trial})"
+        )
         if r.verdict == "error":
             flag = f"ERROR ({r.reason})"
-        rows.append((r.theorem, r.architecture, r.method, r.expected, r.verdict, f"{r.max_residual:.2e}",
-                     str(r.trials), flag))
+        rows.append(
+            (
+                r.theorem,
+                r.architecture,
+                r.method,
+                r.expected,
+                r.verdict,
+                f"{r.max_residual:.2e}",
+                str(r.trials),
+                flag,
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths).rstrip())
     n_ok = sum(r.as_expected for r in results)
     lines.append("")
-    lines.append(f"{n_ok}/{len(results)} verdicts as expected (tolerance: residual <= {results[0].tolerance:.0e} "
-                 "in float64 means 'holds')")
+    lines.append(
+        f"{n_ok}/{len(results)} verdicts as expected (tolerance: residual <= {results[0].tolerance:.0e} "
+        "in float64 means 'holds')"
+    )
     return "\n".join(lines)

@@ -17,6 +17,7 @@ backend; a user's own setting of the same flag wins.  If something already used
 JAX before ``theory`` was imported, the backend exists and the flag cannot take
 effect: :func:`apply` warns instead of failing.  GPU and TPU backends ignore it.
 """
+
 from __future__ import annotations
 
 import os
@@ -32,8 +33,12 @@ def apply() -> None:
     if not missing:
         return
     from jax._src import xla_bridge
+
     if xla_bridge.backends_are_initialized():
-        warnings.warn(f"JAX was used before 'theory' was imported, so XLA flags {missing} could not be set; "
-                      "some checks may hang on CPU. Import theory first or set XLA_FLAGS yourself.", stacklevel=3)
+        warnings.warn(
+            f"JAX was used before 'theory' was imported, so XLA flags {missing} could not be set; "
+            "some checks may hang on CPU. Import theory first or set XLA_FLAGS yourself.",
+            stacklevel=3,
+        )
         return
     os.environ["XLA_FLAGS"] = " ".join([current, *missing]).strip()

@@ -10,6 +10,7 @@ Numeric check (over several inputs): the measured bias ``b_i = t^pt_i - (1 - m_i
 head is a non-negative combination of the prefix values (least squares), and the singular values
 of the stacked biases beyond ``n_p`` (per head) and ``H n_p`` (after ``W_O``) vanish.
 """
+
 import jax
 import jax.numpy as jnp
 import sympy as sp
@@ -20,13 +21,13 @@ from theory.registry import Theorem, register_theorem
 from theory.symbolic import Derivation, Step
 from theory.theorems.common import core_architecture, declared_or, relative_singular_tail
 
-N_INPUTS = 4          # content sequences per trial whose biases are stacked
+N_INPUTS = 4  # content sequences per trial whose biases are stacked
 
 # symbols: two prefix positions written out, the general n_p by the positive sums Z_i, P_i
-e1, e2 = sp.symbols("e_{i1} e_{i2}", positive=True)     # exp(l_ip) of two prefix positions
-Z = sp.Symbol("Z_i", positive=True)                      # content normaliser
-P = sp.Symbol("P_i", positive=True)                      # prefix normaliser sum_p e_ip
-u1, u2 = sp.symbols("u_1 u_2")                           # one coordinate of W_V s_1, W_V s_2
+e1, e2 = sp.symbols("e_{i1} e_{i2}", positive=True)  # exp(l_ip) of two prefix positions
+Z = sp.Symbol("Z_i", positive=True)  # content normaliser
+P = sp.Symbol("P_i", positive=True)  # prefix normaliser sum_p e_ip
+u1, u2 = sp.symbols("u_1 u_2")  # one coordinate of W_V s_1, W_V s_2
 a1, a2 = sp.Symbol("A^{pt}_{i1}"), sp.Symbol("A^{pt}_{i2}")
 b_i, m_i = sp.Symbol("b_i"), sp.Symbol("m_i")
 c1 = sp.Symbol("c_i")
@@ -40,24 +41,38 @@ def derivation() -> Derivation:
             (a2, e2 / (Z + P), "weight of prefix position 2"),
             (b_i, a1 * u1 + a2 * u2, "the bias sum_p A^pt_ip u_p (two positions written out)"),
             (m_i, P / (Z + P), "prefix mass"),
-            (c1, b_i / m_i, "the bias divided by the prefix mass, the point the query is pulled to"),
+            (
+                c1,
+                b_i / m_i,
+                "the bias divided by the prefix mass, the point the query is pulled to",
+            ),
         ),
         steps=(
             Step(a1, 0, "every coefficient of the bias is positive (cone, not just span)", ">"),
             Step(a2, 0, "same for position 2", ">"),
             Step(m_i, 1, "the prefix mass is a proper share", "<"),
-            Step(c1, (e1 * u1 + e2 * u2) / P, "b_i / m_i = sum_p (e_ip / P_i) u_p: "
-                 "weights e_ip / P_i, independent of the content normaliser Z_i"),
-            Step(b_i, a1 * u1 + a2 * u2, "b_i is linear in u_1, u_2 with the weights above: it lies in "
-                 "span{u_p}, so over all queries and inputs the biases of a head span <= n_p dimensions"),
+            Step(
+                c1,
+                (e1 * u1 + e2 * u2) / P,
+                "b_i / m_i = sum_p (e_ip / P_i) u_p: "
+                "weights e_ip / P_i, independent of the content normaliser Z_i",
+            ),
+            Step(
+                b_i,
+                a1 * u1 + a2 * u2,
+                "b_i is linear in u_1, u_2 with the weights above: it lies in "
+                "span{u_p}, so over all queries and inputs the biases of a head span <= n_p dimensions",
+            ),
         ),
-        notes=("Two prefix positions are written out; for n_p positions every step is the same with "
-               "P_i = sum_p e_ip (a positive symbol). After W_O the head biases b_i^h W_O^h of H heads lie "
-               "in the sum of H subspaces of dimension <= n_p: at most H n_p dimensions. The bound holds "
-               "when the u_p are the same for every input: prefix and KV-prefix always; hard and soft prompts "
-               "at layer 0 and, in causal models, at every layer (the virtual positions come first and "
-               "never see the content). In a bidirectional encoder a prompt's deeper states depend on the "
-               "content, so the span over many inputs can exceed n_p (per input it cannot).",),
+        notes=(
+            "Two prefix positions are written out; for n_p positions every step is the same with "
+            "P_i = sum_p e_ip (a positive symbol). After W_O the head biases b_i^h W_O^h of H heads lie "
+            "in the sum of H subspaces of dimension <= n_p: at most H n_p dimensions. The bound holds "
+            "when the u_p are the same for every input: prefix and KV-prefix always; hard and soft prompts "
+            "at layer 0 and, in causal models, at every layer (the virtual positions come first and "
+            "never see the content). In a bidirectional encoder a prompt's deeper states depend on the "
+            "content, so the span over many inputs can exceed n_p (per input it cannot).",
+        ),
     )
 
 
@@ -68,9 +83,9 @@ def _biases(arch, trial):
     out = []
     for layer, block in zip(layer_pairs(arch, trial)[0], trial.adapted["blocks"]):
         adapted, base = layer.adapted, layer.base
-        mass = adapted["attn.hook_pattern"][:, n_p:, :n_p].sum(-1)              # [H, n]
+        mass = adapted["attn.hook_pattern"][:, n_p:, :n_p].sum(-1)  # [H, n]
         bias = adapted["attn.hook_z"][n_p:] - (1 - mass).T[..., None] * base["attn.hook_z"]
-        values = jnp.repeat(adapted["attn.hook_v"][:n_p], group, axis=1)       # [n_p, H, d_head]
+        values = jnp.repeat(adapted["attn.hook_v"][:n_p], group, axis=1)  # [n_p, H, d_head]
         out.append((bias, values))
     return out
 
@@ -79,10 +94,12 @@ def _cone_residual(bias, values):
     """max over heads of |b - c U| and of max(0, -c) with c the least-squares coefficients."""
     if values.shape[0] == 0:
         return jnp.max(jnp.abs(bias))
-    def one_head(b, U):                                  # b [n, d_head], U [n_p, d_head]
-        c = jnp.linalg.lstsq(U.T, b.T)[0].T              # [n, n_p]
+
+    def one_head(b, U):  # b [n, d_head], U [n_p, d_head]
+        c = jnp.linalg.lstsq(U.T, b.T)[0].T  # [n, n_p]
         scale = jnp.maximum(jnp.max(jnp.abs(b)), 1.0)
         return jnp.maximum(jnp.max(jnp.abs(b - c @ U)) / scale, jnp.max(jnp.maximum(-c, 0.0)))
+
     return jnp.max(jax.vmap(one_head, in_axes=(1, 1))(bias, values))
 
 
@@ -95,14 +112,16 @@ def residuals(arch, trial):
         tokens = (trial.tokens + shift) % arch.d_vocab
         return _biases(arch, trial._replace(tokens=tokens))
 
-    stacked = jax.vmap(per_input)(shifts)                # per layer: bias [K, n, H, dh], values [K, n_p, H, dh]
+    stacked = jax.vmap(per_input)(shifts)  # per layer: bias [K, n, H, dh], values [K, n_p, H, dh]
     out = []
     for (bias, values), block in zip(stacked, trial.adapted["blocks"]):
         cone = jnp.max(jax.vmap(_cone_residual)(bias, values))
-        per_head = bias.reshape(-1, arch.n_heads, arch.d_head)                  # [K n, H, dh]
+        per_head = bias.reshape(-1, arch.n_heads, arch.d_head)  # [K n, H, dh]
         head_tail = jnp.max(jax.vmap(lambda b: relative_singular_tail(b, n_p), in_axes=1)(per_head))
         after_WO = jnp.einsum("mhd,hdo->mo", per_head, block["attn"]["W_O"])
-        out.append(jnp.stack([cone, head_tail, relative_singular_tail(after_WO, arch.n_heads * n_p)]))
+        out.append(
+            jnp.stack([cone, head_tail, relative_singular_tail(after_WO, arch.n_heads * n_p)])
+        )
     return jnp.stack(out)
 
 
@@ -113,26 +132,37 @@ def check(arch, trial):
 def expect(arch, method):
     def default(arch, method):
         if method.changes_weights:
-            return "fails", f"{method.name} changes the weights: no prefix, the change spans more than 0 dims"
+            return (
+                "fails",
+                f"{method.name} changes the weights: no prefix, the change spans more than 0 dims",
+            )
         if method.name in ("hard_prompt", "soft_prompt") and not arch.causal and arch.n_layers > 1:
-            return "fails", ("bidirectional: a prompt's deeper virtual states depend on the content, so over "
-                             "many inputs the biases span more than n_p dimensions (per input they do not)")
+            return "fails", (
+                "bidirectional: a prompt's deeper virtual states depend on the content, so over "
+                "many inputs the biases span more than n_p dimensions (per input they do not)"
+            )
         return "holds", "THEORY.md §3"
+
     return declared_or("bias_span", arch, method, default)
 
 
-THEOREM = register_theorem(Theorem(
-    id="bias_span",
-    statement="With n_p prefix positions the bias lies in the cone of {W_V s_p}: <= n_p dims per head, "
-              "<= H n_p after W_O (measured over many inputs).",
-    section="§3",
-    assumptions=("softmax attention", "content at the same positions with and without the prefix",
-                 "prefix values linearly independent (n_p <= d_head) for the cone coefficients to be unique",
-                 "the virtual states do not depend on the content (see expectation for bidirectional prompts)",
-                 "the bound is informative only when n_p < d_head and H n_p < d_model"),
-    derivation=derivation,
-    check=check,
-    default_run=core_architecture,
-    methods=("soft_prompt", "prefix", "finetune_rank1_WQ"),
-    expect=expect,
-))
+THEOREM = register_theorem(
+    Theorem(
+        id="bias_span",
+        statement="With n_p prefix positions the bias lies in the cone of {W_V s_p}: <= n_p dims per head, "
+        "<= H n_p after W_O (measured over many inputs).",
+        section="§3",
+        assumptions=(
+            "softmax attention",
+            "content at the same positions with and without the prefix",
+            "prefix values linearly independent (n_p <= d_head) for the cone coefficients to be unique",
+            "the virtual states do not depend on the content (see expectation for bidirectional prompts)",
+            "the bound is informative only when n_p < d_head and H n_p < d_model",
+        ),
+        derivation=derivation,
+        check=check,
+        default_run=core_architecture,
+        methods=("soft_prompt", "prefix", "finetune_rank1_WQ"),
+        expect=expect,
+    )
+)

@@ -14,6 +14,7 @@ selects no more maps than a hard token": ``max(0, distinct_soft - V)``, so "fail
 :func:`construction_counts` enumerates the constructions on small ``V, N`` (used by the tests and by
 ``derive capacity --substitute``); it needs the ``constructions`` package and is skipped without it.
 """
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -25,9 +26,9 @@ from theory.registry import Theorem, register_theorem
 from theory.symbolic import Derivation, Step
 from theory.theorems.common import core_architecture, declared_or
 
-N_SOFT = 64           # soft prompts per trial
-SOFT_SCALE = 3.0      # their scale (combinations of the trial's soft-prompt vectors)
-COEFFICIENTS = np.random.default_rng(20240).normal(size=(N_SOFT, 3))    # seeded, fixed
+N_SOFT = 64  # soft prompts per trial
+SOFT_SCALE = 3.0  # their scale (combinations of the trial's soft-prompt vectors)
+COEFFICIENTS = np.random.default_rng(20240).normal(size=(N_SOFT, 3))  # seeded, fixed
 
 a, b, c = sp.symbols("a b c", integer=True, nonnegative=True)
 V, N, n = sp.symbols("V N n", integer=True, positive=True)
@@ -37,28 +38,60 @@ hard1, virt_u, virt_c, hard_n = sp.symbols("B_hard B_virtual^uncond B_virtual^co
 def derivation() -> Derivation:
     return Derivation(
         title="Counting: one hard token <= V behaviours; one virtual token V^N completions and V^V maps; "
-              "a hard prompt needs n >= V tokens",
+        "a hard prompt needs n >= V tokens",
         definitions=(
             (V, 2 + a, "vocabulary size V >= 2"),
             (N, 2 + b, "completion length N >= 2"),
             (n, V - 1 - c, "a hard prompt length n <= V - 1 (c >= 0)"),
-            (hard1, V, "behaviours of one hard token: at most the V tokens themselves (pigeonhole)"),
-            (virt_u, V ** N, "completions one virtual token reaches (Theorem 1 construction: all sequences)"),
-            (virt_c, V ** V, "maps [V] -> [V] one virtual token reaches (Theorem 2 construction: all maps)"),
-            (hard_n, V ** n, "behaviours of a hard prompt of n tokens: at most V^n"),
+            (
+                hard1,
+                V,
+                "behaviours of one hard token: at most the V tokens themselves (pigeonhole)",
+            ),
+            (
+                virt_u,
+                V**N,
+                "completions one virtual token reaches (Theorem 1 construction: all sequences)",
+            ),
+            (
+                virt_c,
+                V**V,
+                "maps [V] -> [V] one virtual token reaches (Theorem 2 construction: all maps)",
+            ),
+            (hard_n, V**n, "behaviours of a hard prompt of n tokens: at most V^n"),
         ),
         steps=(
-            Step(sp.log(virt_u) - sp.log(hard1), (N - 1) * sp.log(V), "log-ratio of the unconditional counts"),
-            Step(sp.log(virt_u), sp.log(hard1), "V^N > V: one virtual token reaches more completions than any "
-                 "single hard token can", ">"),
-            Step(sp.log(virt_c) - sp.log(hard_n), (c + 1) * sp.log(V), "log-ratio of the conditional counts"),
-            Step(sp.log(virt_c), sp.log(hard_n), "V^V > V^n for every n <= V - 1: a hard prompt shorter than V "
-                 "tokens cannot reach every map, so it needs n >= V", ">"),
+            Step(
+                sp.log(virt_u) - sp.log(hard1),
+                (N - 1) * sp.log(V),
+                "log-ratio of the unconditional counts",
+            ),
+            Step(
+                sp.log(virt_u),
+                sp.log(hard1),
+                "V^N > V: one virtual token reaches more completions than any "
+                "single hard token can",
+                ">",
+            ),
+            Step(
+                sp.log(virt_c) - sp.log(hard_n),
+                (c + 1) * sp.log(V),
+                "log-ratio of the conditional counts",
+            ),
+            Step(
+                sp.log(virt_c),
+                sp.log(hard_n),
+                "V^V > V^n for every n <= V - 1: a hard prompt shorter than V "
+                "tokens cannot reach every map, so it needs n >= V",
+                ">",
+            ),
         ),
-        notes=("Counts are compared through logarithms (log is increasing), which lets sympy prove the strict "
-               "inequalities for every V >= 2, N >= 2 and n <= V - 1. The constructions (constructions package) "
-               "attain V^N and V^V; their certificates are checked there, and construction_counts enumerates "
-               "them for small V, N.",),
+        notes=(
+            "Counts are compared through logarithms (log is increasing), which lets sympy prove the strict "
+            "inequalities for every V >= 2, N >= 2 and n <= V - 1. The constructions (constructions package) "
+            "attain V^N and V^V; their certificates are checked there, and construction_counts enumerates "
+            "them for small V, N.",
+        ),
     )
 
 
@@ -70,9 +103,12 @@ def distinct_rows(rows):
 
 def conditional_maps(arch, params, contexts):
     """Greedy next token for every user token ``x`` after each one-position context: ``[m, V]``."""
+
     def one(ctx):
-        return jax.vmap(lambda x: jnp.argmax(forward(params, arch, x[None], ctx, validate=False)[0][0]))(
-            jnp.arange(arch.d_vocab))
+        return jax.vmap(
+            lambda x: jnp.argmax(forward(params, arch, x[None], ctx, validate=False)[0][0])
+        )(jnp.arange(arch.d_vocab))
+
     return jax.vmap(one)(contexts)
 
 
@@ -81,14 +117,18 @@ def counts(arch, trial, soft_from_rows: bool = False):
 
     ``soft_from_rows=True`` makes the "soft" prompts rows of W_E (the negative control)."""
     if soft_from_rows:
-        soft = SoftPrompt(trial.params["embed"]["W_E"][jnp.arange(N_SOFT) % arch.d_vocab][:, None, :])
+        soft = SoftPrompt(
+            trial.params["embed"]["W_E"][jnp.arange(N_SOFT) % arch.d_vocab][:, None, :]
+        )
     else:
         basis = trial.context.embeddings[:3]
-        coeff = jnp.asarray(COEFFICIENTS[:, :basis.shape[0]], basis.dtype)
+        coeff = jnp.asarray(COEFFICIENTS[:, : basis.shape[0]], basis.dtype)
         soft = SoftPrompt((SOFT_SCALE * coeff @ basis)[:, None, :])
     hard = HardPrompt(jnp.arange(arch.d_vocab)[:, None])
-    return (distinct_rows(conditional_maps(arch, trial.params, hard)),
-            distinct_rows(conditional_maps(arch, trial.params, soft)))
+    return (
+        distinct_rows(conditional_maps(arch, trial.params, hard)),
+        distinct_rows(conditional_maps(arch, trial.params, soft)),
+    )
 
 
 def check(arch, trial):
@@ -97,8 +137,15 @@ def check(arch, trial):
 
 
 def expect(arch, method):
-    return declared_or("capacity", arch, method, lambda arch, method: (
-        "fails", "witness: one-position soft prompts select more than V maps, more than any hard token can"))
+    return declared_or(
+        "capacity",
+        arch,
+        method,
+        lambda arch, method: (
+            "fails",
+            "witness: one-position soft prompts select more than V maps, more than any hard token can",
+        ),
+    )
 
 
 def construction_counts(V_: int = 3, N_: int = 3):
@@ -108,9 +155,12 @@ def construction_counts(V_: int = 3, N_: int = 3):
     except ImportError:
         return None
     import itertools
+
     unc = C.unconditional_model(V_, N_)
     sequences = np.array(list(itertools.product(range(V_), repeat=N_)))
-    gen = C.greedy_generate_batch(unc, C.virtual_tokens(unc, sequences), np.full((len(sequences), 1), unc.bos))
+    gen = C.greedy_generate_batch(
+        unc, C.virtual_tokens(unc, sequences), np.full((len(sequences), 1), unc.bos)
+    )
     out = np.asarray(gen.tokens)
     cond = C.conditional_model(V_)
     tables = np.array(list(itertools.product(range(V_), repeat=V_)))
@@ -120,44 +170,71 @@ def construction_counts(V_: int = 3, N_: int = 3):
     gen_c = C.greedy_generate_batch(cond, ctx_rep, np.tile(inputs, len(tables))[:, None])
     maps = np.asarray(gen_c.tokens).reshape(len(tables), V_)
     return {
-        "V": V_, "N": N_,
-        "unconditional_distinct": len({row.tobytes() for row in out}), "V^N": V_ ** N_,
+        "V": V_,
+        "N": N_,
+        "unconditional_distinct": len({row.tobytes() for row in out}),
+        "V^N": V_**N_,
         "unconditional_exact": bool(np.array_equal(out, sequences)),
         "hard_token_completions": C.hard_token_ceiling(unc).hard_distinct,
-        "conditional_distinct": len({row.tobytes() for row in maps}), "V^V": V_ ** V_,
+        "conditional_distinct": len({row.tobytes() for row in maps}),
+        "V^V": V_**V_,
         "conditional_exact": bool(np.array_equal(maps, tables)),
         "hard_token_maps": C.hard_token_ceiling(cond).hard_distinct,
     }
 
 
-THEOREM = register_theorem(Theorem(
-    id="capacity",
-    statement="Witness (refuted claim: 'one virtual token selects no more than one hard token'): hard token <= V "
-              "behaviours, virtual token V^N / V^V; hard prompts need n >= V.",
-    section="§2",
-    assumptions=("greedy decoding; behaviours = next-token maps x -> argmax (conditional) in the numeric witness",
-                 "random weights: the soft prompts are seeded combinations of the trial's soft-prompt vectors",
-                 "V^N and V^V are attained by the constructions package (enumerated by construction_counts)"),
-    derivation=derivation,
-    check=check,
-    default_run=core_architecture,
-    methods=("soft_prompt",),
-    expect=expect,
-))
+THEOREM = register_theorem(
+    Theorem(
+        id="capacity",
+        statement="Witness (refuted claim: 'one virtual token selects no more than one hard token'): hard token <= V "
+        "behaviours, virtual token V^N / V^V; hard prompts need n >= V.",
+        section="§2",
+        assumptions=(
+            "greedy decoding; behaviours = next-token maps x -> argmax (conditional) in the numeric witness",
+            "random weights: the soft prompts are seeded combinations of the trial's soft-prompt vectors",
+            "V^N and V^V are attained by the constructions package (enumerated by construction_counts)",
+        ),
+        derivation=derivation,
+        check=check,
+        default_run=core_architecture,
+        methods=("soft_prompt",),
+        expect=expect,
+    )
+)
 
 
 def instance(arch, trial, V_: int = 3, N_: int = 3):
     """Symbolic counts at V = 3, N = 3 next to the enumerated constructions (and the random-model witness)."""
     hard, soft = counts(arch, trial)
-    rows = [(f"maps of one hard token on {arch.name!r} (<= V = {arch.d_vocab})", float(arch.d_vocab), float(hard)),
-            (f"distinct maps of {N_SOFT} soft prompts on {arch.name!r} (witness: > V)", float(arch.d_vocab),
-             float(soft))]
+    rows = [
+        (
+            f"maps of one hard token on {arch.name!r} (<= V = {arch.d_vocab})",
+            float(arch.d_vocab),
+            float(hard),
+        ),
+        (
+            f"distinct maps of {N_SOFT} soft prompts on {arch.name!r} (witness: > V)",
+            float(arch.d_vocab),
+            float(soft),
+        ),
+    ]
     found = construction_counts(V_, N_)
     if found is not None:
-        rows += [(f"completions of one virtual token, construction V={V_}, N={N_} (V^N)", float(V_ ** N_),
-                  float(found["unconditional_distinct"])),
-                 (f"maps of one virtual token, construction V={V_} (V^V)", float(V_ ** V_),
-                  float(found["conditional_distinct"])),
-                 ("completions of one hard token on that construction (<= V)", float(V_),
-                  float(found["hard_token_completions"]))]
+        rows += [
+            (
+                f"completions of one virtual token, construction V={V_}, N={N_} (V^N)",
+                float(V_**N_),
+                float(found["unconditional_distinct"]),
+            ),
+            (
+                f"maps of one virtual token, construction V={V_} (V^V)",
+                float(V_**V_),
+                float(found["conditional_distinct"]),
+            ),
+            (
+                "completions of one hard token on that construction (<= V)",
+                float(V_),
+                float(found["hard_token_completions"]),
+            ),
+        ]
     return rows

@@ -4,6 +4,7 @@ Names follow the paper: ``n_p`` virtual (prefix) positions come first in the
 sequence, ``n`` content positions follow; ``m_i`` is the prefix mass a content
 query gives to the virtual positions.
 """
+
 from __future__ import annotations
 
 import jax
@@ -41,16 +42,30 @@ def logits_of(params, arch: Architecture, trial: Trial, context, key_mask=None):
     positions ``n_p..`` of the trial's context, the paper's convention)."""
     n_p = n_virtual(trial.context)
     mask = trial.key_mask if key_mask is None else key_mask
-    logits, _ = forward(params, arch, trial.tokens, context, position_offset=n_p, attention_mask=mask,
-                        validate=False)
+    logits, _ = forward(
+        params,
+        arch,
+        trial.tokens,
+        context,
+        position_offset=n_p,
+        attention_mask=mask,
+        validate=False,
+    )
     return logits
 
 
 def base_run(arch: Architecture, trial: Trial):
     """The unadapted model without any context, content at the same positions: (logits, cache)."""
     n_p = n_virtual(trial.context)
-    return forward(trial.params, arch, trial.tokens, None, position_offset=n_p,
-                   attention_mask=trial.key_mask[n_p:], validate=False)
+    return forward(
+        trial.params,
+        arch,
+        trial.tokens,
+        None,
+        position_offset=n_p,
+        attention_mask=trial.key_mask[n_p:],
+        validate=False,
+    )
 
 
 def max_abs(x):

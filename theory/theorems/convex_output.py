@@ -1,21 +1,22 @@
 """THEORY.md §3 (b): a prefix only biases a head's output towards the span of its values.
 
-    t^pt_i = sum_p A^pt_ip W_V s_p + (1 - sum_p A^pt_ip) t_i
+t^pt_i = sum_p A^pt_ip W_V s_p + (1 - sum_p A^pt_ip) t_i
 """
+
 import sympy as sp
 
 from theory.compare import compare
 from theory.registry import Theorem, register_theorem
 from theory.symbolic import Derivation, Step
 
-Z = sp.Symbol("Z_i", positive=True)    # sum_r exp(l_ir)
-P = sp.Symbol("P_i", positive=True)    # sum_p exp(l_ip)
-S = sp.Symbol("S_i")                   # sum_r exp(l_ir) v_r   (one coordinate of the value space)
-Q = sp.Symbol("Q_i")                   # sum_p exp(l_ip) u_p, u_p = W_V s_p
+Z = sp.Symbol("Z_i", positive=True)  # sum_r exp(l_ir)
+P = sp.Symbol("P_i", positive=True)  # sum_p exp(l_ip)
+S = sp.Symbol("S_i")  # sum_r exp(l_ir) v_r   (one coordinate of the value space)
+Q = sp.Symbol("Q_i")  # sum_p exp(l_ip) u_p, u_p = W_V s_p
 t_i = sp.Symbol("t_i")
 tpt_i = sp.Symbol("t^{pt}_i")
-B_i = sp.Symbol("b_i")                 # the bias term sum_p A^pt_ip u_p
-M_i = sp.Symbol("m_i")                 # prefix mass sum_p A^pt_ip
+B_i = sp.Symbol("b_i")  # the bias term sum_p A^pt_ip u_p
+M_i = sp.Symbol("m_i")  # prefix mass sum_p A^pt_ip
 r, p, n, n_p = sp.symbols("r p n n_p", integer=True, positive=True)
 l, v, u = sp.IndexedBase("l"), sp.IndexedBase("v"), sp.IndexedBase("u")
 
@@ -26,7 +27,11 @@ def derivation() -> Derivation:
         definitions=(
             (Z, sp.Sum(sp.exp(l[r]), (r, 1, n)), "content normaliser"),
             (P, sp.Sum(sp.exp(l[n + p]), (p, 1, n_p)), "prefix normaliser"),
-            (S, sp.Sum(sp.exp(l[r]) * v[r], (r, 1, n)), "content numerator (any coordinate of W_V x)"),
+            (
+                S,
+                sp.Sum(sp.exp(l[r]) * v[r], (r, 1, n)),
+                "content numerator (any coordinate of W_V x)",
+            ),
             (Q, sp.Sum(sp.exp(l[n + p]) * u[p], (p, 1, n_p)), "prefix numerator, u_p = W_V s_p"),
             (t_i, S / Z, "head output without prefix"),
             (tpt_i, (Q + S) / (Z + P), "head output with prefix"),
@@ -37,12 +42,18 @@ def derivation() -> Derivation:
             Step(tpt_i, Q / (Z + P) + S / (Z + P), "split the numerator"),
             Step(S / (Z + P), (Z / (Z + P)) * (S / Z), "multiply and divide by Z_i > 0"),
             Step(Z / (Z + P), 1 - M_i, "content share is one minus the prefix mass"),
-            Step(tpt_i, B_i + (1 - M_i) * t_i, "conclusion: convex combination (weights m_i and 1 - m_i)"),
+            Step(
+                tpt_i,
+                B_i + (1 - M_i) * t_i,
+                "conclusion: convex combination (weights m_i and 1 - m_i)",
+            ),
             Step(tpt_i - t_i, B_i - M_i * t_i, "displacement: t^pt - t = m_i (b_i / m_i - t_i)"),
         ),
-        notes=("Each step is linear in the values, so checking one coordinate proves it for every coordinate. "
-               "b_i / m_i is a convex combination of the u_p, so the bias lies in their cone; with one "
-               "prefix position b_i / m_i = W_V s.",),
+        notes=(
+            "Each step is linear in the values, so checking one coordinate proves it for every coordinate. "
+            "b_i / m_i is a convex combination of the u_p, so the bias lies in their cone; with one "
+            "prefix position b_i / m_i = W_V s.",
+        ),
     )
 
 
@@ -50,12 +61,17 @@ def check(arch, trial):
     return compare(arch, trial).output_residual.max()
 
 
-THEOREM = register_theorem(Theorem(
-    id="convex_output",
-    statement="A prefix moves a head's output along t^pt = sum_p A^pt_ip v_p + (1 - sum_p A^pt_ip) t.",
-    section="§3",
-    assumptions=("softmax-normalised attention", "content at the same positions with and without the prefix",
-                 "deeper layers: given the layer's inputs"),
-    derivation=derivation,
-    check=check,
-))
+THEOREM = register_theorem(
+    Theorem(
+        id="convex_output",
+        statement="A prefix moves a head's output along t^pt = sum_p A^pt_ip v_p + (1 - sum_p A^pt_ip) t.",
+        section="§3",
+        assumptions=(
+            "softmax-normalised attention",
+            "content at the same positions with and without the prefix",
+            "deeper layers: given the layer's inputs",
+        ),
+        derivation=derivation,
+        check=check,
+    )
+)

@@ -7,6 +7,7 @@ This witness keeps the catalogue from claiming more than the paper: residual =
 ``max_{l >= 1} |A^pt_ij - (1 - m_i) A^base_ij|`` (refuted claim: "unchanged in every layer"), expected
 "fails" in every model with more than one layer, "holds" (nothing to compare) with one layer.
 """
+
 import jax.numpy as jnp
 import sympy as sp
 
@@ -24,18 +25,34 @@ def derivation() -> Derivation:
     return Derivation(
         title="A deeper layer's relative attention changes when its inputs change (1-d instance)",
         definitions=(
-            (ratio, sp.exp(T * q * k1) / sp.exp(T * q * k2), "A_i1 / A_i2 without prefix (relative attention)"),
-            (ratio_pt, sp.exp(T * (q + dq) * k1) / sp.exp(T * (q + dq) * k2),
-             "the same ratio after earlier biases moved the query by delta_q"),
+            (
+                ratio,
+                sp.exp(T * q * k1) / sp.exp(T * q * k2),
+                "A_i1 / A_i2 without prefix (relative attention)",
+            ),
+            (
+                ratio_pt,
+                sp.exp(T * (q + dq) * k1) / sp.exp(T * (q + dq) * k2),
+                "the same ratio after earlier biases moved the query by delta_q",
+            ),
         ),
         steps=(
-            Step(sp.log(ratio_pt) - sp.log(ratio), T * dq * (k1 - k2), "log-ratio change = T delta_q (k_1 - k_2)"),
-            Step(ratio_pt, ratio * sp.exp(T * dq * (k1 - k2)),
-                 "the ratio is multiplied by exp(T delta_q (k_1 - k_2)), which is != 1 whenever "
-                 "T delta_q (k_1 - k_2) != 0: relative attention changes"),
+            Step(
+                sp.log(ratio_pt) - sp.log(ratio),
+                T * dq * (k1 - k2),
+                "log-ratio change = T delta_q (k_1 - k_2)",
+            ),
+            Step(
+                ratio_pt,
+                ratio * sp.exp(T * dq * (k1 - k2)),
+                "the ratio is multiplied by exp(T delta_q (k_1 - k_2)), which is != 1 whenever "
+                "T delta_q (k_1 - k_2) != 0: relative attention changes",
+            ),
         ),
-        notes=("A one-dimensional instance suffices for an existence statement; the numeric check exhibits the "
-               "change in random multi-layer models (with a prefix in every layer).",),
+        notes=(
+            "A one-dimensional instance suffices for an existence statement; the numeric check exhibits the "
+            "change in random multi-layer models (with a prefix in every layer).",
+        ),
     )
 
 
@@ -43,14 +60,27 @@ def residual(arch, trial):
     n_p = n_virtual(trial.context)
     if arch.n_layers == 1:
         return jnp.zeros((), trial.params["embed"]["W_E"].dtype)
-    _, cache = forward(trial.adapted, arch, trial.tokens, trial.context, attention_mask=trial.key_mask,
-                       validate=False)
+    _, cache = forward(
+        trial.adapted,
+        arch,
+        trial.tokens,
+        trial.context,
+        attention_mask=trial.key_mask,
+        validate=False,
+    )
     _, base = base_run(arch, trial)
     gaps = []
     for l in range(1, arch.n_layers):
         pattern = cache[f"blocks.{l}.attn.hook_pattern"][:, n_p:, :]
         mass = pattern[:, :, :n_p].sum(-1)
-        gaps.append(jnp.max(jnp.abs(pattern[:, :, n_p:] - (1 - mass)[..., None] * base[f"blocks.{l}.attn.hook_pattern"])))
+        gaps.append(
+            jnp.max(
+                jnp.abs(
+                    pattern[:, :, n_p:]
+                    - (1 - mass)[..., None] * base[f"blocks.{l}.attn.hook_pattern"]
+                )
+            )
+        )
     return jnp.max(jnp.stack(gaps))
 
 
@@ -63,19 +93,24 @@ def expect(arch, method):
         if arch.n_layers == 1:
             return "holds", "one layer: no deeper layer whose inputs the prefix could move"
         return "fails", "witness: earlier-layer biases change a deeper layer's relative attention"
+
     return declared_or("deeper_attention_changes", arch, method, default)
 
 
-THEOREM = register_theorem(Theorem(
-    id="deeper_attention_changes",
-    statement="Witness (refuted claim: 'relative attention is unchanged in every layer, unconditionally'): "
-              "a deeper layer's attention changes through earlier biases.",
-    section="§3",
-    assumptions=("compared with the unadapted model without prefix, content at the same positions",
-                 "layers >= 1 only (layer 0 is covered by relative_attention)"),
-    derivation=derivation,
-    check=check,
-    default_run=core_architecture,
-    methods=("prefix",),
-    expect=expect,
-))
+THEOREM = register_theorem(
+    Theorem(
+        id="deeper_attention_changes",
+        statement="Witness (refuted claim: 'relative attention is unchanged in every layer, unconditionally'): "
+        "a deeper layer's attention changes through earlier biases.",
+        section="§3",
+        assumptions=(
+            "compared with the unadapted model without prefix, content at the same positions",
+            "layers >= 1 only (layer 0 is covered by relative_attention)",
+        ),
+        derivation=derivation,
+        check=check,
+        default_run=core_architecture,
+        methods=("prefix",),
+        expect=expect,
+    )
+)

@@ -13,6 +13,7 @@ layer's norm when pre-LN), the logit ``l_ij = T (x_i^T H x_j)`` changes, to firs
 the central difference ``(l(x + eps d) - l(x - eps d)) / (2 eps)`` equals the first-order term
 exactly; the numeric check compares the two (relative residual).
 """
+
 import jax
 import jax.numpy as jnp
 import sympy as sp
@@ -25,14 +26,19 @@ from theory.registry import Theorem, register_theorem
 from theory.symbolic import Derivation, Step
 from theory.theorems.common import core_architecture, base_run, declared_or
 
-EPS = 1e-2           # finite-difference step (the central difference of a quadratic is exact for any step)
+EPS = 1e-2  # finite-difference step (the central difference of a quadratic is exact for any step)
 
 # a 2-dimensional instance: H = [[h11, h12], [h21, h22]], x_i, x_j, d_i, d_j in R^2
 h11, h12, h21, h22, T, eps = sp.symbols("H_11 H_12 H_21 H_22 T epsilon")
 xi1, xi2, xj1, xj2, di1, di2, dj1, dj2 = sp.symbols("x_i1 x_i2 x_j1 x_j2 d_i1 d_i2 d_j1 d_j2")
 l_fun, first, fd = sp.symbols("l(epsilon) delta_l FD")
 Hm = sp.Matrix([[h11, h12], [h21, h22]])
-xi, xj, di, dj = sp.Matrix([xi1, xi2]), sp.Matrix([xj1, xj2]), sp.Matrix([di1, di2]), sp.Matrix([dj1, dj2])
+xi, xj, di, dj = (
+    sp.Matrix([xi1, xi2]),
+    sp.Matrix([xj1, xj2]),
+    sp.Matrix([di1, di2]),
+    sp.Matrix([dj1, dj2]),
+)
 
 
 def _logit(e):
@@ -43,22 +49,41 @@ def derivation() -> Derivation:
     return Derivation(
         title="First-order change of a deeper layer's logit from earlier-layer biases (exact central difference)",
         definitions=(
-            (l_fun, _logit(eps), "logit after the activations move by eps d (2-d instance of x_i^T H x_j)"),
-            (first, T * ((di.T * Hm * xj)[0, 0] + (xi.T * Hm * dj)[0, 0]), "T (d_i^T H x_j + x_i^T H d_j)"),
+            (
+                l_fun,
+                _logit(eps),
+                "logit after the activations move by eps d (2-d instance of x_i^T H x_j)",
+            ),
+            (
+                first,
+                T * ((di.T * Hm * xj)[0, 0] + (xi.T * Hm * dj)[0, 0]),
+                "T (d_i^T H x_j + x_i^T H d_j)",
+            ),
             (fd, (_logit(eps) - _logit(-eps)) / (2 * eps), "central difference of the logit"),
         ),
         steps=(
-            Step(sp.diff(_logit(eps), eps).subs(eps, 0), first, "the derivative at eps = 0 is the stated formula"),
-            Step(l_fun - _logit(0) - eps * first, eps ** 2 * T * (di.T * Hm * dj)[0, 0],
-                 "the remainder is exactly the second-order term eps^2 T d_i^T H d_j (bilinear logit)"),
-            Step(fd, first, "so the central difference equals the first-order change for every eps"),
+            Step(
+                sp.diff(_logit(eps), eps).subs(eps, 0),
+                first,
+                "the derivative at eps = 0 is the stated formula",
+            ),
+            Step(
+                l_fun - _logit(0) - eps * first,
+                eps**2 * T * (di.T * Hm * dj)[0, 0],
+                "the remainder is exactly the second-order term eps^2 T d_i^T H d_j (bilinear logit)",
+            ),
+            Step(
+                fd, first, "so the central difference equals the first-order change for every eps"
+            ),
         ),
-        notes=("The 2 x 2 instance is representative: every step is an identity of bilinear forms, whose "
-               "coefficients are checked entry by entry, and the same expansion holds in any dimension. Query "
-               "and key biases make the logit affine-bilinear (same conclusion); RoPE multiplies q and k by fixed "
-               "orthogonal matrices; ALiBi adds a constant. Invariance given inputs (the other half of the "
-               "deeper-layer statement) is relative_attention / convex_output, which compare every layer of the "
-               "prefixed run with a no-prefix layer on the same inputs.",),
+        notes=(
+            "The 2 x 2 instance is representative: every step is an identity of bilinear forms, whose "
+            "coefficients are checked entry by entry, and the same expansion holds in any dimension. Query "
+            "and key biases make the logit affine-bilinear (same conclusion); RoPE multiplies q and k by fixed "
+            "orthogonal matrices; ALiBi adds a constant. Invariance given inputs (the other half of the "
+            "deeper-layer statement) is relative_attention / convex_output, which compare every layer of the "
+            "prefixed run with a no-prefix layer on the same inputs.",
+        ),
     )
 
 
@@ -76,10 +101,15 @@ def residuals(arch, trial):
         x = norm(base_cache[f"blocks.{l}.hook_resid_pre"])
         # d: the change of this layer's input caused by earlier biases, plus the change this layer's own prefix
         # causes in its output (what the next layer receives), so that layer 0 is not vacuous
-        d = (norm(layer.adapted["hook_resid_pre"][n_p:]) - x
-             + layer.adapted["hook_attn_out"][n_p:] - layer.base["hook_attn_out"])
-        scores = lambda h: attention_layer(bp["attn"], arch, h, layer.positions, layer.content_mask,
-                                           jnp.zeros(h.shape[0], bool))[1]["attn.hook_attn_scores"]
+        d = (
+            norm(layer.adapted["hook_resid_pre"][n_p:])
+            - x
+            + layer.adapted["hook_attn_out"][n_p:]
+            - layer.base["hook_attn_out"]
+        )
+        scores = lambda h: attention_layer(
+            bp["attn"], arch, h, layer.positions, layer.content_mask, jnp.zeros(h.shape[0], bool)
+        )[1]["attn.hook_attn_scores"]
         fd = (scores(x + EPS * d) - scores(x - EPS * d)) / (2 * EPS)
         q = jnp.einsum("nd,hdk->nhk", x, bp["attn"]["W_Q"]) + bp["attn"]["b_Q"]
         k = jnp.einsum("nd,gdk->ngk", x, bp["attn"]["W_K"]) + bp["attn"]["b_K"]
@@ -91,7 +121,9 @@ def residuals(arch, trial):
         first = scale * (jnp.einsum("qhd,khd->hqk", dq, k) + jnp.einsum("qhd,khd->hqk", q, dk))
         visible = layer.content_mask[None]
         gap = jnp.where(visible, jnp.abs(fd - first), 0.0)
-        out.append(jnp.max(gap) / jnp.maximum(jnp.max(jnp.where(visible, jnp.abs(first), 0.0)), 1.0))
+        out.append(
+            jnp.max(gap) / jnp.maximum(jnp.max(jnp.where(visible, jnp.abs(first), 0.0)), 1.0)
+        )
     return jnp.stack(out)
 
 
@@ -102,22 +134,30 @@ def check(arch, trial):
 def expect(arch, method):
     def default(arch, method):
         if arch.qk_norm:
-            return "fails", "qk-norm makes the logit non-quadratic in the input: the formula is first order only"
+            return (
+                "fails",
+                "qk-norm makes the logit non-quadratic in the input: the formula is first order only",
+            )
         return "holds", "THEORY.md §3 (deeper layers)"
+
     return declared_or("deeper_first_order", arch, method, default)
 
 
-THEOREM = register_theorem(Theorem(
-    id="deeper_first_order",
-    statement="Earlier-layer biases d change a deeper logit by T (d_i^T H x_j + x_i^T H d_j) to first order "
-              "(checked against central differences).",
-    section="§3",
-    assumptions=("the logit is bilinear in the attention input (no qk-norm)",
-                 "d is the change of the attention input (after the layer's norm for pre-LN)",
-                 "content at the same positions with and without the prefix"),
-    derivation=derivation,
-    check=check,
-    default_run=core_architecture,
-    methods=("prefix",),
-    expect=expect,
-))
+THEOREM = register_theorem(
+    Theorem(
+        id="deeper_first_order",
+        statement="Earlier-layer biases d change a deeper logit by T (d_i^T H x_j + x_i^T H d_j) to first order "
+        "(checked against central differences).",
+        section="§3",
+        assumptions=(
+            "the logit is bilinear in the attention input (no qk-norm)",
+            "d is the change of the attention input (after the layer's norm for pre-LN)",
+            "content at the same positions with and without the prefix",
+        ),
+        derivation=derivation,
+        check=check,
+        default_run=core_architecture,
+        methods=("prefix",),
+        expect=expect,
+    )
+)

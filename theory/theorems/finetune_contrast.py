@@ -15,6 +15,7 @@ change of ``log(A_i1 / A_i2)`` after the update against ``T / sqrt(d_head)`` (re
 prefix's relative-attention residual on the same trial.  "holds" therefore means: the update changes
 relative attention by exactly the derived amount AND the prefix changes it by nothing.
 """
+
 import jax
 import jax.numpy as jnp
 import sympy as sp
@@ -28,8 +29,10 @@ from theory.symbolic import Derivation, Step
 from theory.theorems.common import core_architecture, declared_or
 
 T, sk = sp.symbols("T sqrt_k", positive=True)
-hh, ww = sp.symbols("|h_i|^2 |w|^2", positive=True)       # |h_i|^2 and |k_1 - k_2|^2, non-degenerate content
-hb, aw = sp.symbols("h_i.b a.w", real=True)                # h_i . b and (R_i a) . (k_1 - k_2)
+hh, ww = sp.symbols(
+    "|h_i|^2 |w|^2", positive=True
+)  # |h_i|^2 and |k_1 - k_2|^2, non-degenerate content
+hb, aw = sp.symbols("h_i.b a.w", real=True)  # h_i . b and (R_i a) . (k_1 - k_2)
 dl, l1, l2 = sp.symbols("Delta l_{i1} l_{i2}", real=True)
 
 
@@ -38,20 +41,37 @@ def derivation() -> Derivation:
         title="A rank-1 update of W_Q changes relative attention by exp(T/sqrt(k)); a prefix cannot",
         definitions=(
             (hb, hh / hh, "h_i . b with b = h_i / |h_i|^2"),
-            (aw, ww / ww, "(R_i a) . (k_1 - k_2) with a = R_i^{-1}(k_1 - k_2) / |k_1 - k_2|^2 (R_i orthogonal)"),
+            (
+                aw,
+                ww / ww,
+                "(R_i a) . (k_1 - k_2) with a = R_i^{-1}(k_1 - k_2) / |k_1 - k_2|^2 (R_i orthogonal)",
+            ),
             (dl, T / sk * hb * aw, "change of l_i1 - l_i2: the query moves by (h_i . b) R_i a"),
         ),
         steps=(
-            Step(dl, T / sk, "the log-ratio log(A_i1/A_i2) = l_i1 - l_i2 changes by exactly T / sqrt(k)"),
-            Step(dl, 0, "... which is positive: relative attention changes (any head, k >= 1, h_i != 0, k_1 != k_2)",
-                 ">"),
-            Step(sp.log(sp.exp(l1) / sp.exp(l2)), l1 - l2,
-                 "softmax ratios depend only on logit differences; a prefix adds no term to l_i1 - l_i2 "
-                 "(it only enlarges the denominator), so it leaves every ratio unchanged"),
+            Step(
+                dl,
+                T / sk,
+                "the log-ratio log(A_i1/A_i2) = l_i1 - l_i2 changes by exactly T / sqrt(k)",
+            ),
+            Step(
+                dl,
+                0,
+                "... which is positive: relative attention changes (any head, k >= 1, h_i != 0, k_1 != k_2)",
+                ">",
+            ),
+            Step(
+                sp.log(sp.exp(l1) / sp.exp(l2)),
+                l1 - l2,
+                "softmax ratios depend only on logit differences; a prefix adds no term to l_i1 - l_i2 "
+                "(it only enlarges the denominator), so it leaves every ratio unchanged",
+            ),
         ),
-        notes=("Every weight-based change of H that makes the logit change depend on the key can do this; the "
-               "limitation of prefixes is structural (they never touch H), not a parameter count. The same "
-               "construction with W_K (a on the key side) works symmetrically.",),
+        notes=(
+            "Every weight-based change of H that makes the logit change depend on the key can do this; the "
+            "limitation of prefixes is structural (they never touch H), not a parameter count. The same "
+            "construction with W_K (a on the key side) works symmetrically.",
+        ),
     )
 
 
@@ -61,27 +81,33 @@ def residuals(arch, trial):
     scheme = POSITIONAL_SCHEMES[arch.positional]
     group = arch.n_heads // arch.kv_heads
     predicted = arch.temperature / jnp.sqrt(arch.d_head)
-    i = trial.tokens.shape[0] - 1                          # the last content query, key j1 = i (itself)
+    i = trial.tokens.shape[0] - 1  # the last content query, key j1 = i (itself)
     out = []
     for l, layer in enumerate(layer_pairs(arch, trial)[0]):
         bp = trial.params["blocks"][l]
         x = layer.adapted["hook_resid_pre"][n_p:]
         h = apply_norm(bp["ln1"], x, arch) if arch.norm == "pre" else x
-        keys = jnp.repeat(layer.base["attn.hook_k"], group, axis=1)            # [n, H, d_head] (rotated)
-        dist = jnp.where(layer.content_mask[i][:, None], jnp.sum((keys - keys[i]) ** 2, -1), -1.0)   # [n, H]
-        j2 = jnp.argmax(dist, axis=0)                                           # [H] the most different visible key
-        w = keys[i] - keys[j2, jnp.arange(arch.n_heads)]                        # [H, d_head] = k_i - k_j2
-        degenerate = (jnp.max(dist, axis=0) <= 1e-20) | (jnp.sum(h[i] * h[i]) <= 1e-20)   # [H] premise fails
+        keys = jnp.repeat(layer.base["attn.hook_k"], group, axis=1)  # [n, H, d_head] (rotated)
+        dist = jnp.where(
+            layer.content_mask[i][:, None], jnp.sum((keys - keys[i]) ** 2, -1), -1.0
+        )  # [n, H]
+        j2 = jnp.argmax(dist, axis=0)  # [H] the most different visible key
+        w = keys[i] - keys[j2, jnp.arange(arch.n_heads)]  # [H, d_head] = k_i - k_j2
+        degenerate = (jnp.max(dist, axis=0) <= 1e-20) | (
+            jnp.sum(h[i] * h[i]) <= 1e-20
+        )  # [H] premise fails
         w = jnp.where(degenerate[:, None], 1.0, w)
         a = w / jnp.sum(w * w, axis=-1, keepdims=True)
         if scheme.rotate is not None:
-            a = scheme.rotate(a[None], -layer.positions[i:i + 1])[0]            # R_i^{-1}
+            a = scheme.rotate(a[None], -layer.positions[i : i + 1])[0]  # R_i^{-1}
         b = h[i] / jnp.sum(h[i] * h[i])
 
         def log_ratio_change(head):
             onehot = (jnp.arange(arch.n_heads) == head)[:, None, None]
             attn = dict(bp["attn"], W_Q=bp["attn"]["W_Q"] + onehot * jnp.outer(b, a[head])[None])
-            _, rec = attention_layer(attn, arch, h, layer.positions, layer.content_mask, jnp.zeros(h.shape[0], bool))
+            _, rec = attention_layer(
+                attn, arch, h, layer.positions, layer.content_mask, jnp.zeros(h.shape[0], bool)
+            )
             new, old = rec["attn.hook_pattern"][head, i], layer.base["attn.hook_pattern"][head, i]
             j = j2[head]
             return (jnp.log(new[i]) - jnp.log(new[j])) - (jnp.log(old[i]) - jnp.log(old[j]))
@@ -89,8 +115,12 @@ def residuals(arch, trial):
         change = jax.vmap(log_ratio_change)(jnp.arange(arch.n_heads))
         pattern = layer.adapted["attn.hook_pattern"][:, n_p:, :]
         mass = pattern[:, :, :n_p].sum(-1)
-        prefix_res = jnp.max(jnp.abs(pattern[:, :, n_p:] - (1 - mass)[..., None] * layer.base["attn.hook_pattern"]))
-        witness = jnp.where(degenerate, 0.0, jnp.abs(change - predicted) / predicted)   # vacuous if degenerate
+        prefix_res = jnp.max(
+            jnp.abs(pattern[:, :, n_p:] - (1 - mass)[..., None] * layer.base["attn.hook_pattern"])
+        )
+        witness = jnp.where(
+            degenerate, 0.0, jnp.abs(change - predicted) / predicted
+        )  # vacuous if degenerate
         out.append(jnp.stack([jnp.max(witness), prefix_res]))
     return jnp.stack(out)
 
@@ -102,32 +132,46 @@ def check(arch, trial):
 def expect(arch, method):
     def default(arch, method):
         if arch.qk_norm:
-            return "fails", "qk-norm renormalises the moved query: the change is not exactly T/sqrt(k)"
+            return (
+                "fails",
+                "qk-norm renormalises the moved query: the change is not exactly T/sqrt(k)",
+            )
         return "holds", "THEORY.md §3 (contrast)"
+
     return declared_or("finetune_contrast", arch, method, default)
 
 
-THEOREM = register_theorem(Theorem(
-    id="finetune_contrast",
-    statement="A rank-1 W_Q update changes relative attention by exactly exp(T/sqrt(k)) for any head with "
-              "non-degenerate content; a prefix changes it by nothing.",
-    section="§3",
-    assumptions=("the last query sees itself and another content key with a different key (k_i != k_j), h_i != 0; "
-                 "heads where the content is degenerate (all visible keys equal) are skipped (premise false)",
-                 "no qk-norm (the update moves the query linearly)", "softmax attention",
-                 "every layer given its inputs"),
-    derivation=derivation,
-    check=check,
-    default_run=core_architecture,
-    methods=("prefix",),
-    expect=expect,
-))
+THEOREM = register_theorem(
+    Theorem(
+        id="finetune_contrast",
+        statement="A rank-1 W_Q update changes relative attention by exactly exp(T/sqrt(k)) for any head with "
+        "non-degenerate content; a prefix changes it by nothing.",
+        section="§3",
+        assumptions=(
+            "the last query sees itself and another content key with a different key (k_i != k_j), h_i != 0; "
+            "heads where the content is degenerate (all visible keys equal) are skipped (premise false)",
+            "no qk-norm (the update moves the query linearly)",
+            "softmax attention",
+            "every layer given its inputs",
+        ),
+        derivation=derivation,
+        check=check,
+        default_run=core_architecture,
+        methods=("prefix",),
+        expect=expect,
+    )
+)
 
 
 def instance(arch, trial):
     """The derived change T/sqrt(k) of log(A_i1/A_i2) next to the measured one (layer 0, every head)."""
     predicted = float(sp.N((T / sk).subs({T: arch.temperature, sk: sp.sqrt(arch.d_head)})))
     errors = residuals(arch, trial)[0]
-    return [("log-ratio change T/sqrt(k) (symbolic) vs measured, worst head of layer 0", predicted,
-             predicted * (1 + float(errors[0]))),
-            ("prefix: change of the same log-ratios (0 by the theorem)", 0.0, float(errors[1]))]
+    return [
+        (
+            "log-ratio change T/sqrt(k) (symbolic) vs measured, worst head of layer 0",
+            predicted,
+            predicted * (1 + float(errors[0])),
+        ),
+        ("prefix: change of the same log-ratios (0 by the theorem)", 0.0, float(errors[1])),
+    ]

@@ -13,6 +13,7 @@ narrower one's and compares logits (float64, residual <= TOL_F64):
 
 Strictness is the separate witness theorem ``hierarchy_strict`` (and ``kv_converse`` for the last step).
 """
+
 import jax.numpy as jnp
 import sympy as sp
 
@@ -37,28 +38,50 @@ def derivation() -> Derivation:
             (x0, e + p0, "layer-0 state of a virtual position: embedding + position code"),
             (s0, x0, "the prefix chosen for a soft prompt: its own layer-0 state ..."),
             (s1, Fn(s0), "... and the state block 0 computes from it at layer 1 (F = block 0)"),
-            (k, W_K * h + b_K, "the KV-prefix chosen for a prefix: the key its attention input h makes"),
+            (
+                k,
+                W_K * h + b_K,
+                "the KV-prefix chosen for a prefix: the key its attention input h makes",
+            ),
             (v, W_V * h + b_V, "... and the value"),
         ),
         steps=(
-            Step(x0, E_tok + p0, "hard ⊆ soft: the soft prompt E[tok] gives the hard prompt's layer-0 state, "
-                 "and every later computation is the same function of it"),
-            Step(s1, Fn(E_tok + p0), "soft ⊆ prefix: setting every layer's state to what the soft prompt produces "
-                 "reproduces the run (per input in a bidirectional model, where F also reads the content)"),
-            Step(k - b_K, W_K * h, "prefix ⊆ KV: the KV-prefix (W_K h + b_K, W_V h + b_V) feeds attention the "
-                 "same keys ..."),
-            Step(v - b_V, W_V * h, "... and values; attention reads nothing else from a virtual position"),
+            Step(
+                x0,
+                E_tok + p0,
+                "hard ⊆ soft: the soft prompt E[tok] gives the hard prompt's layer-0 state, "
+                "and every later computation is the same function of it",
+            ),
+            Step(
+                s1,
+                Fn(E_tok + p0),
+                "soft ⊆ prefix: setting every layer's state to what the soft prompt produces "
+                "reproduces the run (per input in a bidirectional model, where F also reads the content)",
+            ),
+            Step(
+                k - b_K,
+                W_K * h,
+                "prefix ⊆ KV: the KV-prefix (W_K h + b_K, W_V h + b_V) feeds attention the "
+                "same keys ...",
+            ),
+            Step(
+                v - b_V,
+                W_V * h,
+                "... and values; attention reads nothing else from a virtual position",
+            ),
         ),
-        notes=("Scalars stand for vectors and maps (every step is an identity of the same shape). The numeric "
-               "check replays the narrower run through the wider method and compares the logits of every content "
-               "position: exact up to float64 rounding.",),
+        notes=(
+            "Scalars stand for vectors and maps (every step is an identity of the same shape). The numeric "
+            "check replays the narrower run through the wider method and compares the logits of every content "
+            "position: exact up to float64 rounding.",
+        ),
     )
 
 
 def _kv_of(cache, arch, n_p):
     keys = jnp.stack([cache[f"blocks.{l}.attn.hook_k"][:n_p] for l in range(arch.n_layers)])
     values = jnp.stack([cache[f"blocks.{l}.attn.hook_v"][:n_p] for l in range(arch.n_layers)])
-    return KVPrefix(jnp.swapaxes(keys, 1, 2), jnp.swapaxes(values, 1, 2))     # [L, G, n_p, d_head]
+    return KVPrefix(jnp.swapaxes(keys, 1, 2), jnp.swapaxes(values, 1, 2))  # [L, G, n_p, d_head]
 
 
 def wider(arch, params, context, cache):
@@ -67,32 +90,47 @@ def wider(arch, params, context, cache):
     if isinstance(context, HardPrompt):
         return SoftPrompt(params["embed"]["W_E"][context.tokens])
     if isinstance(context, SoftPrompt):
-        return Prefix(jnp.stack([cache[f"blocks.{l}.hook_resid_pre"][:n_p] for l in range(arch.n_layers)]))
+        return Prefix(
+            jnp.stack([cache[f"blocks.{l}.hook_resid_pre"][:n_p] for l in range(arch.n_layers)])
+        )
     if isinstance(context, Prefix):
         return _kv_of(cache, arch, n_p)
-    raise TypeError(f"hierarchy: expected a hard prompt, soft prompt or prefix, got {type(context).__name__}")
+    raise TypeError(
+        f"hierarchy: expected a hard prompt, soft prompt or prefix, got {type(context).__name__}"
+    )
 
 
 def check(arch, trial):
     n_p = n_virtual(trial.context)
-    run = lambda ctx: forward(trial.params, arch, trial.tokens, ctx, position_offset=n_p,
-                              attention_mask=trial.key_mask, validate=False)
+    run = lambda ctx: forward(
+        trial.params,
+        arch,
+        trial.tokens,
+        ctx,
+        position_offset=n_p,
+        attention_mask=trial.key_mask,
+        validate=False,
+    )
     logits, cache = run(trial.context)
     wide_logits, _ = run(wider(arch, trial.params, trial.context, cache))
     return max_abs(logits - wide_logits)
 
 
-THEOREM = register_theorem(Theorem(
-    id="hierarchy",
-    statement="prompting ⊆ soft prompting ⊆ prefix-tuning ⊆ KV-prefix: the wider method built from the "
-              "narrower one gives identical logits.",
-    section="§1",
-    assumptions=("same weights, content at the same positions",
-                 "soft ⊆ prefix: the prefix is built from the soft prompt's states on THIS input (in a "
-                 "bidirectional encoder those states depend on the content, so it is per input only)",
-                 "prefix ⊆ KV: keys after the positional rotation of the virtual position"),
-    derivation=derivation,
-    check=check,
-    default_run=core_architecture,
-    methods=("hard_prompt", "soft_prompt", "prefix"),
-))
+THEOREM = register_theorem(
+    Theorem(
+        id="hierarchy",
+        statement="prompting ⊆ soft prompting ⊆ prefix-tuning ⊆ KV-prefix: the wider method built from the "
+        "narrower one gives identical logits.",
+        section="§1",
+        assumptions=(
+            "same weights, content at the same positions",
+            "soft ⊆ prefix: the prefix is built from the soft prompt's states on THIS input (in a "
+            "bidirectional encoder those states depend on the content, so it is per input only)",
+            "prefix ⊆ KV: keys after the positional rotation of the virtual position",
+        ),
+        derivation=derivation,
+        check=check,
+        default_run=core_architecture,
+        methods=("hard_prompt", "soft_prompt", "prefix"),
+    )
+)

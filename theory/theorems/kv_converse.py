@@ -14,6 +14,7 @@ Numeric check (kv_prefix method, every layer): the relative least-squares residu
 the trial's random KV-prefix; and, where the architecture has no pre-attention norm, the logits of the
 solved hidden-state prefix against the KV-prefix run.
 """
+
 import jax.numpy as jnp
 import sympy as sp
 
@@ -36,25 +37,42 @@ def derivation() -> Derivation:
     return Derivation(
         title="KV-prefix: a free (k, v) is a hidden-state prefix iff [W_K; W_V] has full row rank",
         definitions=(
-            (detM, w11 * w22 - w12 * w21, "determinant of M = [[w_11, w_12], [w_21, w_22]] (rows: W_K, W_V)"),
+            (
+                detM,
+                w11 * w22 - w12 * w21,
+                "determinant of M = [[w_11, w_12], [w_21, w_22]] (rows: W_K, W_V)",
+            ),
             (h1, (w22 * k0 - w12 * v0) / detM, "solution h = M^{-1} (k, v), first coordinate"),
             (h2, (w11 * v0 - w21 * k0) / detM, "second coordinate"),
         ),
         steps=(
-            Step(w11 * h1 + w12 * h2, k0, "full row rank (det_M != 0): the state reproduces the free key"),
-            Step(w21 * h1 + w22 * h2, v0, "... and the free value, so (k, v) is a hidden-state prefix"),
-            Step((c * w11) * x1 + (c * w12) * x2, c * (w11 * x1 + w12 * x2),
-                 "rank-deficient M (value row = c * key row): for EVERY state x the value is c times the key, "
-                 "so a free (k, v) with v != c k is no state's image"),
+            Step(
+                w11 * h1 + w12 * h2,
+                k0,
+                "full row rank (det_M != 0): the state reproduces the free key",
+            ),
+            Step(
+                w21 * h1 + w22 * h2,
+                v0,
+                "... and the free value, so (k, v) is a hidden-state prefix",
+            ),
+            Step(
+                (c * w11) * x1 + (c * w12) * x2,
+                c * (w11 * x1 + w12 * x2),
+                "rank-deficient M (value row = c * key row): for EVERY state x the value is c times the key, "
+                "so a free (k, v) with v != c k is no state's image",
+            ),
         ),
-        notes=("The 2 x 2 case shows the mechanism: reachable (k, v) = the column space of M. In general M has "
-               "2 G d_head rows (keys and values of all G key/value heads share one state) and d_model columns; "
-               "its column space is all of R^{2 G d_head} exactly when it has full row rank, which requires "
-               "2 G d_head <= d_model (random weights: generically sufficient). With RoPE the key is rotated "
-               "by the virtual position (R_p orthogonal, undone first). With pre-LN the statement is about the "
-               "attention input h = LN_1(s); which h are LayerNorm outputs is a further restriction not claimed "
-               "here. The decomposition of §3 holds for any (k, v): relative_attention, convex_output and "
-               "single_prefix run with the kv_prefix method.",),
+        notes=(
+            "The 2 x 2 case shows the mechanism: reachable (k, v) = the column space of M. In general M has "
+            "2 G d_head rows (keys and values of all G key/value heads share one state) and d_model columns; "
+            "its column space is all of R^{2 G d_head} exactly when it has full row rank, which requires "
+            "2 G d_head <= d_model (random weights: generically sufficient). With RoPE the key is rotated "
+            "by the virtual position (R_p orthogonal, undone first). With pre-LN the statement is about the "
+            "attention input h = LN_1(s); which h are LayerNorm outputs is a further restriction not claimed "
+            "here. The decomposition of §3 holds for any (k, v): relative_attention, convex_output and "
+            "single_prefix run with the kv_prefix method.",
+        ),
     )
 
 
@@ -70,21 +88,29 @@ def residuals(arch, trial):
     states, out = [], []
     for l, bp in enumerate(trial.params["blocks"]):
         attn = bp["attn"]
-        keys = jnp.swapaxes(trial.context.keys[l], 0, 1)               # [n_p, G, d_head]
+        keys = jnp.swapaxes(trial.context.keys[l], 0, 1)  # [n_p, G, d_head]
         values = jnp.swapaxes(trial.context.values[l], 0, 1)
         if scheme.rotate is not None:
-            keys = scheme.rotate(keys, -jnp.arange(n_p))                # undo the rotation R_p
-        target = jnp.concatenate([(keys - attn["b_K"]).reshape(n_p, -1),
-                                  (values - attn["b_V"]).reshape(n_p, -1)], axis=1)    # [n_p, 2 G k]
-        M = jnp.concatenate([attn["W_K"].transpose(1, 0, 2).reshape(arch.d_model, -1),
-                             attn["W_V"].transpose(1, 0, 2).reshape(arch.d_model, -1)], axis=1)  # [d, 2 G k]
-        h = jnp.linalg.lstsq(M.T, target.T)[0].T                          # [n_p, d_model]
+            keys = scheme.rotate(keys, -jnp.arange(n_p))  # undo the rotation R_p
+        target = jnp.concatenate(
+            [(keys - attn["b_K"]).reshape(n_p, -1), (values - attn["b_V"]).reshape(n_p, -1)], axis=1
+        )  # [n_p, 2 G k]
+        M = jnp.concatenate(
+            [
+                attn["W_K"].transpose(1, 0, 2).reshape(arch.d_model, -1),
+                attn["W_V"].transpose(1, 0, 2).reshape(arch.d_model, -1),
+            ],
+            axis=1,
+        )  # [d, 2 G k]
+        h = jnp.linalg.lstsq(M.T, target.T)[0].T  # [n_p, d_model]
         out.append(max_abs(h @ M - target) / max_abs(target))
         states.append(h)
     res = jnp.stack(out)
     if arch.norm != "pre" and not arch.qk_norm:
-        gap = max_abs(logits_of(trial.params, arch, trial, Prefix(jnp.stack(states)))
-                      - logits_of(trial.params, arch, trial, trial.context))
+        gap = max_abs(
+            logits_of(trial.params, arch, trial, Prefix(jnp.stack(states)))
+            - logits_of(trial.params, arch, trial, trial.context)
+        )
         return jnp.stack([res, jnp.broadcast_to(gap, res.shape)], axis=1)
     return jnp.stack([res, jnp.zeros_like(res)], axis=1)
 
@@ -96,25 +122,35 @@ def check(arch, trial):
 def expect(arch, method):
     def default(arch, method):
         if full_row_rank(arch):
-            return "holds", f"2 G d_head = {2 * arch.kv_heads * arch.d_head} <= d_model = {arch.d_model}: full row rank"
+            return (
+                "holds",
+                f"2 G d_head = {2 * arch.kv_heads * arch.d_head} <= d_model = {arch.d_model}: full row rank",
+            )
         if arch.qk_norm:
             return "fails", "witness: qk-norm keys have a fixed norm, a free key is unreachable"
-        return "fails", (f"witness: 2 G d_head = {2 * arch.kv_heads * arch.d_head} > d_model = {arch.d_model}: "
-                         "a random KV-prefix is no hidden state's image (KV-prefix strictly wider)")
+        return "fails", (
+            f"witness: 2 G d_head = {2 * arch.kv_heads * arch.d_head} > d_model = {arch.d_model}: "
+            "a random KV-prefix is no hidden state's image (KV-prefix strictly wider)"
+        )
+
     return declared_or("kv_converse", arch, method, default)
 
 
-THEOREM = register_theorem(Theorem(
-    id="kv_converse",
-    statement="A KV-prefix (k, v) is a hidden-state prefix iff [W_K; W_V] has full row rank "
-              "(else KV-prefix is strictly wider: witness).",
-    section="§3",
-    assumptions=("keys and values of all key/value heads of a layer come from one state",
-                 "pre-LN: about the attention input LN_1(s), not which inputs LayerNorm can output",
-                 "random weights: full row rank iff 2 G d_head <= d_model (generic)",
-                 "qk-norm: keys have a fixed norm, so free keys are unreachable"),
-    derivation=derivation,
-    check=check,
-    methods=("kv_prefix",),
-    expect=expect,
-))
+THEOREM = register_theorem(
+    Theorem(
+        id="kv_converse",
+        statement="A KV-prefix (k, v) is a hidden-state prefix iff [W_K; W_V] has full row rank "
+        "(else KV-prefix is strictly wider: witness).",
+        section="§3",
+        assumptions=(
+            "keys and values of all key/value heads of a layer come from one state",
+            "pre-LN: about the attention input LN_1(s), not which inputs LayerNorm can output",
+            "random weights: full row rank iff 2 G d_head <= d_model (generic)",
+            "qk-norm: keys have a fixed norm, so free keys are unreachable",
+        ),
+        derivation=derivation,
+        check=check,
+        methods=("kv_prefix",),
+        expect=expect,
+    )
+)

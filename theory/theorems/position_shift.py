@@ -10,6 +10,7 @@ is read from that registry data, so "fails, as expected" on absolute schemes is 
 Residual (layer 0): ``max |A^pt_ij - (1 - m_i) A^shift_ij|`` with ``A^shift`` from the unadapted model,
 no prefix, content at positions ``0..n-1``.
 """
+
 import jax.numpy as jnp
 import sympy as sp
 
@@ -27,7 +28,9 @@ rope, alibi = sp.symbols("l^RoPE l^ALiBi")
 
 
 def _rot(angle, x, y):
-    return sp.Matrix([[sp.cos(angle), -sp.sin(angle)], [sp.sin(angle), sp.cos(angle)]]) * sp.Matrix([x, y])
+    return sp.Matrix([[sp.cos(angle), -sp.sin(angle)], [sp.sin(angle), sp.cos(angle)]]) * sp.Matrix(
+        [x, y]
+    )
 
 
 def _rope_logit(pi, pj):
@@ -39,28 +42,57 @@ def derivation() -> Derivation:
         title="Relative schemes: shifting every content position by n_p leaves content-to-content logits unchanged",
         definitions=(
             (rope, _rope_logit(i, j), "RoPE logit of one frequency pair: (R_i q) . (R_j k)"),
-            (alibi, T * qx * kx - m_h * sp.Abs(i - j), "ALiBi logit: content term minus m_h |i - j|"),
+            (
+                alibi,
+                T * qx * kx - m_h * sp.Abs(i - j),
+                "ALiBi logit: content term minus m_h |i - j|",
+            ),
         ),
         steps=(
-            Step(_rope_logit(i + n_p, j + n_p), rope, "RoPE: R_{i+n_p}^T R_{j+n_p} = R_{j-i}, the shift cancels"),
-            Step(T * qx * kx - m_h * sp.Abs((i + n_p) - (j + n_p)), alibi, "ALiBi: |(i+n_p) - (j+n_p)| = |i - j|"),
+            Step(
+                _rope_logit(i + n_p, j + n_p),
+                rope,
+                "RoPE: R_{i+n_p}^T R_{j+n_p} = R_{j-i}, the shift cancels",
+            ),
+            Step(
+                T * qx * kx - m_h * sp.Abs((i + n_p) - (j + n_p)),
+                alibi,
+                "ALiBi: |(i+n_p) - (j+n_p)| = |i - j|",
+            ),
         ),
-        notes=("With learned or sinusoidal absolute codes the content embedding is E[tok] + p_{i+n_p} instead of "
-               "E[tok] + p_i: the layer-0 inputs differ, so in general the content logits differ too (the "
-               "numeric witness). Relative attention is then unchanged after the shift only for relative "
-               "schemes; the paper's statements assume equal positions (THEORY.md §1).",),
+        notes=(
+            "With learned or sinusoidal absolute codes the content embedding is E[tok] + p_{i+n_p} instead of "
+            "E[tok] + p_i: the layer-0 inputs differ, so in general the content logits differ too (the "
+            "numeric witness). Relative attention is then unchanged after the shift only for relative "
+            "schemes; the paper's statements assume equal positions (THEORY.md §1).",
+        ),
     )
 
 
 def residual(arch, trial):
     n_p = n_virtual(trial.context)
-    _, cache = forward(trial.adapted, arch, trial.tokens, trial.context, attention_mask=trial.key_mask,
-                       validate=False)
-    _, shifted = forward(trial.params, arch, trial.tokens, None, position_offset=0,
-                         attention_mask=trial.key_mask[n_p:], validate=False)
+    _, cache = forward(
+        trial.adapted,
+        arch,
+        trial.tokens,
+        trial.context,
+        attention_mask=trial.key_mask,
+        validate=False,
+    )
+    _, shifted = forward(
+        trial.params,
+        arch,
+        trial.tokens,
+        None,
+        position_offset=0,
+        attention_mask=trial.key_mask[n_p:],
+        validate=False,
+    )
     pattern = cache["blocks.0.attn.hook_pattern"][:, n_p:, :]
     mass = pattern[:, :, :n_p].sum(-1)
-    return jnp.max(jnp.abs(pattern[:, :, n_p:] - (1 - mass)[..., None] * shifted["blocks.0.attn.hook_pattern"]))
+    return jnp.max(
+        jnp.abs(pattern[:, :, n_p:] - (1 - mass)[..., None] * shifted["blocks.0.attn.hook_pattern"])
+    )
 
 
 def check(arch, trial):
@@ -71,21 +103,32 @@ def expect(arch, method):
     def default(arch, method):
         scheme = POSITIONAL_SCHEMES[arch.positional]
         if scheme.relative:
-            return "holds", f"positional scheme {scheme.name!r} is relative (declared in theory.positional)"
-        return "fails", f"witness: positional scheme {scheme.name!r} is absolute, the shift changes the content inputs"
+            return (
+                "holds",
+                f"positional scheme {scheme.name!r} is relative (declared in theory.positional)",
+            )
+        return (
+            "fails",
+            f"witness: positional scheme {scheme.name!r} is absolute, the shift changes the content inputs",
+        )
+
     return declared_or("position_shift", arch, method, default)
 
 
-THEOREM = register_theorem(Theorem(
-    id="position_shift",
-    statement="With a relative positional scheme relative attention also survives the prefix shifting the "
-              "content by n_p; with absolute positions it does not (witness).",
-    section="§1",
-    assumptions=("layer 0 (deeper layers are covered given their inputs by relative_attention)",
-                 "the scheme's 'relative' flag in theory.positional decides the expectation",
-                 "softmax attention"),
-    derivation=derivation,
-    check=check,
-    methods=("prefix",),
-    expect=expect,
-))
+THEOREM = register_theorem(
+    Theorem(
+        id="position_shift",
+        statement="With a relative positional scheme relative attention also survives the prefix shifting the "
+        "content by n_p; with absolute positions it does not (witness).",
+        section="§1",
+        assumptions=(
+            "layer 0 (deeper layers are covered given their inputs by relative_attention)",
+            "the scheme's 'relative' flag in theory.positional decides the expectation",
+            "softmax attention",
+        ),
+        derivation=derivation,
+        check=check,
+        methods=("prefix",),
+        expect=expect,
+    )
+)

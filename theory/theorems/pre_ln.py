@@ -9,6 +9,7 @@ and the output decomposition reads ``t^pt_i = sum_p A^pt_ip u_p + (1 - m_i) t_i`
 Numeric check (prefix method): the keys and values of the virtual positions computed from the
 parameters and ``LN_1(s)``, and the output decomposition with those values, in every layer.
 """
+
 import jax.numpy as jnp
 import sympy as sp
 
@@ -23,8 +24,8 @@ from theory.theorems.common import core_architecture, max_abs
 s, mu, gamma, beta = sp.symbols("s mu gamma beta")
 sigma2 = sp.Symbol("sigma^2", nonnegative=True)
 eps = sp.Symbol("epsilon", positive=True)
-h = sp.Symbol("h")                  # one coordinate of the normalised state LN(s)
-W, b = sp.symbols("W_V b_V")        # one row of W_V, one coordinate of b_V (scalar stand-ins)
+h = sp.Symbol("h")  # one coordinate of the normalised state LN(s)
+W, b = sp.symbols("W_V b_V")  # one row of W_V, one coordinate of b_V (scalar stand-ins)
 u = sp.Symbol("u")
 A, m, t = sp.symbols("A^{pt}_{i0} m_i t_i")
 tpt = sp.Symbol("t^{pt}_i")
@@ -35,21 +36,34 @@ def derivation() -> Derivation:
     return Derivation(
         title="Pre-LN: the prefix enters attention as LN(s), so the value (bias direction) is W_V LN(s) + b_V",
         definitions=(
-            (h, (s - mu) / sp.sqrt(sigma2 + eps) * gamma + beta, "LayerNorm of the state (one coordinate)"),
+            (
+                h,
+                (s - mu) / sp.sqrt(sigma2 + eps) * gamma + beta,
+                "LayerNorm of the state (one coordinate)",
+            ),
             (u, W * h + b, "value of the prefix position, computed from the normalised state"),
             (A, e0 / (e0 + Z), "prefix weight; e_i0 = exp(T q_i . k_0), k_0 from LN(s)"),
             (tpt, A * u + (1 - A) * t, "the §3 decomposition applied to the attention input h"),
         ),
         steps=(
-            Step(u, W * ((s - mu) / sp.sqrt(sigma2 + eps) * gamma + beta) + b,
-                 "the value seen by attention is W_V LN(s) + b_V, not W_V s + b_V"),
-            Step(tpt - t, A * (u - t), "displacement towards W_V LN(s) + b_V (the §3 algebra, unchanged)"),
+            Step(
+                u,
+                W * ((s - mu) / sp.sqrt(sigma2 + eps) * gamma + beta) + b,
+                "the value seen by attention is W_V LN(s) + b_V, not W_V s + b_V",
+            ),
+            Step(
+                tpt - t,
+                A * (u - t),
+                "displacement towards W_V LN(s) + b_V (the §3 algebra, unchanged)",
+            ),
             Step(1 - A, Z / (e0 + Z), "content share; relative attention unchanged as before"),
         ),
-        notes=("The §3 derivations never use what the key and value are made from, only that they are the same "
-               "for every query; replacing s by h = LN_1(s) changes nothing in them. The scalars W_V, b_V stand "
-               "for one row of the value map. Post-LN blocks read hook_resid_pre directly (h = s); with RoPE the "
-               "key is additionally rotated by the virtual position, which the logit absorbs.",),
+        notes=(
+            "The §3 derivations never use what the key and value are made from, only that they are the same "
+            "for every query; replacing s by h = LN_1(s) changes nothing in them. The scalars W_V, b_V stand "
+            "for one row of the value map. Post-LN blocks read hook_resid_pre directly (h = s); with RoPE the "
+            "key is additionally rotated by the virtual position, which the logit absorbs.",
+        ),
     )
 
 
@@ -63,7 +77,7 @@ def residuals(arch, trial, normalise: bool = True):
     out = []
     for l, layer in enumerate(layer_pairs(arch, trial)[0]):
         bp = trial.params["blocks"][l]
-        states = trial.context.states[l]                                    # [n_p, d_model]
+        states = trial.context.states[l]  # [n_p, d_model]
         h = apply_norm(bp["ln1"], states, arch) if (arch.norm == "pre" and normalise) else states
         attn = bp["attn"]
         value = jnp.einsum("pd,gdk->pgk", h, attn["W_V"]) + attn["b_V"]
@@ -77,8 +91,15 @@ def residuals(arch, trial, normalise: bool = True):
         mass = to_prefix.sum(-1)
         bias = jnp.einsum("hqp,phd->qhd", to_prefix, jnp.repeat(value, group, axis=1))
         predicted = bias + (1 - mass).T[..., None] * base["attn.hook_z"]
-        out.append(jnp.stack([max_abs(adapted["attn.hook_v"][:n_p] - value), jnp.asarray(key_res, value.dtype),
-                              max_abs(adapted["attn.hook_z"][n_p:] - predicted)]))
+        out.append(
+            jnp.stack(
+                [
+                    max_abs(adapted["attn.hook_v"][:n_p] - value),
+                    jnp.asarray(key_res, value.dtype),
+                    max_abs(adapted["attn.hook_z"][n_p:] - predicted),
+                ]
+            )
+        )
     return jnp.stack(out)
 
 
@@ -86,17 +107,21 @@ def check(arch, trial):
     return residuals(arch, trial).max()
 
 
-THEOREM = register_theorem(Theorem(
-    id="pre_ln",
-    statement="Pre-LN: the prefix's key/value are W_K LN(s)+b_K, W_V LN(s)+b_V and the §3 decomposition "
-              "holds with s replaced by LN(s).",
-    section="§3",
-    assumptions=("prefix = hidden state at the block input (hook_resid_pre), as in the paper",
-                 "pre-LN blocks normalise it before attention; post-LN and no-norm blocks use it as is",
-                 "softmax attention; content at the same positions; deeper layers given their inputs",
-                 "qk-norm architectures: the key part is not checked (keys are normalised per head)"),
-    derivation=derivation,
-    check=check,
-    default_run=core_architecture,
-    methods=("prefix",),
-))
+THEOREM = register_theorem(
+    Theorem(
+        id="pre_ln",
+        statement="Pre-LN: the prefix's key/value are W_K LN(s)+b_K, W_V LN(s)+b_V and the §3 decomposition "
+        "holds with s replaced by LN(s).",
+        section="§3",
+        assumptions=(
+            "prefix = hidden state at the block input (hook_resid_pre), as in the paper",
+            "pre-LN blocks normalise it before attention; post-LN and no-norm blocks use it as is",
+            "softmax attention; content at the same positions; deeper layers given their inputs",
+            "qk-norm architectures: the key part is not checked (keys are normalised per head)",
+        ),
+        derivation=derivation,
+        check=check,
+        default_run=core_architecture,
+        methods=("prefix",),
+    )
+)

@@ -8,6 +8,7 @@ For a content query ``i`` with logits ``l_ir`` to the visible content keys and
     t^pt_i  = A^pt_i0 W_V s + (1 - A^pt_i0) t_i
     t^pt_i - t_i = A^pt_i0 (W_V s - t_i)       (every content query pulled towards the one point W_V s)
 """
+
 import jax
 import jax.numpy as jnp
 import sympy as sp
@@ -18,11 +19,11 @@ from theory.registry import Theorem, register_theorem
 from theory.symbolic import Derivation, Step
 from theory.theorems.common import core_architecture, max_abs, single_virtual_trial
 
-e0 = sp.Symbol("e_{i0}", positive=True)      # exp(l_i0), the prefix logit exponentiated
-e_ij = sp.Symbol("e_{ij}", positive=True)    # exp(l_ij), one content key
-Z = sp.Symbol("Z_i", positive=True)          # sum_{r in C(i)} exp(l_ir)
-S = sp.Symbol("S_i")                         # sum_r exp(l_ir) v_r (one coordinate of the value space)
-u = sp.Symbol("u")                           # one coordinate of W_V s
+e0 = sp.Symbol("e_{i0}", positive=True)  # exp(l_i0), the prefix logit exponentiated
+e_ij = sp.Symbol("e_{ij}", positive=True)  # exp(l_ij), one content key
+Z = sp.Symbol("Z_i", positive=True)  # sum_{r in C(i)} exp(l_ir)
+S = sp.Symbol("S_i")  # sum_r exp(l_ir) v_r (one coordinate of the value space)
+u = sp.Symbol("u")  # one coordinate of W_V s
 A0 = sp.Symbol("A^{pt}_{i0}")
 A_ij = sp.Symbol("A_{ij}")
 Apt_ij = sp.Symbol("A^{pt}_{ij}")
@@ -45,14 +46,20 @@ def derivation() -> Derivation:
             Step(1 - A0, Z / (e0 + Z), "the content keeps the share Z_i / (e_i0 + Z_i)"),
             Step(Apt_ij, A_ij * (1 - A0), "relative attention is unchanged"),
             Step(tpt_i, A0 * u + (1 - A0) * t_i, "convex combination of W_V s and t_i"),
-            Step(tpt_i - t_i, A0 * (u - t_i), "displacement: every query moves towards the one point W_V s"),
+            Step(
+                tpt_i - t_i,
+                A0 * (u - t_i),
+                "displacement: every query moves towards the one point W_V s",
+            ),
             Step(A0, 1, "the prefix weight is a proper share (so the combination is convex)", "<"),
         ),
-        notes=("Z_i = sum_{r in C(i)} exp(l_ir) > 0 and S_i = sum_{r in C(i)} exp(l_ir) v_r are kept as symbols "
-               "(Z_i positive), so nothing depends on the number of content keys. "
-               "Z_i stands for a sum of any length, so the steps hold for every n, head, query, temperature and "
-               "mask; the value steps are linear, so one coordinate proves every coordinate. With a KV-prefix "
-               "u is the free value v_0 and e_i0 = exp(T q_i . k_0 / sqrt(k)).",),
+        notes=(
+            "Z_i = sum_{r in C(i)} exp(l_ir) > 0 and S_i = sum_{r in C(i)} exp(l_ir) v_r are kept as symbols "
+            "(Z_i positive), so nothing depends on the number of content keys. "
+            "Z_i stands for a sum of any length, so the steps hold for every n, head, query, temperature and "
+            "mask; the value steps are linear, so one coordinate proves every coordinate. With a KV-prefix "
+            "u is the free value v_0 and e_i0 = exp(T q_i . k_0 / sqrt(k)).",
+        ),
     )
 
 
@@ -60,45 +67,57 @@ def residuals(arch, trial):
     """Per-check residuals of the four closed-form identities (first virtual position only), all layers."""
     trial = single_virtual_trial(trial)
     group = arch.n_heads // arch.kv_heads
-    sees_prefix = mask_matrix(arch, trial.key_mask)[1:, 0]                  # [n] content query i sees the prefix
+    sees_prefix = mask_matrix(arch, trial.key_mask)[1:, 0]  # [n] content query i sees the prefix
     out = []
     for layer in layer_pairs(arch, trial)[0]:
         adapted, base = layer.adapted, layer.base
-        pattern = adapted["attn.hook_pattern"][:, 1:, :]                  # [H, n, 1 + n]
-        l0 = adapted["attn.hook_attn_scores"][:, 1:, 0]                    # [H, n] logit to the prefix
-        content_scores = jnp.where(layer.content_mask[None], base["attn.hook_attn_scores"], -jnp.inf)
-        a0 = jax.nn.sigmoid(l0 - jax.scipy.special.logsumexp(content_scores, axis=-1))   # closed form
-        a0 = jnp.where(sees_prefix[None], a0, 0.0)                          # masked / out of window: no weight
-        v0 = jnp.repeat(adapted["attn.hook_v"][:1], group, axis=1)[0]      # [H, d_head], W_V s (or v_0)
-        t, tpt = base["attn.hook_z"], adapted["attn.hook_z"][1:]           # [n, H, d_head]
-        w = a0.T[..., None]                                                # [n, H, 1]
-        out.append(jnp.stack([
-            max_abs(pattern[:, :, 0] - a0),
-            max_abs(pattern[:, :, 1:] - base["attn.hook_pattern"] * (1 - a0)[..., None]),
-            max_abs(tpt - (w * v0[None] + (1 - w) * t)),
-            max_abs((tpt - t) - w * (v0[None] - t)),
-        ]))
-    return jnp.stack(out)                                                   # [n_layers, 4]
+        pattern = adapted["attn.hook_pattern"][:, 1:, :]  # [H, n, 1 + n]
+        l0 = adapted["attn.hook_attn_scores"][:, 1:, 0]  # [H, n] logit to the prefix
+        content_scores = jnp.where(
+            layer.content_mask[None], base["attn.hook_attn_scores"], -jnp.inf
+        )
+        a0 = jax.nn.sigmoid(
+            l0 - jax.scipy.special.logsumexp(content_scores, axis=-1)
+        )  # closed form
+        a0 = jnp.where(sees_prefix[None], a0, 0.0)  # masked / out of window: no weight
+        v0 = jnp.repeat(adapted["attn.hook_v"][:1], group, axis=1)[0]  # [H, d_head], W_V s (or v_0)
+        t, tpt = base["attn.hook_z"], adapted["attn.hook_z"][1:]  # [n, H, d_head]
+        w = a0.T[..., None]  # [n, H, 1]
+        out.append(
+            jnp.stack(
+                [
+                    max_abs(pattern[:, :, 0] - a0),
+                    max_abs(pattern[:, :, 1:] - base["attn.hook_pattern"] * (1 - a0)[..., None]),
+                    max_abs(tpt - (w * v0[None] + (1 - w) * t)),
+                    max_abs((tpt - t) - w * (v0[None] - t)),
+                ]
+            )
+        )
+    return jnp.stack(out)  # [n_layers, 4]
 
 
 def check(arch, trial):
     return residuals(arch, trial).max()
 
 
-THEOREM = register_theorem(Theorem(
-    id="single_prefix",
-    statement="One prefix position: A^pt_i0 = e_i0/(e_i0+Z_i), A^pt_ij = A_ij(1-A^pt_i0), "
-              "t^pt_i - t_i = A^pt_i0 (W_V s - t_i).",
-    section="§3",
-    assumptions=("softmax attention: the prefix enters the same denominator as the content",
-                 "content at the same positions with and without the prefix",
-                 "deeper layers: given the layer's inputs (the check runs every layer that way)",
-                 "numeric check: the first virtual position of each random context"),
-    derivation=derivation,
-    check=check,
-    default_run=core_architecture,
-    methods=("prefix", "kv_prefix"),
-))
+THEOREM = register_theorem(
+    Theorem(
+        id="single_prefix",
+        statement="One prefix position: A^pt_i0 = e_i0/(e_i0+Z_i), A^pt_ij = A_ij(1-A^pt_i0), "
+        "t^pt_i - t_i = A^pt_i0 (W_V s - t_i).",
+        section="§3",
+        assumptions=(
+            "softmax attention: the prefix enters the same denominator as the content",
+            "content at the same positions with and without the prefix",
+            "deeper layers: given the layer's inputs (the check runs every layer that way)",
+            "numeric check: the first virtual position of each random context",
+        ),
+        derivation=derivation,
+        check=check,
+        default_run=core_architecture,
+        methods=("prefix", "kv_prefix"),
+    )
+)
 
 
 def instance(arch, trial):
@@ -106,17 +125,33 @@ def instance(arch, trial):
     trial = single_virtual_trial(trial)
     layer = layer_pairs(arch, trial)[0][0]
     i = trial.tokens.shape[0] - 1
-    scores = layer.adapted["attn.hook_attn_scores"][0, 1 + i]            # [1 + n] logits of head 0, query i
+    scores = layer.adapted["attn.hook_attn_scores"][0, 1 + i]  # [1 + n] logits of head 0, query i
     visible = mask_matrix(arch, trial.key_mask)[1 + i]
     shift = jnp.max(jnp.where(visible, scores, -jnp.inf))
-    e = jnp.where(visible, jnp.exp(scores - shift), 0.0)                  # exp(l) up to a common factor
-    values = layer.adapted["attn.hook_v"][:, 0, 0]                         # first coordinate of each value, [1 + n]
-    numbers = {e0: float(e[0]), Z: float(e[1:].sum()), e_ij: float(e[1]), S: float((e[1:] * values[1:]).sum()),
-               u: float(values[0])}
+    e = jnp.where(visible, jnp.exp(scores - shift), 0.0)  # exp(l) up to a common factor
+    values = layer.adapted["attn.hook_v"][:, 0, 0]  # first coordinate of each value, [1 + n]
+    numbers = {
+        e0: float(e[0]),
+        Z: float(e[1:].sum()),
+        e_ij: float(e[1]),
+        S: float((e[1:] * values[1:]).sum()),
+        u: float(values[0]),
+    }
     definitions = derivation().definition_map
-    at = lambda expr: float(sp.sympify(expr).xreplace(definitions).xreplace(definitions).xreplace(numbers))
+    at = lambda expr: float(
+        sp.sympify(expr).xreplace(definitions).xreplace(definitions).xreplace(numbers)
+    )
     pattern = layer.adapted["attn.hook_pattern"][0, 1 + i]
-    return [("A^pt_i0 = e_i0 / (e_i0 + Z_i)", at(A0), float(pattern[0])),
-            ("A^pt_ij = A_ij (1 - A^pt_i0), j = first content key", at(A_ij * (1 - A0)), float(pattern[1])),
-            ("t^pt_i = A^pt_i0 u + (1 - A^pt_i0) t_i (first coordinate)", at(A0 * u + (1 - A0) * t_i),
-             float(layer.adapted["attn.hook_z"][1 + i, 0, 0]))]
+    return [
+        ("A^pt_i0 = e_i0 / (e_i0 + Z_i)", at(A0), float(pattern[0])),
+        (
+            "A^pt_ij = A_ij (1 - A^pt_i0), j = first content key",
+            at(A_ij * (1 - A0)),
+            float(pattern[1]),
+        ),
+        (
+            "t^pt_i = A^pt_i0 u + (1 - A^pt_i0) t_i (first coordinate)",
+            at(A0 * u + (1 - A0) * t_i),
+            float(layer.adapted["attn.hook_z"][1 + i, 0, 0]),
+        ),
+    ]

@@ -8,6 +8,7 @@ path/to/module.py`` (or a dotted module name), or by listing it in the
 ``PREFIX_THEORY_PLUGINS`` environment variable (``os.pathsep``-separated).
 See docs/extending.md.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -26,7 +27,9 @@ def load_plugin(spec: str):
     if spec.endswith(".py") or os.sep in spec:
         path = os.path.abspath(spec)
         if not os.path.isfile(path):
-            raise ToolkitError(f"plugin {spec!r}: expected a Python file or a module name, no such file {path}")
+            raise ToolkitError(
+                f"plugin {spec!r}: expected a Python file or a module name, no such file {path}"
+            )
         name = "prefix_theory_plugin_" + os.path.splitext(os.path.basename(path))[0]
         if name in sys.modules and getattr(sys.modules[name], "__file__", None) == path:
             return sys.modules[name]
@@ -40,12 +43,16 @@ def load_plugin(spec: str):
             raise
         except Exception as exc:
             del sys.modules[name]
-            raise ToolkitError(f"plugin {spec!r} failed to load: {type(exc).__name__}: {exc}") from exc
+            raise ToolkitError(
+                f"plugin {spec!r} failed to load: {type(exc).__name__}: {exc}"
+            ) from exc
         return module
     try:
         return importlib.import_module(spec)
     except ModuleNotFoundError as exc:
-        raise ToolkitError(f"plugin {spec!r}: expected an importable module or a .py path ({exc})") from exc
+        raise ToolkitError(
+            f"plugin {spec!r}: expected an importable module or a .py path ({exc})"
+        ) from exc
 
 
 def load_env_plugins():
