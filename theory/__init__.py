@@ -1,66 +1,84 @@
-"""prefix-theory: checks of the theory of context-based fine-tuning (Petrov, Torr, Bibi, ICLR 2024).
+"""prefix-theory's core: checks of the theory of context-based fine-tuning (Petrov, Torr, Bibi,
+ICLR 2024), stated in docs/theory.md.
 
-Importing ``theory`` enables float64 in JAX (verification runs in float64; code
-that wants float32, such as training, passes ``dtype=jnp.float32`` explicitly)
-and registers the built-in architectures, methods and theorems.  It also sets
-the XLA CPU flags of :mod:`theory.xla_cpu` (a runtime deadlock workaround).
+Importing ``theory`` registers the built-in architectures, attention kinds, positional schemes,
+block kinds, methods and theorems, and changes nothing else in the process: JAX's configuration
+and the environment stay as they were. Before verifying, call :func:`configure_jax` once
+(float64 and an XLA CPU workaround, see :mod:`theory.runtime`); the command line and the test
+suite do. Plug-ins load only when asked (:func:`load_plugin`).
+
+The core imports only numpy, jax, jaxtyping, sympy and itself.
 """
 
-import jax
-
-from theory import xla_cpu
-
-xla_cpu.apply()
-jax.config.update("jax_enable_x64", True)
-
-from theory.architecture import ARCHITECTURES, Architecture, get_architecture, register_architecture  # noqa: E402
-from theory.attention import ATTENTION_KINDS, AttentionKind, register_attention  # noqa: E402
-from theory.context import HardPrompt, KVPrefix, Prefix, SoftPrompt, n_virtual  # noqa: E402
-from theory.errors import ToolkitError  # noqa: E402
-from theory.methods import METHODS, Method, get_method, register_method  # noqa: E402
-from theory.model import block_forward, forward  # noqa: E402
-from theory.params import init_params, param_shapes, validate_params  # noqa: E402
-from theory.positional import POSITIONAL_SCHEMES, PositionalScheme, register_positional  # noqa: E402
-from theory.registry import THEOREMS, Theorem, get_theorem, register_theorem  # noqa: E402
-from theory.tolerances import TOL_F32, TOL_F64  # noqa: E402
-from theory.trials import Trial, TrialShape, draw_trial  # noqa: E402
-import theory.architectures  # noqa: E402,F401  (registers the built-in architectures)
-import theory.theorems  # noqa: E402,F401  (registers the built-in theorems)
-import theory.zoo  # noqa: E402,F401  (registers the atlas architectures: every module in theory/zoo/)
-
-theory.zoo.load_env_plugins()  # modules named in $PREFIX_THEORY_PLUGINS (docs/extending.md)
+from theory import architectures as _builtin_architectures  # noqa: F401  (registers)
+from theory import theorems as _builtin_theorems  # noqa: F401  (registers)
+from theory import zoo as _builtin_zoo  # noqa: F401  (registers the atlas variants)
+from theory.architecture import Architecture, get_architecture, register_architecture
+from theory.attention import AttentionKind, register_attention
+from theory.blocks import BlockKind, register_block
+from theory.context import HardPrompt, KVPrefix, Prefix, SoftPrompt, n_virtual
+from theory.errors import ToolkitError
+from theory.hooks import act_name
+from theory.methods import Method, get_method, register_method
+from theory.model import block_forward, forward
+from theory.params import init_params, param_shapes, validate_params
+from theory.positional import PositionalScheme, register_positional
+from theory.registry import (
+    ARCHITECTURES,
+    ATTENTION_KINDS,
+    BLOCK_KINDS,
+    METHODS,
+    POSITIONAL_SCHEMES,
+    THEOREMS,
+    Registry,
+)
+from theory.runtime import configure_jax
+from theory.theorem import Control, Theorem, get_theorem, register_theorem
+from theory.tolerances import TOL_F32, TOL_F64, VIOLATION
+from theory.trials import Trial, TrialShape, draw_trial
+from theory.zoo import load_env_plugins, load_plugin
 
 __all__ = [
     "ARCHITECTURES",
     "ATTENTION_KINDS",
-    "Architecture",
-    "AttentionKind",
-    "HardPrompt",
-    "KVPrefix",
+    "BLOCK_KINDS",
     "METHODS",
-    "Method",
     "POSITIONAL_SCHEMES",
-    "PositionalScheme",
-    "Prefix",
-    "SoftPrompt",
     "THEOREMS",
     "TOL_F32",
     "TOL_F64",
+    "VIOLATION",
+    "Architecture",
+    "AttentionKind",
+    "BlockKind",
+    "Control",
+    "HardPrompt",
+    "KVPrefix",
+    "Method",
+    "PositionalScheme",
+    "Prefix",
+    "Registry",
+    "SoftPrompt",
     "Theorem",
     "ToolkitError",
     "Trial",
     "TrialShape",
+    "act_name",
     "block_forward",
+    "configure_jax",
     "draw_trial",
     "forward",
     "get_architecture",
     "get_method",
     "get_theorem",
     "init_params",
+    "load_env_plugins",
+    "load_plugin",
     "n_virtual",
     "param_shapes",
     "register_architecture",
     "register_attention",
+    "register_block",
     "register_method",
     "register_positional",
     "register_theorem",

@@ -19,6 +19,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from theory.errors import ToolkitError, unknown_name
+from theory.registry import ARCHITECTURES, ATTENTION_KINDS, BLOCK_KINDS, POSITIONAL_SCHEMES
 
 NORM_PLACEMENTS = ("pre", "post", "none")
 NORM_KINDS = ("layernorm", "rmsnorm")
@@ -83,12 +84,9 @@ class Architecture:
 
 def validate_architecture(arch: Architecture) -> Architecture:
     """Check an architecture's fields; raise ToolkitError naming the bad field."""
-    from theory.attention import ATTENTION_KINDS
-    from theory.positional import POSITIONAL_SCHEMES
-
     for field in ("n_layers", "n_heads", "d_model", "d_head", "d_vocab", "n_ctx", "mlp_depth"):
         value = getattr(arch, field)
-        if not isinstance(value, int) or value < 1:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ToolkitError(
                 f"architecture {arch.name!r}: {field} must be a positive int, got {value!r}"
             )
@@ -96,21 +94,15 @@ def validate_architecture(arch: Architecture) -> Architecture:
         raise ToolkitError(
             f"architecture {arch.name!r}: d_mlp must be an int >= 0, got {arch.d_mlp!r}"
         )
-    if arch.positional not in POSITIONAL_SCHEMES:
-        raise unknown_name("positional scheme", arch.positional, POSITIONAL_SCHEMES)
-    if arch.attention not in ATTENTION_KINDS:
-        raise unknown_name("attention kind", arch.attention, ATTENTION_KINDS)
+    POSITIONAL_SCHEMES.lookup(arch.positional)
+    ATTENTION_KINDS.lookup(arch.attention)
     if arch.norm not in NORM_PLACEMENTS:
         raise unknown_name("norm placement", arch.norm, NORM_PLACEMENTS)
     if arch.norm_kind not in NORM_KINDS:
         raise unknown_name("norm kind", arch.norm_kind, NORM_KINDS)
     if arch.mlp_act not in MLP_ACTIVATIONS:
         raise unknown_name("MLP activation", arch.mlp_act, MLP_ACTIVATIONS)
-    from theory.blocks import BLOCK_KINDS
-
-    if arch.block not in BLOCK_KINDS:
-        raise unknown_name("block kind", arch.block, BLOCK_KINDS)
-    block_kind = BLOCK_KINDS[arch.block]
+    block_kind = BLOCK_KINDS.lookup(arch.block)
     missing = block_kind.requires(arch) if block_kind.requires is not None else None
     if missing:
         raise ToolkitError(f"architecture {arch.name!r}: block {arch.block!r} needs {missing}")
@@ -119,9 +111,17 @@ def validate_architecture(arch: Architecture) -> Architecture:
             f"architecture {arch.name!r}: default_methods must be a tuple of method names, "
             f"got {arch.default_methods!r}"
         )
+    if arch.n_kv_heads is not None and (
+        not isinstance(arch.n_kv_heads, int) or arch.n_kv_heads < 1
+    ):
+        raise ToolkitError(
+            f"architecture {arch.name!r}: n_kv_heads must be a positive int or None, "
+            f"got {arch.n_kv_heads!r}"
+        )
     if arch.n_heads % arch.kv_heads:
         raise ToolkitError(
-            f"architecture {arch.name!r}: n_kv_heads must divide n_heads={arch.n_heads}, got {arch.n_kv_heads}"
+            f"architecture {arch.name!r}: n_kv_heads must divide n_heads={arch.n_heads}, "
+            f"got {arch.n_kv_heads}"
         )
     if arch.window is not None and arch.window < 1:
         raise ToolkitError(
@@ -138,25 +138,17 @@ def validate_architecture(arch: Architecture) -> Architecture:
     for entry in arch.expectations:
         if len(entry) != 3 or entry[1] not in ("holds", "fails"):
             raise ToolkitError(
-                f"architecture {arch.name!r}: expectations must be (theorem_id, 'holds'|'fails', reason), got {entry!r}"
+                f"architecture {arch.name!r}: expectations must be "
+                f"(theorem_id, 'holds'|'fails', reason), got {entry!r}"
             )
     return arch
 
 
-ARCHITECTURES: dict[str, Architecture] = {}
-
-
-def register_architecture(arch: Architecture) -> Architecture:
+def register_architecture(arch: Architecture, *, replace: bool = False) -> Architecture:
     """Add an architecture to the registry (``verify`` and the property tests pick it up)."""
-    validate_architecture(arch)
-    if arch.name in ARCHITECTURES and ARCHITECTURES[arch.name] != arch:
-        raise ToolkitError(f"an architecture named {arch.name!r} is already registered")
-    ARCHITECTURES[arch.name] = arch
-    return arch
+    return ARCHITECTURES.register(validate_architecture(arch), replace=replace)
 
 
 def get_architecture(name: str) -> Architecture:
     """Registered architecture by name (ToolkitError listing valid names otherwise)."""
-    if name not in ARCHITECTURES:
-        raise unknown_name("architecture", name, ARCHITECTURES)
-    return ARCHITECTURES[name]
+    return ARCHITECTURES.lookup(name)

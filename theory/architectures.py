@@ -1,8 +1,9 @@
-"""The built-in registered architectures (sizes kept small: these are for checking theorems).
+"""The built-in core architectures (sizes kept small: these are for checking theorems).
 
 Register more with :func:`theory.architecture.register_architecture` (see docs/extending.md).
 """
 
+from theory import attention, blocks, positional  # noqa: F401  (the kinds named below)
 from theory.architecture import Architecture, register_architecture
 
 PAPER = register_architecture(

@@ -1,77 +1,126 @@
 """Block kinds: how a transformer block wires attention, MLP, norms and residuals.
 
-``"standard"`` is the model's built-in block (:func:`theory.model.block_forward`),
-configured by the architecture's fields: ``norm`` ("pre" | "post" | "none"),
-``norm_kind`` (LayerNorm | RMSNorm), ``parallel`` (GPT-J: attention and MLP read
-the same input), ``mlp_act`` (gated variants: SwiGLU, GeGLU), ``d_mlp = 0`` (no MLP).
+``"standard"`` is the built-in block (:func:`standard_block`), configured by the architecture's
+fields: ``norm`` ("pre" | "post" | "none"), ``norm_kind`` (LayerNorm | RMSNorm), ``parallel``
+(GPT-J: attention and MLP read the same input), ``mlp_act`` (gated variants: SwiGLU, GeGLU),
+``d_mlp = 0`` (no MLP).
 
 Any other wiring is a registered :class:`BlockKind`:
 
-* ``forward(bp, arch, resid_pre, attend) -> (resid_post, record)`` where
-  ``resid_pre`` is ``[N, d_model]`` and ``attend(h) -> (attn_out [N, d_model],
-  attention record)`` runs the layer's attention on normalised inputs ``h``
-  (prefix, masks and positions are already bound; its record already holds
-  ``hook_attn_out``).  ``record`` must contain that attention record (the checks
-  read it); ``hook_resid_pre`` / ``hook_resid_post`` are added for you, and
-  ``hook_resid_mid`` / ``hook_mlp_out`` are optional.
-* ``param_shapes(arch) -> {name: shape or nested dict}``: extra parameters of
-  each block, merged into ``params["blocks"][l]`` next to the standard ``attn``,
-  ``ln1``, ``ln2`` and ``mlp`` (norm weights named ``w``/``b`` are drawn near 1/0).
+* ``forward(bp, arch, resid_pre, attend) -> (resid_post, record)`` where ``resid_pre`` is
+  ``[N, d_model]`` and ``attend(h) -> (attn_out [N, d_model], record)`` runs the layer's
+  attention on normalised inputs ``h`` (prefix, masks and positions are already bound; its
+  record already holds the ``attn_out`` activation). ``record`` must contain that attention
+  record (the checks read it); ``resid_pre`` and ``resid_post`` are added for you, and
+  ``resid_mid`` / ``mlp_out`` are optional (names from :mod:`theory.hooks`).
+* ``param_shapes(arch) -> {name: shape or nested dict}``: extra parameters of each block,
+  merged into ``params["blocks"][l]`` next to the standard ``attn``, ``ln1``, ``ln2`` and ``mlp``
+  (norm weights named ``w``/``b`` are drawn near 1/0).
 
-The prefix theorems (THEORY.md §3) concern one attention layer *given its
-inputs*, so they hold for every block kind whose attention is an attention
-kind of :mod:`theory.attention`; the block only decides what those inputs are.
+The prefix theorems (docs/theory.md §3) concern one attention layer *given its inputs*, so
+they hold for every block kind whose attention is an attention kind of :mod:`theory.attention`;
+the block only decides what those inputs are.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, Float, Int
+
+from theory.architecture import Architecture
+from theory.attention import attention_layer
 from theory.errors import ToolkitError
+from theory.hooks import act_name
+from theory.layers import apply_norm, mlp
+from theory.registry import BLOCK_KINDS
 
 
 @dataclass(frozen=True)
 class BlockKind:
     name: str
     description: str
-    forward: Optional[Callable] = None  # None: the built-in block of theory.model
-    param_shapes: Optional[Callable] = None  # arch -> extra leaves of each block
-    requires: Optional[Callable] = None  # arch -> None, or a message saying what is missing
+    forward: Callable | None = None  # None: the standard block
+    param_shapes: Callable | None = None  # arch -> extra leaves of each block
+    requires: Callable | None = None  # arch -> None, or a message saying what is missing
 
 
-BLOCK_KINDS: dict[str, BlockKind] = {}
-
-
-def register_block(kind: BlockKind) -> BlockKind:
-    """Register a block kind under ``kind.name`` (re-registering the same kind is a no-op)."""
+def register_block(kind: BlockKind, *, replace: bool = False) -> BlockKind:
+    """Register a block kind under ``kind.name`` (see :class:`theory.registry.Registry`)."""
     if kind.forward is not None and not callable(kind.forward):
         raise ToolkitError(
             f"block kind {kind.name!r}: forward must be callable, got {kind.forward!r}"
         )
-    if kind.name in BLOCK_KINDS and BLOCK_KINDS[kind.name] != kind:
-        raise ToolkitError(f"a block kind named {kind.name!r} is already registered")
-    BLOCK_KINDS[kind.name] = kind
-    return kind
+    return BLOCK_KINDS.register(kind, replace=replace)
 
 
-def norm_shapes(arch) -> dict:
+def norm_shapes(arch: Architecture) -> dict:
     """Shapes of one norm's parameters (``w`` and, for LayerNorm, ``b``) over ``d_model``."""
     d = arch.d_model
     return {"w": (d,), "b": (d,)} if arch.norm_kind == "layernorm" else {"w": (d,)}
 
 
-def _sandwich_forward(bp, arch, resid_pre, attend):
-    """Gemma-2 style: norm before AND after each sublayer, ``x + norm(f(norm(x)))``."""
-    from theory.model import apply_norm, mlp
+def standard_block(bp: dict, arch: Architecture, resid_pre, attend) -> tuple:
+    """The built-in block: pre-/post-/no norm, sequential or parallel, with or without MLP."""
+    h = apply_norm(bp["ln1"], resid_pre, arch) if arch.norm == "pre" else resid_pre
+    attn_out, record = attend(h)
+    resid_mid = resid_pre + attn_out
+    if arch.parallel:
+        mlp_out = mlp(bp["mlp"], h, arch) if arch.d_mlp else jnp.zeros_like(resid_pre)
+        resid_post = resid_mid + mlp_out
+    else:
+        if arch.norm == "post":
+            resid_mid = apply_norm(bp["ln1"], resid_mid, arch)
+        if arch.d_mlp:
+            mlp_in = apply_norm(bp["ln2"], resid_mid, arch) if arch.norm == "pre" else resid_mid
+            mlp_out = mlp(bp["mlp"], mlp_in, arch)
+            resid_post = resid_mid + mlp_out
+            if arch.norm == "post":
+                resid_post = apply_norm(bp["ln2"], resid_post, arch)
+        else:
+            mlp_out = jnp.zeros_like(resid_pre)
+            resid_post = resid_mid
+    record.update({act_name("resid_mid"): resid_mid, act_name("mlp_out"): mlp_out})
+    return resid_post, record
 
+
+def _sandwich_block(bp: dict, arch: Architecture, resid_pre, attend) -> tuple:
+    """Gemma-2 style: norm before AND after each sublayer, ``x + norm(f(norm(x)))``."""
     attn_out, record = attend(apply_norm(bp["ln1"], resid_pre, arch))
     resid_mid = resid_pre + apply_norm(bp["ln1_post"], attn_out, arch)
-    mlp_out = apply_norm(
-        bp["ln2_post"], mlp(bp["mlp"], apply_norm(bp["ln2"], resid_mid, arch), arch), arch
-    )
-    record.update({"hook_resid_mid": resid_mid, "hook_mlp_out": mlp_out})
+    mlp_in = apply_norm(bp["ln2"], resid_mid, arch)
+    mlp_out = apply_norm(bp["ln2_post"], mlp(bp["mlp"], mlp_in, arch), arch)
+    record.update({act_name("resid_mid"): resid_mid, act_name("mlp_out"): mlp_out})
     return resid_mid + mlp_out, record
+
+
+def block_forward(
+    bp: dict,
+    arch: Architecture,
+    resid_pre: Float[Array, "N d_model"],
+    positions: Int[Array, " N"],
+    mask: Bool[Array, "N N"],
+    virtual: Bool[Array, " N"],
+    kv: tuple | None = None,
+) -> tuple[Float[Array, "N d_model"], dict]:
+    """One transformer block ``[N, d_model] -> [N, d_model]``; returns (resid_post, record).
+
+    ``mask`` is the ``[N, N]`` visibility matrix, ``virtual`` ``[N]`` marks prefix positions,
+    ``kv`` an optional KV-prefix of this layer. Running this on the content activations alone
+    (``virtual`` all False) is the no-prefix layer of the deeper-layer theorems.
+    """
+
+    def attend(h):
+        attn_out, record = attention_layer(bp["attn"], arch, h, positions, mask, virtual, kv)
+        return attn_out, dict(record, **{act_name("attn_out"): attn_out})
+
+    kind = BLOCK_KINDS[arch.block]
+    forward = standard_block if kind.forward is None else kind.forward
+    resid_post, record = forward(bp, arch, resid_pre, attend)
+    record.update({act_name("resid_pre"): resid_pre, act_name("resid_post"): resid_post})
+    return resid_post, record
 
 
 register_block(
@@ -83,7 +132,7 @@ register_block(
 register_block(
     BlockKind(
         "sandwich",
-        forward=_sandwich_forward,
+        forward=_sandwich_block,
         param_shapes=lambda arch: {"ln1_post": norm_shapes(arch), "ln2_post": norm_shapes(arch)},
         requires=lambda arch: (
             None

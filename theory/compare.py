@@ -1,10 +1,10 @@
-"""The numeric core of THEORY.md §3: compare an adapted run with the base model, layer by layer.
+"""The numeric core of docs/theory.md §3: compare an adapted run with the base model, layer by layer.
 
 For every layer ``l`` the adapted model (prefix or changed weights) is run on
 the whole sequence; then the BASE block ``l`` is run without any prefix on the
 adapted run's content activations at layer ``l`` (same positions).  At layer 0
 the inputs coincide, so this is the unconditional statement; deeper, it is the
-statement "given its inputs" (THEORY.md §3, Deeper layers).
+statement "given its inputs" (docs/theory.md §3, Deeper layers).
 
 Per layer, head ``h``, content query ``i`` and content key ``j``::
 
@@ -24,29 +24,38 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jaxtyping import Array, Float
 
 from theory.architecture import Architecture
-from theory.attention import ATTENTION_KINDS
+from theory.attention import mask_matrix
+from theory.blocks import block_forward
 from theory.context import n_virtual
-from theory.model import block_forward, forward, mask_matrix
+from theory.hooks import act_name, block_record
+from theory.model import forward
+from theory.registry import ATTENTION_KINDS
 from theory.trials import Trial
+
+PATTERN, Z, V = act_name("pattern"), act_name("z"), act_name("v")
 
 
 class Comparison(NamedTuple):
-    attention_residual: jax.Array  # [n_layers] max |A^pt_ij - c_i A_ij|
-    output_residual: jax.Array  # [n_layers] max |t^pt - (bias + c t)|
-    prefix_mass: jax.Array  # [n_layers] mean prefix mass m_i (shows a check is not vacuous)
+    attention_residual: Float[Array, " n_layers"]  # max |A^pt_ij - c_i A_ij|
+    output_residual: Float[Array, " n_layers"]  # max |t^pt - (bias + c t)|
+    prefix_mass: Float[Array, " n_layers"]  # mean prefix mass m_i (shows a check is not vacuous)
 
 
 class LayerPair(NamedTuple):
-    """Layer ``l`` of the adapted run next to the base block run on its content inputs."""
+    """Layer ``l`` of the adapted run next to the base block run on its content inputs.
 
-    adapted: (
-        dict  # the adapted run's hooks of layer l (names without "blocks.{l}."), all N positions
-    )
-    base: dict  # base block l without prefix on the adapted run's content inputs (n positions)
-    positions: jax.Array  # [n] content positions (shared by both)
-    content_mask: jax.Array  # [n, n] content-to-content visibility
+    ``adapted``: the adapted run's activations of layer ``l`` (block-record keys), all ``N``
+    positions; ``base``: base block ``l`` without any prefix on the adapted run's content inputs
+    (``n`` positions); ``positions`` ``[n]`` and ``content_mask`` ``[n, n]`` are shared by both.
+    """
+
+    adapted: dict
+    base: dict
+    positions: Array
+    content_mask: Array
 
 
 _SHARED = threading.local()  # .memo: {(arch, id(trial)): (trial, result)} inside shared_runs()
@@ -56,10 +65,10 @@ _SHARED = threading.local()  # .memo: {(arch, id(trial)): (trial, result)} insid
 def shared_runs():
     """Within this block :func:`layer_pairs` runs once per (architecture, trial object).
 
-    Up to seven theorems of one trial need the same adapted run and per-layer base runs;
-    the verifier checks them all in one traced function, where tracing those runs once per
-    theorem cost about 10% of a default run's tracing time (14.6 s before, 13.1 s after).  The memo holds the trial itself (so ids cannot
-    be reused) and is dropped when the block ends, so no tracer outlives its trace.
+    Several theorems of one trial need the same adapted run and per-layer base runs; the
+    verifier checks them all in one traced function, and this memo traces those runs once
+    (about 10% of a default run's tracing time). The memo holds the trial itself (so ids
+    cannot be reused) and is dropped when the block ends, so no tracer outlives its trace.
     """
     outer = getattr(_SHARED, "memo", None)
     _SHARED.memo = {}
@@ -70,9 +79,9 @@ def shared_runs():
 
 
 def layer_pairs(arch: Architecture, trial: Trial) -> tuple[list, dict]:
-    """Per layer: (adapted hooks, base hooks on the same content inputs); also the full adapted cache.
+    """Per layer a :class:`LayerPair`; also the adapted run's full cache.
 
-    This is the "given its inputs" comparison of THEORY.md §3 (exact at layer 0)."""
+    This is the "given its inputs" comparison of docs/theory.md §3 (exact at layer 0)."""
     memo = getattr(_SHARED, "memo", None)
     if memo is None:
         return _layer_pairs(arch, trial)
@@ -98,14 +107,11 @@ def _layer_pairs(arch: Architecture, trial: Trial) -> tuple[list, dict]:
     no_virtual = jnp.zeros(n, bool)
     pairs = []
     for l in range(arch.n_layers):
-        prefix = f"blocks.{l}."
-        adapted = {
-            name[len(prefix) :]: value for name, value in cache.items() if name.startswith(prefix)
-        }
+        adapted = block_record(cache, l)
         _, base = block_forward(
             trial.params["blocks"][l],
             arch,
-            adapted["hook_resid_pre"][n_p:],
+            adapted[act_name("resid_pre")][n_p:],
             positions,
             content_mask,
             no_virtual,
@@ -122,14 +128,14 @@ def compare(arch: Architecture, trial: Trial) -> Comparison:
     attn_res, out_res, masses = [], [], []
     for layer in layer_pairs(arch, trial)[0]:
         adapted, base = layer.adapted, layer.base
-        pattern = adapted["attn.hook_pattern"][:, n_p:, :]  # [H, n, n_p + n]
+        pattern = adapted[PATTERN][:, n_p:, :]  # [H, n, n_p + n]
         to_prefix, to_content = pattern[:, :, :n_p], pattern[:, :, n_p:]
         mass = to_prefix.sum(-1)  # [H, n]
         c = 1.0 - mass if normalised else jnp.ones_like(mass)
-        attn_res.append(jnp.max(jnp.abs(to_content - c[..., None] * base["attn.hook_pattern"])))
-        v_prefix = jnp.repeat(adapted["attn.hook_v"][:n_p], group, axis=1)  # [n_p, H, d_head]
+        attn_res.append(jnp.max(jnp.abs(to_content - c[..., None] * base[PATTERN])))
+        v_prefix = jnp.repeat(adapted[V][:n_p], group, axis=1)  # [n_p, H, d_head]
         bias = jnp.einsum("hqp,phd->qhd", to_prefix, v_prefix)
-        predicted = bias + c.T[..., None] * base["attn.hook_z"]
-        out_res.append(jnp.max(jnp.abs(adapted["attn.hook_z"][n_p:] - predicted)))
+        predicted = bias + c.T[..., None] * base[Z]
+        out_res.append(jnp.max(jnp.abs(adapted[Z][n_p:] - predicted)))
         masses.append(jnp.mean(mass))
     return Comparison(jnp.stack(attn_res), jnp.stack(out_res), jnp.stack(masses))

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 
 from theory.architecture import Architecture
 from theory.context import HardPrompt, KVPrefix, Prefix, SoftPrompt
-from theory.errors import unknown_name
+from theory.registry import METHODS
 
 
 @dataclass(frozen=True)
@@ -29,18 +29,14 @@ class Method:
     description: str
 
 
-METHODS: dict[str, Method] = {}
-
-
-def register_method(method: Method) -> Method:
-    METHODS[method.name] = method
-    return method
+def register_method(method: Method, *, replace: bool = False) -> Method:
+    """Register an adaptation method under ``method.name`` (see :class:`theory.registry.Registry`)."""
+    return METHODS.register(method, replace=replace)
 
 
 def get_method(name: str) -> Method:
-    if name not in METHODS:
-        raise unknown_name("method", name, METHODS)
-    return METHODS[name]
+    """Registered method by name (ToolkitError listing valid names otherwise)."""
+    return METHODS.lookup(name)
 
 
 def _dtype(params):

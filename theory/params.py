@@ -27,13 +27,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from theory.architecture import Architecture
-from theory.blocks import BLOCK_KINDS
+from theory.blocks import norm_shapes
 from theory.errors import ToolkitError
-from theory.positional import POSITIONAL_SCHEMES
-
-
-def _norm_shapes(arch: Architecture, d: int) -> dict:
-    return {"w": (d,), "b": (d,)} if arch.norm_kind == "layernorm" else {"w": (d,)}
+from theory.registry import BLOCK_KINDS, POSITIONAL_SCHEMES
 
 
 def param_shapes(arch: Architecture) -> dict:
@@ -47,7 +43,7 @@ def param_shapes(arch: Architecture) -> dict:
         embed["W_type"] = (arch.n_token_types, d)
     shapes = {"embed": embed}
     if arch.embed_norm:
-        shapes["ln_embed"] = _norm_shapes(arch, d)
+        shapes["ln_embed"] = norm_shapes(arch)
     blocks = []
     for _ in range(arch.n_layers):
         attn = {
@@ -65,9 +61,9 @@ def param_shapes(arch: Architecture) -> dict:
             attn["k_norm"] = {"w": (k,)}
         block = {"attn": attn}
         if arch.norm != "none":
-            block["ln1"] = _norm_shapes(arch, d)
+            block["ln1"] = norm_shapes(arch)
             if not arch.parallel and arch.d_mlp:
-                block["ln2"] = _norm_shapes(arch, d)
+                block["ln2"] = norm_shapes(arch)
         if arch.d_mlp:
             m = arch.d_mlp
             mlp = {"W_in": (d, m), "b_in": (m,), "W_out": (m, d), "b_out": (d,)}
@@ -83,7 +79,7 @@ def param_shapes(arch: Architecture) -> dict:
         blocks.append(block)
     shapes["blocks"] = blocks
     if arch.norm == "pre" and arch.final_norm:
-        shapes["ln_final"] = _norm_shapes(arch, d)
+        shapes["ln_final"] = norm_shapes(arch)
     shapes["unembed"] = {"W_U": (d, arch.d_vocab), "b_U": (arch.d_vocab,)}
     return shapes
 

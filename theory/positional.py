@@ -17,6 +17,8 @@ from typing import Callable, Optional
 
 import jax.numpy as jnp
 
+from theory.registry import POSITIONAL_SCHEMES
+
 
 @dataclass(frozen=True)
 class PositionalScheme:
@@ -29,13 +31,9 @@ class PositionalScheme:
     logit_bias: Optional[Callable] = None  # (arch, q_pos [Nq], k_pos [Nk]) -> [n_heads, Nq, Nk]
 
 
-POSITIONAL_SCHEMES: dict[str, PositionalScheme] = {}
-
-
-def register_positional(scheme: PositionalScheme) -> PositionalScheme:
-    """Register a positional scheme under ``scheme.name``."""
-    POSITIONAL_SCHEMES[scheme.name] = scheme
-    return scheme
+def register_positional(scheme: PositionalScheme, *, replace: bool = False) -> PositionalScheme:
+    """Register a positional scheme under ``scheme.name`` (see :class:`theory.registry.Registry`)."""
+    return POSITIONAL_SCHEMES.register(scheme, replace=replace)
 
 
 def _learned_embed(embed_params, arch, positions):

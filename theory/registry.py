@@ -1,68 +1,86 @@
-"""The theorem registry.
+"""One registry type for every named thing the toolkit looks up.
 
-A :class:`Theorem` bundles: an id, a one-line statement, the paper section, its
-assumptions, a sympy derivation (every step machine-checked), and a numeric
-check.  The numeric check is a pure JAX function ``check(arch, trial) ->
-residual`` (a scalar, >= 0) that ``verify`` jits and vmaps over random trials
-(:mod:`theory.trials`); the theorem is reported to hold on a trial when the
-residual is at most ``tolerance`` (default :data:`theory.tolerances.TOL_F64`).
+Architectures, attention kinds, positional schemes, block kinds, methods and theorems each
+live in a :class:`Registry`. All registries follow the same two rules:
+
+* registering a name that is already taken is refused (a :class:`ToolkitError` naming the
+  registry and the name), unless the caller says ``replace=True``;
+* looking up an unknown name raises a :class:`ToolkitError` that lists the valid names and,
+  when one is close, asks "did you mean ...?".
+
+A registry is a read-mostly mapping from name to entry, in registration order. Item
+assignment (``registry[name] = entry``, as ``pytest``'s ``monkeypatch.setitem`` does) is an
+explicit replacement and is the same as ``register(entry, replace=True)`` under that name.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable, Optional
+from collections.abc import Callable, Iterator, MutableMapping
+from typing import Generic, TypeVar
 
-from theory.architecture import Architecture
-from theory.errors import unknown_name
-from theory.methods import METHODS, Method, default_expectation
-from theory.tolerances import TOL_F64
+from theory.errors import ToolkitError, unknown_name
 
-
-@dataclass(frozen=True)
-class Theorem:
-    id: str
-    statement: str
-    section: str
-    assumptions: tuple
-    derivation: Callable  # () -> theory.symbolic.Derivation
-    check: Callable  # (arch, trial) -> scalar residual (jittable)
-    methods: tuple = ()  # method names the check runs with (default: all registered)
-    tolerance: float = TOL_F64
-    expect: Optional[Callable] = field(default=None)  # (arch, method) -> (expected, reason)
-    default_run: Optional[Callable] = (
-        None  # arch -> bool: run by a `verify` that names neither a theorem nor
-    )
-    #                                            an architecture (None: every one); keeps the default run fast
-
-    def in_default_run(self, arch: Architecture) -> bool:
-        return self.default_run is None or bool(self.default_run(arch))
-
-    def method_names(self) -> tuple:
-        return self.methods or tuple(METHODS)
-
-    def expectation(self, arch: Architecture, method: Method) -> tuple[str, str]:
-        """(expected verdict, reason) on ``arch`` under ``method``."""
-        if self.expect is not None:
-            return self.expect(arch, method)
-        if method.changes_weights:
-            return "fails", f"{method.name} changes the weights (negative control)"
-        declared = arch.expectation(self.id)
-        if declared is not None:
-            return declared
-        return default_expectation(method), "THEORY.md " + self.section
+T = TypeVar("T")
 
 
-THEOREMS: dict[str, Theorem] = {}
+class Registry(MutableMapping, Generic[T]):
+    """Named entries of one kind; ``kind`` is how errors call an entry (e.g. "architecture")."""
+
+    def __init__(self, kind: str, validate: Callable[[T], object] | None = None):
+        self.kind = kind
+        self._validate = validate
+        self._entries: dict[str, T] = {}
+
+    def register(self, entry: T, name: str | None = None, *, replace: bool = False) -> T:
+        """Add ``entry`` under ``name`` (default ``entry.name``, or ``entry.id``); returns it."""
+        if name is None:
+            name = getattr(entry, "name", None) or getattr(entry, "id", None)
+        if not isinstance(name, str) or not name:
+            raise ToolkitError(f"a {self.kind} needs a non-empty string name, got {name!r}")
+        if name in self._entries and not replace:
+            raise ToolkitError(
+                f"a {self.kind} named {name!r} is already registered "
+                "(pass replace=True to replace it)"
+            )
+        if self._validate is not None:
+            self._validate(entry)
+        self._entries[name] = entry
+        return entry
+
+    def lookup(self, name: str) -> T:
+        """The entry called ``name`` (ToolkitError with the valid names otherwise)."""
+        if not isinstance(name, str) or name not in self._entries:
+            raise unknown_name(self.kind, name, self._entries)
+        return self._entries[name]
+
+    def __getitem__(self, name: str) -> T:
+        return self.lookup(name)
+
+    def __setitem__(self, name: str, entry: T) -> None:
+        self.register(entry, name, replace=True)
+
+    def __delitem__(self, name: str) -> None:
+        if name not in self._entries:
+            raise unknown_name(self.kind, name, self._entries)
+        del self._entries[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __repr__(self) -> str:
+        return f"Registry({self.kind!r}, {list(self._entries)})"
 
 
-def register_theorem(theorem: Theorem) -> Theorem:
-    """Add a theorem to the registry (``verify``, ``derive`` and the tests pick it up)."""
-    THEOREMS[theorem.id] = theorem
-    return theorem
-
-
-def get_theorem(theorem_id: str) -> Theorem:
-    if theorem_id not in THEOREMS:
-        raise unknown_name("theorem", theorem_id, THEOREMS)
-    return THEOREMS[theorem_id]
+# The toolkit's registries (entries are added by the modules that define them).
+ARCHITECTURES: Registry = Registry("architecture")
+ATTENTION_KINDS: Registry = Registry("attention kind")
+POSITIONAL_SCHEMES: Registry = Registry("positional scheme")
+BLOCK_KINDS: Registry = Registry("block kind")
+METHODS: Registry = Registry("method")
+THEOREMS: Registry = Registry("theorem")

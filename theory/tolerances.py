@@ -1,15 +1,19 @@
 """Numerical tolerances, stated once.
 
-TOL_F64 = 1e-10: the §3 identities are exact in real arithmetic; in float64
-(unit roundoff 1.1e-16) a forward pass of our test sizes (d_model <= 64, a few
-layers, logits O(1..10)) accumulates errors of order 1e-15..1e-13 (measured
-residuals are reported by ``verify``).  1e-10 leaves three orders of magnitude
-of headroom while a genuine violation (a rank-1 change of W_Q, a wrong softmax)
-gives residuals of order 1e-3..1e-1, eight orders above it.
+``TOL_F64 = 1e-10``: the §3 identities are exact in real arithmetic; in float64 (unit roundoff
+1.1e-16) a forward pass of the test sizes (d_model <= 64, a few layers, logits O(1..10))
+accumulates errors of order 1e-15..1e-13 (``verify`` reports the measured residuals). 1e-10
+leaves three orders of magnitude of headroom, while a genuine violation (a rank-1 change of
+W_Q, a wrong softmax) gives residuals of order 1e-3..1e-1, eight orders above it.
 
-TOL_F32 = 1e-4 for float32 runs (unit roundoff 6e-8, amplified by the same
-accumulation): only used where a check explicitly runs in float32 (real weights).
+``TOL_F32 = 1e-4`` for float32 runs (unit roundoff 6e-8, amplified by the same accumulation):
+used only where a check explicitly runs in float32 (real weights).
+
+``VIOLATION = 1e-6``: what a negative control must exceed to count as a violation. It sits four
+orders above ``TOL_F64`` so that a control is never "violated" by rounding noise that merely
+crosses the tolerance.
 """
 
 TOL_F64 = 1e-10
 TOL_F32 = 1e-4
+VIOLATION = 1e-6

@@ -24,11 +24,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from theory.architecture import ARCHITECTURES, Architecture, get_architecture
+from theory.architecture import Architecture
 from theory.compare import shared_runs
-from theory.errors import ToolkitError
-from theory.methods import METHODS, get_method
-from theory.registry import THEOREMS, get_theorem
+from theory.errors import ToolkitError, unknown_name
+from theory.registry import ARCHITECTURES, METHODS, THEOREMS
+from theory.theorem import Control, Theorem
+from theory.tolerances import VIOLATION
 from theory.trials import TrialShape, draw_trial
 
 # Compile options of the checks: compilation dominates at these sizes (about 90% of a
@@ -90,29 +91,30 @@ def groups_function(groups, shape: TrialShape):
     return lambda keys: [fn(keys) for fn in fns]
 
 
-def _select(names, registry, kind):
+def _select(names, registry):
+    """The requested names (all when none), each checked against the registry, in order."""
     if not names:
         return list(registry)
+    if isinstance(names, str):
+        raise ToolkitError(
+            f"expected a list of {registry.kind} names, got the string {names!r} "
+            f"(write [{names!r}])"
+        )
     for name in names:
-        if name not in registry:
-            from theory.errors import unknown_name
-
-            raise unknown_name(kind, name, registry)
+        registry.lookup(name)
     return list(dict.fromkeys(names))
 
 
 def plan(theorems=None, architectures=None, methods=None):
     """The (architecture, method, theorem ids) groups to run, validated against the registries."""
-    theorem_ids = _select(theorems, THEOREMS, "theorem")
-    arch_names = _select(architectures, ARCHITECTURES, "architecture")
-    method_names = _select(methods, METHODS, "method")
+    theorem_ids = _select(theorems, THEOREMS)
+    arch_names = _select(architectures, ARCHITECTURES)
+    method_names = _select(methods, METHODS)
     groups = []
     for a in arch_names:
         defaults = ARCHITECTURES[a].default_methods
         for m in defaults:
             if m not in METHODS:
-                from theory.errors import unknown_name
-
                 raise unknown_name(f"method in default_methods of architecture {a!r}:", m, METHODS)
         for m in method_names:
             if not methods and defaults and m not in defaults:
@@ -247,51 +249,48 @@ def replay(
     shape: TrialShape = TrialShape(),
 ) -> float:
     """Recompute one trial's residual (the witness of a reported violation)."""
-    thm, arch, m = get_theorem(theorem), get_architecture(architecture), get_method(method)
+    thm = THEOREMS.lookup(theorem)
+    arch, m = ARCHITECTURES.lookup(architecture), METHODS.lookup(method)
     key = jax.random.fold_in(jax.random.PRNGKey(seed), trial)
     return float(thm.check(arch, draw_trial(arch, m, key, shape)))
 
 
-def format_table(results: list[Result]) -> str:
-    """Plain-text table: theorem x architecture x method, expected, verdict, max residual, trials."""
-    header = (
-        "theorem",
-        "architecture",
-        "method",
-        "expected",
-        "verdict",
-        "max residual",
-        "trials",
-        "",
-    )
-    rows = [header]
-    for r in results:
-        flag = (
-            "ok"
-            if r.as_expected
-            else f"UNEXPECTED (witness: seed {r.seed}, trial {r.witness_trial})"
-        )
-        if r.verdict == "error":
-            flag = f"ERROR ({r.reason})"
-        rows.append(
-            (
-                r.theorem,
-                r.architecture,
-                r.method,
-                r.expected,
-                r.verdict,
-                f"{r.max_residual:.2e}",
-                str(r.trials),
-                flag,
-            )
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths).rstrip())
-    n_ok = sum(r.as_expected for r in results)
-    lines.append("")
-    lines.append(
-        f"{n_ok}/{len(results)} verdicts as expected (tolerance: residual <= {results[0].tolerance:.0e} "
-        "in float64 means 'holds')"
-    )
-    return "\n".join(lines)
+@dataclass
+class ControlResult:
+    theorem: str
+    control: str
+    outcome: str  # what the control must report: "violation" | "holds"
+    residuals: list  # one per trial
+    ok: bool  # every trial reported the outcome
+
+    def describe(self) -> str:
+        shown = ", ".join(f"{r:.2e}" for r in self.residuals)
+        return f"{self.theorem} / {self.control}: expected {self.outcome}, residuals [{shown}]"
+
+
+def control_residuals(theorem: Theorem, control: Control, shape: TrialShape = TrialShape()):
+    """Residuals ``[trials]`` of ``theorem``'s check (or the control's own check) on the control's
+    architecture, method and transformed trials (jitted and vmapped)."""
+    arch = control.resolve_architecture()
+    method = METHODS.lookup(control.method)
+    check = control.check or theorem.check
+
+    def one(key):
+        trial = draw_trial(arch, method, key, shape)
+        if control.transform is not None:
+            trial = control.transform(arch, trial)
+        return check(arch, trial)
+
+    keys = trial_keys(control.seed, control.trials)
+    compiled = jax.jit(jax.vmap(one)).lower(keys).compile(compiler_options=FAST_COMPILE)
+    return np.asarray(jax.device_get(compiled(keys)), dtype=np.float64)
+
+
+def run_control(theorem: Theorem, control: Control) -> ControlResult:
+    """Run one negative control: every trial must report ``control.outcome``."""
+    r = control_residuals(theorem, control)
+    if control.outcome == "violation":
+        ok = bool(np.all(np.isfinite(r)) and np.all(r > VIOLATION))
+    else:
+        ok = bool(np.all(np.isfinite(r)) and np.all(r <= theorem.tolerance))
+    return ControlResult(theorem.id, control.name, control.outcome, r.tolist(), ok)

@@ -1,16 +1,44 @@
-"""Registered theorems: importing this package registers every one of them."""
+"""The built-in theorems, one module each (the module is named after the theorem's id).
 
-from theory.theorems import relative_attention, convex_output  # noqa: F401,I001  (registry order)
-from theory.theorems import (  # noqa: F401,I001  the catalogue (issue 3), in the order of THEORY.md
-    single_prefix,
+:data:`BUILTIN` lists them in the order ``verify`` and the documents present them (the two §3
+identities first, then the catalogue); importing this package registers every one.
+"""
+
+from theory.theorem import register_theorem
+from theory.theorems import (
     bias_span,
-    pre_ln,
-    kv_converse,
+    capacity,
+    convex_output,
+    deeper_attention_changes,
+    deeper_first_order,
+    finetune_contrast,
     hierarchy,
     hierarchy_strict,
-    deeper_layers,
-    deeper_attention,
+    kv_converse,
     position_shift,
-    finetune_contrast,
-    capacity,
+    pre_ln,
+    relative_attention,
+    single_prefix,
 )
+
+BUILTIN = tuple(
+    module.THEOREM
+    for module in (
+        relative_attention,
+        convex_output,
+        single_prefix,
+        bias_span,
+        pre_ln,
+        kv_converse,
+        hierarchy,
+        hierarchy_strict,
+        deeper_first_order,
+        deeper_attention_changes,
+        position_shift,
+        finetune_contrast,
+        capacity,
+    )
+)
+
+for _theorem in BUILTIN:
+    register_theorem(_theorem)

@@ -1,4 +1,5 @@
-"""THEORY.md §3, many prefix positions: the bias lies in a fixed cone of dimension <= n_p per head.
+"""Many prefix positions: the bias lies in a fixed cone of dimension <= n_p per head
+(docs/theory.md §3.5).
 
 With ``n_p`` prefix positions the head output is ``t^pt_i = b_i + (1 - m_i) t_i`` with the bias
 ``b_i = sum_p A^pt_ip u_p`` (``u_p = W_V s_p``, or the free value ``v_p`` of a KV-prefix).  The
@@ -6,9 +7,6 @@ weights ``A^pt_ip`` are >= 0, so ``b_i`` lies in the cone spanned by ``u_1..u_np
 queries and all inputs the biases of one head span at most ``n_p`` dimensions, and after ``W_O``
 the biases of ``H`` heads span at most ``H n_p``.
 
-Numeric check (over several inputs): the measured bias ``b_i = t^pt_i - (1 - m_i) t_i`` of every
-head is a non-negative combination of the prefix values (least squares), and the singular values
-of the stacked biases beyond ``n_p`` (per head) and ``H n_p`` (after ``W_O``) vanish.
 """
 
 import jax
@@ -17,9 +15,12 @@ import sympy as sp
 
 from theory.compare import layer_pairs
 from theory.context import n_virtual
-from theory.registry import Theorem, register_theorem
+from theory.hooks import act_name
 from theory.symbolic import Derivation, Step
-from theory.theorems.common import core_architecture, declared_or, relative_singular_tail
+from theory.theorem import Control, Theorem
+from theory.theorems.common import core_architecture, relative_singular_tail
+
+PATTERN, V, Z_HOOK = act_name("pattern"), act_name("v"), act_name("z")
 
 N_INPUTS = 4  # content sequences per trial whose biases are stacked
 
@@ -83,9 +84,9 @@ def _biases(arch, trial):
     out = []
     for layer, block in zip(layer_pairs(arch, trial)[0], trial.adapted["blocks"]):
         adapted, base = layer.adapted, layer.base
-        mass = adapted["attn.hook_pattern"][:, n_p:, :n_p].sum(-1)  # [H, n]
-        bias = adapted["attn.hook_z"][n_p:] - (1 - mass).T[..., None] * base["attn.hook_z"]
-        values = jnp.repeat(adapted["attn.hook_v"][:n_p], group, axis=1)  # [n_p, H, d_head]
+        mass = adapted[PATTERN][:, n_p:, :n_p].sum(-1)  # [H, n]
+        bias = adapted[Z_HOOK][n_p:] - (1 - mass).T[..., None] * base[Z_HOOK]
+        values = jnp.repeat(adapted[V][:n_p], group, axis=1)  # [n_p, H, d_head]
         out.append((bias, values))
     return out
 
@@ -130,39 +131,58 @@ def check(arch, trial):
 
 
 def expect(arch, method):
-    def default(arch, method):
-        if method.changes_weights:
-            return (
-                "fails",
-                f"{method.name} changes the weights: no prefix, the change spans more than 0 dims",
-            )
-        if method.name in ("hard_prompt", "soft_prompt") and not arch.causal and arch.n_layers > 1:
-            return "fails", (
-                "bidirectional: a prompt's deeper virtual states depend on the content, so over "
-                "many inputs the biases span more than n_p dimensions (per input they do not)"
-            )
-        return "holds", "THEORY.md §3"
-
-    return declared_or("bias_span", arch, method, default)
+    if method.changes_weights:
+        return (
+            "fails",
+            f"{method.name} changes the weights: no prefix, the change spans more than 0 dims",
+        )
+    if method.name in ("hard_prompt", "soft_prompt") and not arch.causal and arch.n_layers > 1:
+        return "fails", (
+            "bidirectional: a prompt's deeper virtual states depend on the content, so over "
+            "many inputs the biases span more than n_p dimensions (per input they do not)"
+        )
+    return "holds", "docs/theory.md §3.5"
 
 
-THEOREM = register_theorem(
-    Theorem(
-        id="bias_span",
-        statement="With n_p prefix positions the bias lies in the cone of {W_V s_p}: <= n_p dims per head, "
-        "<= H n_p after W_O (measured over many inputs).",
-        section="§3",
-        assumptions=(
-            "softmax attention",
-            "content at the same positions with and without the prefix",
-            "prefix values linearly independent (n_p <= d_head) for the cone coefficients to be unique",
-            "the virtual states do not depend on the content (see expectation for bidirectional prompts)",
-            "the bound is informative only when n_p < d_head and H n_p < d_model",
+MEASURES = """\
+Over several inputs (the trial's content shifted through the vocabulary), every layer: the
+measured bias b_i = t^pt_i - (1 - m_i) t_i of every head is a non-negative combination of the
+prefix values (least squares; residual: the relative fit error and the most negative
+coefficient), and the singular values of the stacked biases beyond n_p (per head) and H n_p
+(after W_O) vanish (relative to the largest)."""
+
+THEOREM = Theorem(
+    id="bias_span",
+    statement="With n_p prefix positions the bias lies in the cone of {W_V s_p}: <= n_p dims per "
+    "head, <= H n_p after W_O (measured over many inputs).",
+    section="§3.5",
+    assumptions=(
+        "softmax attention",
+        "content at the same positions with and without the prefix",
+        "prefix values linearly independent (n_p <= d_head) for the cone coefficients to be unique",
+        "the virtual states do not depend on the content (see expectation for bidirectional "
+        "prompts)",
+        "the bound is informative only when n_p < d_head and H n_p < d_model",
+    ),
+    derivation=derivation,
+    check=check,
+    measures=MEASURES,
+    default_run=core_architecture,
+    methods=("soft_prompt", "prefix", "finetune_rank1_WQ"),
+    expect=expect,
+    controls=(
+        Control(
+            "rank-1 W_Q update",
+            "no prefix: the change fine-tuning makes lies in no cone of n_p = 0 values",
+            "paper",
+            "finetune_rank1_WQ",
         ),
-        derivation=derivation,
-        check=check,
-        default_run=core_architecture,
-        methods=("soft_prompt", "prefix", "finetune_rank1_WQ"),
-        expect=expect,
-    )
+        Control(
+            "bidirectional soft prompt",
+            "in an encoder a soft prompt's deeper states depend on the content, so over many "
+            "inputs its biases span more than n_p dimensions",
+            "bert",
+            "soft_prompt",
+        ),
+    ),
 )

@@ -1,4 +1,4 @@
-"""THEORY.md §2 (paper §3): counting what one token of context can select.
+"""Counting what one token of context can select (docs/theory.md §2.3).
 
 * One hard token: the model is a function of the token, so it has at most ``V`` greedy completions
   (unconditional) and at most ``V`` maps ``[V] -> [V]`` (conditional).
@@ -7,12 +7,8 @@
 * A hard prompt of ``n`` tokens selects among at most ``V^n`` behaviours, so reaching all ``V^V`` maps
   needs ``n >= V``.
 
-Numeric witness in ``verify`` (any architecture, random weights): the number of distinct conditional maps
-``x -> argmax logits(context, x)`` over ``V`` one-token hard prompts is at most ``V`` (pigeonhole); over
-``M`` one-position soft prompts it exceeds ``V``.  The residual measures the REFUTED claim "a soft prompt
-selects no more maps than a hard token": ``max(0, distinct_soft - V)``, so "fails" (>= 1) is the witness.
-:func:`construction_counts` enumerates the constructions on small ``V, N`` (used by the tests and by
-``derive capacity --substitute``); it needs the ``constructions`` package and is skipped without it.
+The constructions that attain V^N and V^V live in the ``constructions`` package, above this core:
+``constructions.capacity`` enumerates them and passes its counts to :func:`instance`.
 """
 
 import jax
@@ -22,9 +18,9 @@ import sympy as sp
 
 from theory.context import HardPrompt, SoftPrompt
 from theory.model import forward
-from theory.registry import Theorem, register_theorem
 from theory.symbolic import Derivation, Step
-from theory.theorems.common import core_architecture, declared_or
+from theory.theorem import Control, Theorem
+from theory.theorems.common import core_architecture
 
 N_SOFT = 64  # soft prompts per trial
 SOFT_SCALE = 3.0  # their scale (combinations of the trial's soft-prompt vectors)
@@ -89,7 +85,7 @@ def derivation() -> Derivation:
         notes=(
             "Counts are compared through logarithms (log is increasing), which lets sympy prove the strict "
             "inequalities for every V >= 2, N >= 2 and n <= V - 1. The constructions (constructions package) "
-            "attain V^N and V^V; their certificates are checked there, and construction_counts enumerates "
+            "attain V^N and V^V; their certificates are checked there, and constructions.capacity enumerates "
             "them for small V, N.",
         ),
     )
@@ -137,74 +133,22 @@ def check(arch, trial):
 
 
 def expect(arch, method):
-    return declared_or(
-        "capacity",
-        arch,
-        method,
-        lambda arch, method: (
-            "fails",
-            "witness: one-position soft prompts select more than V maps, more than any hard token can",
-        ),
+    return (
+        "fails",
+        "witness: one-position soft prompts select more than V maps, more than any hard token can",
     )
 
 
-def construction_counts(V_: int = 3, N_: int = 3):
-    """Enumerate the constructions (needs the ``constructions`` package): a dict of counts, or None."""
-    try:
-        import constructions as C
-    except ImportError:
-        return None
-    import itertools
-
-    unc = C.unconditional_model(V_, N_)
-    sequences = np.array(list(itertools.product(range(V_), repeat=N_)))
-    gen = C.greedy_generate_batch(
-        unc, C.virtual_tokens(unc, sequences), np.full((len(sequences), 1), unc.bos)
-    )
-    out = np.asarray(gen.tokens)
-    cond = C.conditional_model(V_)
-    tables = np.array(list(itertools.product(range(V_), repeat=V_)))
-    ctx = SoftPrompt(jnp.stack([C.map_tokens(cond, t).embeddings for t in tables]))
-    inputs = np.arange(V_)
-    ctx_rep = SoftPrompt(jnp.repeat(ctx.embeddings, V_, axis=0))
-    gen_c = C.greedy_generate_batch(cond, ctx_rep, np.tile(inputs, len(tables))[:, None])
-    maps = np.asarray(gen_c.tokens).reshape(len(tables), V_)
-    return {
-        "V": V_,
-        "N": N_,
-        "unconditional_distinct": len({row.tobytes() for row in out}),
-        "V^N": V_**N_,
-        "unconditional_exact": bool(np.array_equal(out, sequences)),
-        "hard_token_completions": C.hard_token_ceiling(unc).hard_distinct,
-        "conditional_distinct": len({row.tobytes() for row in maps}),
-        "V^V": V_**V_,
-        "conditional_exact": bool(np.array_equal(maps, tables)),
-        "hard_token_maps": C.hard_token_ceiling(cond).hard_distinct,
-    }
+def soft_prompts_from_rows_check(arch, trial):
+    """The check with "soft" prompts that are rows of W_E: hard tokens, so no witness (a control)."""
+    _, soft = counts(arch, trial, soft_from_rows=True)
+    return jnp.maximum(soft - arch.d_vocab, 0).astype(trial.params["embed"]["W_E"].dtype)
 
 
-THEOREM = register_theorem(
-    Theorem(
-        id="capacity",
-        statement="Witness (refuted claim: 'one virtual token selects no more than one hard token'): hard token <= V "
-        "behaviours, virtual token V^N / V^V; hard prompts need n >= V.",
-        section="§2",
-        assumptions=(
-            "greedy decoding; behaviours = next-token maps x -> argmax (conditional) in the numeric witness",
-            "random weights: the soft prompts are seeded combinations of the trial's soft-prompt vectors",
-            "V^N and V^V are attained by the constructions package (enumerated by construction_counts)",
-        ),
-        derivation=derivation,
-        check=check,
-        default_run=core_architecture,
-        methods=("soft_prompt",),
-        expect=expect,
-    )
-)
-
-
-def instance(arch, trial, V_: int = 3, N_: int = 3):
-    """Symbolic counts at V = 3, N = 3 next to the enumerated constructions (and the random-model witness)."""
+def instance(arch, trial, construction_counts: dict | None = None):
+    """The counts on the random model (witness: more than V maps) next to their bounds; with
+    ``construction_counts`` (from ``constructions.capacity.counts``) the constructions' counts
+    next to V^N and V^V."""
     hard, soft = counts(arch, trial)
     rows = [
         (
@@ -218,8 +162,9 @@ def instance(arch, trial, V_: int = 3, N_: int = 3):
             float(soft),
         ),
     ]
-    found = construction_counts(V_, N_)
+    found = construction_counts
     if found is not None:
+        V_, N_ = found["V"], found["N"]
         rows += [
             (
                 f"completions of one virtual token, construction V={V_}, N={N_} (V^N)",
@@ -238,3 +183,42 @@ def instance(arch, trial, V_: int = 3, N_: int = 3):
             ),
         ]
     return rows
+
+
+MEASURES = """\
+Any architecture, random weights: the number of distinct conditional maps x -> argmax logits
+(context, x) over the V one-token hard prompts (at most V, by pigeonhole) and over 64
+one-position soft prompts (seeded combinations of the trial's soft-prompt vectors). The residual
+measures the REFUTED claim "a soft prompt selects no more maps than a hard token":
+max(0, distinct_soft - V), so "fails" (>= 1) is the witness."""
+
+THEOREM = Theorem(
+    id="capacity",
+    statement="Witness (refuted claim: 'one virtual token selects no more than one hard token'): "
+    "hard token <= V behaviours, virtual token V^N / V^V; hard prompts need n >= V.",
+    section="§2.3",
+    assumptions=(
+        "greedy decoding; behaviours = next-token maps x -> argmax (conditional) in the numeric "
+        "witness",
+        "random weights: the soft prompts are seeded combinations of the trial's soft-prompt "
+        "vectors",
+        "V^N and V^V are attained by the constructions (constructions.capacity enumerates them)",
+    ),
+    derivation=derivation,
+    check=check,
+    measures=MEASURES,
+    instance=instance,
+    default_run=core_architecture,
+    methods=("soft_prompt",),
+    expect=expect,
+    controls=(
+        Control(
+            "soft prompts that are token rows",
+            "'soft' prompts that are rows of W_E are hard tokens: at most V maps, no witness",
+            "gpt",
+            "soft_prompt",
+            outcome="holds",
+            check=soft_prompts_from_rows_check,
+        ),
+    ),
+)

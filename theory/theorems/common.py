@@ -1,18 +1,17 @@
-"""Small helpers shared by the catalogue's numeric checks (THEORY.md §1-3).
+"""Small helpers shared by the theorems' numeric checks (docs/theory.md §1-3).
 
-Names follow the paper: ``n_p`` virtual (prefix) positions come first in the
-sequence, ``n`` content positions follow; ``m_i`` is the prefix mass a content
-query gives to the virtual positions.
+Names follow the paper: ``n_p`` virtual (prefix) positions come first in the sequence, ``n``
+content positions follow; ``m_i`` is the prefix mass a content query gives to the virtual
+positions.
 """
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
+from jaxtyping import Array, Float
 
 from theory.architecture import Architecture
 from theory.context import HardPrompt, KVPrefix, Prefix, SoftPrompt, n_virtual
-from theory.methods import Method
 from theory.model import forward
 from theory.trials import Trial
 
@@ -38,8 +37,8 @@ def single_virtual_trial(trial: Trial) -> Trial:
 
 
 def logits_of(params, arch: Architecture, trial: Trial, context, key_mask=None):
-    """Content logits ``[n, d_vocab]`` of ``params`` on the trial's tokens with ``context`` (content at
-    positions ``n_p..`` of the trial's context, the paper's convention)."""
+    """Content logits ``[n, d_vocab]`` of ``params`` on the trial's tokens with ``context``
+    (content at positions ``n_p..`` of the trial's context, the paper's convention)."""
     n_p = n_virtual(trial.context)
     mask = trial.key_mask if key_mask is None else key_mask
     logits, _ = forward(
@@ -68,12 +67,12 @@ def base_run(arch: Architecture, trial: Trial):
     )
 
 
-def max_abs(x):
+def max_abs(x: Array) -> Float[Array, ""]:
     return jnp.max(jnp.abs(x))
 
 
-def relative_singular_tail(vectors, keep: int):
-    """``sigma_{keep+1} / sigma_1`` of the rows of ``vectors [m, dim]`` (0 when there is no such value).
+def relative_singular_tail(vectors: Float[Array, "m dim"], keep: int) -> Float[Array, ""]:
+    """``sigma_{keep+1} / sigma_1`` of the rows of ``vectors`` (0 when there is no such value).
 
     It is 0 exactly when the rows span at most ``keep`` dimensions."""
     s = jnp.linalg.svd(vectors, compute_uv=False)
@@ -82,22 +81,6 @@ def relative_singular_tail(vectors, keep: int):
     return s[keep] / jnp.maximum(s[0], jnp.finfo(vectors.dtype).tiny)
 
 
-def declared_or(theorem_id: str, arch: Architecture, method: Method, default):
-    """An architecture's declared expectation for ``theorem_id`` if any, else ``default(arch, method)``."""
-    declared = arch.expectation(theorem_id)
-    return declared if declared is not None else default(arch, method)
-
-
-def witness(reason: str):
-    """Expectation of a witness (existence) check: the refuted claim must 'fail'."""
-    return "fails", "witness: " + reason
-
-
-def tree_where(flag, a, b):
-    """Pick ``a`` where ``flag`` else ``b`` leaf by leaf (pytrees of equal structure)."""
-    return jax.tree_util.tree_map(lambda x, y: jnp.where(flag, x, y), a, b)
-
-
 def core_architecture(arch: Architecture) -> bool:
-    """architectures whose default verify runs every method (the core ones, not the atlas variants)"""
-    return not getattr(arch, "default_methods", ())
+    """Architectures whose default ``verify`` runs every method (not the atlas variants)."""
+    return not arch.default_methods

@@ -1,4 +1,4 @@
-"""THEORY.md §3 (b): a prefix only biases a head's output towards the span of its values.
+"""A prefix only biases a head's output towards its values (docs/theory.md §3.2).
 
 t^pt_i = sum_p A^pt_ip W_V s_p + (1 - sum_p A^pt_ip) t_i
 """
@@ -6,8 +6,8 @@ t^pt_i = sum_p A^pt_ip W_V s_p + (1 - sum_p A^pt_ip) t_i
 import sympy as sp
 
 from theory.compare import compare
-from theory.registry import Theorem, register_theorem
 from theory.symbolic import Derivation, Step
+from theory.theorem import Control, Theorem
 
 Z = sp.Symbol("Z_i", positive=True)  # sum_r exp(l_ir)
 P = sp.Symbol("P_i", positive=True)  # sum_p exp(l_ip)
@@ -61,17 +61,38 @@ def check(arch, trial):
     return compare(arch, trial).output_residual.max()
 
 
-THEOREM = register_theorem(
-    Theorem(
-        id="convex_output",
-        statement="A prefix moves a head's output along t^pt = sum_p A^pt_ip v_p + (1 - sum_p A^pt_ip) t.",
-        section="§3",
-        assumptions=(
-            "softmax-normalised attention",
-            "content at the same positions with and without the prefix",
-            "deeper layers: given the layer's inputs",
+MEASURES = """\
+Per layer, head and content query i, given the layer's inputs: max |t^pt_i - (sum_p A^pt_ip v_p +
+c_i t_i)| with v_p the virtual positions' values read from the adapted run, c_i = 1 - m_i
+(normalised kinds) or 1 (unnormalised), and t_i the base block's output on the adapted run's
+content activations (theory.compare)."""
+
+THEOREM = Theorem(
+    id="convex_output",
+    statement="A prefix moves a head's output along "
+    "t^pt = sum_p A^pt_ip v_p + (1 - sum_p A^pt_ip) t.",
+    section="§3.2",
+    assumptions=(
+        "softmax-normalised attention",
+        "content at the same positions with and without the prefix",
+        "deeper layers: given the layer's inputs",
+    ),
+    derivation=derivation,
+    check=check,
+    measures=MEASURES,
+    controls=(
+        Control(
+            "rank-1 W_Q update",
+            "fine-tuning changes the attention over the content, so the output is no such "
+            "combination of the unprefixed output",
+            "paper",
+            "finetune_rank1_WQ",
         ),
-        derivation=derivation,
-        check=check,
-    )
+        Control(
+            "prefix outside the denominator",
+            "a wrong softmax that leaves the prefix keys out of the denominator",
+            "broken-denominator",
+            "prefix",
+        ),
+    ),
 )

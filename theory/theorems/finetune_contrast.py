@@ -1,4 +1,5 @@
-"""THEORY.md §3, contrast: a rank-1 update of W_Q changes relative attention; no prefix can.
+"""Contrast: a rank-1 update of W_Q changes relative attention; no prefix can
+(docs/theory.md §3.10).
 
 For any head (``d_head >= 1``) and a query ``i`` that sees two content keys with different keys
 ``k_1 != k_2`` and a non-zero attention input ``h_i`` (non-degenerate content), the rank-1 update
@@ -9,24 +10,23 @@ For any head (``d_head >= 1``) and a query ``i`` that sees two content keys with
 the query by ``R_i a`` and so multiplies ``A_i1 / A_i2`` by exactly ``exp(T / sqrt(d_head))``: relative
 attention changes.  A prefix, on the other hand, rescales every content weight by the same factor.
 
-Numeric check (every layer, every head, given the layer's inputs; the last content query ``i``, key 1 =
-itself, key 2 = the visible content key whose key differs most from its own): the measured
-change of ``log(A_i1 / A_i2)`` after the update against ``T / sqrt(d_head)`` (relative residual), and the
-prefix's relative-attention residual on the same trial.  "holds" therefore means: the update changes
-relative attention by exactly the derived amount AND the prefix changes it by nothing.
 """
 
 import jax
 import jax.numpy as jnp
 import sympy as sp
 
+from theory.attention import attention_layer
 from theory.compare import layer_pairs
 from theory.context import n_virtual
-from theory.model import apply_norm, attention_layer
-from theory.positional import POSITIONAL_SCHEMES
-from theory.registry import Theorem, register_theorem
+from theory.hooks import act_name
+from theory.layers import apply_norm
+from theory.registry import POSITIONAL_SCHEMES
 from theory.symbolic import Derivation, Step
-from theory.theorems.common import core_architecture, declared_or
+from theory.theorem import Control, Theorem
+from theory.theorems.common import core_architecture
+
+PATTERN, K = act_name("pattern"), act_name("k")
 
 T, sk = sp.symbols("T sqrt_k", positive=True)
 hh, ww = sp.symbols(
@@ -85,9 +85,9 @@ def residuals(arch, trial):
     out = []
     for l, layer in enumerate(layer_pairs(arch, trial)[0]):
         bp = trial.params["blocks"][l]
-        x = layer.adapted["hook_resid_pre"][n_p:]
+        x = layer.adapted[act_name("resid_pre")][n_p:]
         h = apply_norm(bp["ln1"], x, arch) if arch.norm == "pre" else x
-        keys = jnp.repeat(layer.base["attn.hook_k"], group, axis=1)  # [n, H, d_head] (rotated)
+        keys = jnp.repeat(layer.base[K], group, axis=1)  # [n, H, d_head] (rotated)
         dist = jnp.where(
             layer.content_mask[i][:, None], jnp.sum((keys - keys[i]) ** 2, -1), -1.0
         )  # [n, H]
@@ -108,15 +108,15 @@ def residuals(arch, trial):
             _, rec = attention_layer(
                 attn, arch, h, layer.positions, layer.content_mask, jnp.zeros(h.shape[0], bool)
             )
-            new, old = rec["attn.hook_pattern"][head, i], layer.base["attn.hook_pattern"][head, i]
+            new, old = rec[PATTERN][head, i], layer.base[PATTERN][head, i]
             j = j2[head]
             return (jnp.log(new[i]) - jnp.log(new[j])) - (jnp.log(old[i]) - jnp.log(old[j]))
 
         change = jax.vmap(log_ratio_change)(jnp.arange(arch.n_heads))
-        pattern = layer.adapted["attn.hook_pattern"][:, n_p:, :]
+        pattern = layer.adapted[PATTERN][:, n_p:, :]
         mass = pattern[:, :, :n_p].sum(-1)
         prefix_res = jnp.max(
-            jnp.abs(pattern[:, :, n_p:] - (1 - mass)[..., None] * layer.base["attn.hook_pattern"])
+            jnp.abs(pattern[:, :, n_p:] - (1 - mass)[..., None] * layer.base[PATTERN])
         )
         witness = jnp.where(
             degenerate, 0.0, jnp.abs(change - predicted) / predicted
@@ -127,40 +127,6 @@ def residuals(arch, trial):
 
 def check(arch, trial):
     return residuals(arch, trial).max()
-
-
-def expect(arch, method):
-    def default(arch, method):
-        if arch.qk_norm:
-            return (
-                "fails",
-                "qk-norm renormalises the moved query: the change is not exactly T/sqrt(k)",
-            )
-        return "holds", "THEORY.md §3 (contrast)"
-
-    return declared_or("finetune_contrast", arch, method, default)
-
-
-THEOREM = register_theorem(
-    Theorem(
-        id="finetune_contrast",
-        statement="A rank-1 W_Q update changes relative attention by exactly exp(T/sqrt(k)) for any head with "
-        "non-degenerate content; a prefix changes it by nothing.",
-        section="§3",
-        assumptions=(
-            "the last query sees itself and another content key with a different key (k_i != k_j), h_i != 0; "
-            "heads where the content is degenerate (all visible keys equal) are skipped (premise false)",
-            "no qk-norm (the update moves the query linearly)",
-            "softmax attention",
-            "every layer given its inputs",
-        ),
-        derivation=derivation,
-        check=check,
-        default_run=core_architecture,
-        methods=("prefix",),
-        expect=expect,
-    )
-)
 
 
 def instance(arch, trial):
@@ -175,3 +141,59 @@ def instance(arch, trial):
         ),
         ("prefix: change of the same log-ratios (0 by the theorem)", 0.0, float(errors[1])),
     ]
+
+
+def expect(arch, method):
+    if arch.qk_norm:
+        return (
+            "fails",
+            "qk-norm renormalises the moved query: the change is not exactly T/sqrt(k)",
+        )
+    return "holds", "docs/theory.md §3.10"
+
+
+MEASURES = """\
+Every layer and head, given the layer's inputs; the last content query i, key 1 = itself, key 2
+= the visible content key whose key differs most from its own: the measured change of
+log(A_i1 / A_i2) after the rank-1 update against T / sqrt(d_head) (relative error; heads whose
+content is degenerate are skipped), and the prefix's relative-attention residual on the same
+trial. "holds" means both: the update changes relative attention by exactly the derived amount
+AND the prefix changes it by nothing."""
+
+THEOREM = Theorem(
+    id="finetune_contrast",
+    statement="A rank-1 W_Q update changes relative attention by exactly exp(T/sqrt(k)) for any "
+    "head with non-degenerate content; a prefix changes it by nothing.",
+    section="§3.10",
+    assumptions=(
+        "the last query sees itself and another content key with a different key (k_i != k_j), "
+        "h_i != 0; heads where the content is degenerate (all visible keys equal) are skipped "
+        "(premise false)",
+        "no qk-norm (the update moves the query linearly)",
+        "softmax attention",
+        "every layer given its inputs",
+    ),
+    derivation=derivation,
+    check=check,
+    measures=MEASURES,
+    instance=instance,
+    default_run=core_architecture,
+    methods=("prefix",),
+    expect=expect,
+    controls=(
+        Control(
+            "prefix outside the denominator",
+            "a wrong softmax: the prefix half of the contrast fails",
+            "broken-denominator",
+            "prefix",
+        ),
+        Control(
+            "qk-norm",
+            "normalised queries: the rank-1 update no longer moves the log-ratio by exactly "
+            "T/sqrt(k)",
+            "gpt",
+            "prefix",
+            changes=(("positional", "rope"), ("qk_norm", True)),
+        ),
+    ),
+)

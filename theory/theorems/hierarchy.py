@@ -1,11 +1,11 @@
-"""THEORY.md §1, the hierarchy: prompting ⊆ soft prompting ⊆ prefix-tuning ⊆ KV-prefix.
+"""The hierarchy: prompting ⊆ soft prompting ⊆ prefix-tuning ⊆ KV-prefix (docs/theory.md §1.3).
 
 Each inclusion is constructive, and the numeric check builds the wider method's parameters from the
 narrower one's and compares logits (float64, residual <= TOL_F64):
 
 * a hard prompt ``tok`` is the soft prompt ``E[tok]``;
 * a soft prompt is the prefix made of the hidden states it produces at every layer (the states
-  ``hook_resid_pre`` of its virtual positions) -- in a bidirectional encoder these states depend on
+  ``resid_pre`` activations of its virtual positions) -- in a bidirectional encoder these states depend on
   the content, so this holds PER INPUT: the prefix that reproduces a soft prompt on one input is
   in general a different prefix on another input;
 * a hidden-state prefix ``s`` is the KV-prefix of the keys and values it produces
@@ -17,10 +17,13 @@ Strictness is the separate witness theorem ``hierarchy_strict`` (and ``kv_conver
 import jax.numpy as jnp
 import sympy as sp
 
+import jax
+
 from theory.context import HardPrompt, KVPrefix, Prefix, SoftPrompt, n_virtual
+from theory.hooks import act_name
 from theory.model import forward
-from theory.registry import Theorem, register_theorem
 from theory.symbolic import Derivation, Step
+from theory.theorem import Control, Theorem
 from theory.theorems.common import core_architecture, max_abs
 
 E_tok, p0, e, x0 = sp.symbols("E_{tok} p_0 e x^0")
@@ -79,8 +82,8 @@ def derivation() -> Derivation:
 
 
 def _kv_of(cache, arch, n_p):
-    keys = jnp.stack([cache[f"blocks.{l}.attn.hook_k"][:n_p] for l in range(arch.n_layers)])
-    values = jnp.stack([cache[f"blocks.{l}.attn.hook_v"][:n_p] for l in range(arch.n_layers)])
+    keys = jnp.stack([cache[act_name("k", l)][:n_p] for l in range(arch.n_layers)])
+    values = jnp.stack([cache[act_name("v", l)][:n_p] for l in range(arch.n_layers)])
     return KVPrefix(jnp.swapaxes(keys, 1, 2), jnp.swapaxes(values, 1, 2))  # [L, G, n_p, d_head]
 
 
@@ -91,7 +94,7 @@ def wider(arch, params, context, cache):
         return SoftPrompt(params["embed"]["W_E"][context.tokens])
     if isinstance(context, SoftPrompt):
         return Prefix(
-            jnp.stack([cache[f"blocks.{l}.hook_resid_pre"][:n_p] for l in range(arch.n_layers)])
+            jnp.stack([cache[act_name("resid_pre", l)][:n_p] for l in range(arch.n_layers)])
         )
     if isinstance(context, Prefix):
         return _kv_of(cache, arch, n_p)
@@ -100,37 +103,70 @@ def wider(arch, params, context, cache):
     )
 
 
-def check(arch, trial):
+def replay_residual(arch, trial, build_wider) -> jnp.ndarray:
+    """max |logits(narrower) - logits(build_wider(...))| over the content positions."""
     n_p = n_virtual(trial.context)
-    run = lambda ctx: forward(
-        trial.params,
-        arch,
-        trial.tokens,
-        ctx,
-        position_offset=n_p,
-        attention_mask=trial.key_mask,
-        validate=False,
-    )
+
+    def run(ctx):
+        return forward(
+            trial.params,
+            arch,
+            trial.tokens,
+            ctx,
+            position_offset=n_p,
+            attention_mask=trial.key_mask,
+            validate=False,
+        )
+
     logits, cache = run(trial.context)
-    wide_logits, _ = run(wider(arch, trial.params, trial.context, cache))
+    wide_logits, _ = run(build_wider(arch, trial.params, trial.context, cache))
     return max_abs(logits - wide_logits)
 
 
-THEOREM = register_theorem(
-    Theorem(
-        id="hierarchy",
-        statement="prompting ⊆ soft prompting ⊆ prefix-tuning ⊆ KV-prefix: the wider method built from the "
-        "narrower one gives identical logits.",
-        section="§1",
-        assumptions=(
-            "same weights, content at the same positions",
-            "soft ⊆ prefix: the prefix is built from the soft prompt's states on THIS input (in a "
-            "bidirectional encoder those states depend on the content, so it is per input only)",
-            "prefix ⊆ KV: keys after the positional rotation of the virtual position",
-        ),
-        derivation=derivation,
-        check=check,
-        default_run=core_architecture,
-        methods=("hard_prompt", "soft_prompt", "prefix"),
-    )
+def check(arch, trial):
+    return replay_residual(arch, trial, wider)
+
+
+def slightly_wrong_check(arch, trial):
+    """A deliberately wrong construction: the wider context off by 1e-3 (a control)."""
+
+    def off_by_a_little(arch, params, context, cache):
+        return jax.tree_util.tree_map(lambda x: x + 1e-3, wider(arch, params, context, cache))
+
+    return replay_residual(arch, trial, off_by_a_little)
+
+
+MEASURES = """\
+The narrower run's context is turned into the next wider method's context (hard prompt -> soft
+prompt E[tok]; soft prompt -> the prefix of the states it produces at every layer; prefix -> the
+KV-prefix of the keys and values it produces) and both runs' logits are compared over every
+content position (max abs gap; float64)."""
+
+THEOREM = Theorem(
+    id="hierarchy",
+    statement="prompting ⊆ soft prompting ⊆ prefix-tuning ⊆ KV-prefix: the wider method built "
+    "from the narrower one gives identical logits.",
+    section="§1.3",
+    assumptions=(
+        "same weights, content at the same positions",
+        "soft ⊆ prefix: the prefix is built from the soft prompt's states on THIS input (in a "
+        "bidirectional encoder those states depend on the content, so it is per input only)",
+        "prefix ⊆ KV: keys after the positional rotation of the virtual position",
+    ),
+    derivation=derivation,
+    check=check,
+    measures=MEASURES,
+    default_run=core_architecture,
+    methods=("hard_prompt", "soft_prompt", "prefix"),
+    controls=tuple(
+        Control(
+            f"wrong construction ({method})",
+            "the wider context built slightly wrong (every entry off by 1e-3)",
+            "paper",
+            method,
+            check=slightly_wrong_check,
+            seed=1,
+        )
+        for method in ("hard_prompt", "prefix")
+    ),
 )

@@ -1,4 +1,4 @@
-"""THEORY.md §1, the hierarchy is strict: witnesses that the wider method reaches more.
+"""The hierarchy is strict: witnesses that the wider method reaches more (docs/theory.md §1.4).
 
 The check measures how far the REFUTED claim misses, so a witness shows up as a residual far above
 the tolerance and ``verify`` expects "fails":
@@ -20,15 +20,11 @@ import jax.numpy as jnp
 import sympy as sp
 
 from theory.context import HardPrompt, Prefix, SoftPrompt, n_virtual
-from theory.registry import Theorem, register_theorem
+from theory.hooks import act_name
+from theory.model import forward
 from theory.symbolic import Derivation, Step
-from theory.theorems.common import (
-    core_architecture,
-    declared_or,
-    logits_of,
-    max_abs,
-    single_virtual_trial,
-)
+from theory.theorem import Control, Theorem
+from theory.theorems.common import core_architecture, logits_of, max_abs, single_virtual_trial
 
 V = sp.Symbol("V", positive=True, integer=True)
 d = sp.Symbol("d", positive=True, integer=True)
@@ -89,14 +85,12 @@ def residual(arch, trial):
     if isinstance(ctx, Prefix):
         if arch.n_layers == 1:
             return jnp.zeros((), ctx.states.dtype)
-        from theory.model import forward
-
         p = n_virtual(ctx)
         _, cache = forward(
             trial.params, arch, trial.tokens, ctx, attention_mask=trial.key_mask, validate=False
         )
         gaps = [
-            max_abs(ctx.states[l + 1] - cache[f"blocks.{l}.hook_resid_post"][:p])
+            max_abs(ctx.states[l + 1] - cache[act_name("resid_post", l)][:p])
             for l in range(arch.n_layers - 1)
         ]
         return jnp.max(jnp.stack(gaps))
@@ -110,37 +104,71 @@ def check(arch, trial):
 
 
 def expect(arch, method):
-    def default(arch, method):
-        if method.name == "prefix" and arch.n_layers == 1:
-            return (
-                "holds",
-                "one layer: a prefix is the soft prompt of its layer-0 state (nothing deeper to differ)",
-            )
-        if method.name == "prefix":
-            return "fails", "witness: prefix states that no soft prompt produces (strict inclusion)"
+    if method.name == "prefix" and arch.n_layers == 1:
         return (
-            "fails",
-            "witness: a soft prompt at positive distance from every one-token hard prompt",
+            "holds",
+            "one layer: a prefix is the soft prompt of its layer-0 state (nothing deeper to differ)",
         )
+    if method.name == "prefix":
+        return "fails", "witness: prefix states that no soft prompt produces (strict inclusion)"
+    return "fails", "witness: a soft prompt at positive distance from every one-token hard prompt"
 
-    return declared_or("hierarchy_strict", arch, method, default)
+
+def soft_prompt_is_a_row_of_W_E(arch, trial):
+    """The "soft" prompt is the hard prompt of tokens 3, 1, 2: no witness left (a control)."""
+    rows = trial.params["embed"]["W_E"][jnp.array([3, 1, 2])]
+    return trial._replace(context=SoftPrompt(rows))
 
 
-THEOREM = register_theorem(
-    Theorem(
-        id="hierarchy_strict",
-        statement="Witness (refuted claim: 'the wider method is no wider'): a soft prompt no hard prompt "
-        "reproduces; a prefix no soft prompt's states equal.",
-        section="§1",
-        assumptions=(
-            "one virtual position for the hard-prompt search (exhaustive over the vocabulary)",
-            "prefix witness is about the states, not an optimisation over soft prompts for equal logits",
-            "one-layer models: prefix = soft prompt (expected to hold)",
+def prefix_of_a_soft_prompt(arch, trial):
+    """A prefix whose states a soft prompt does produce: no witness left (a control)."""
+    soft = SoftPrompt(trial.context.states[0])
+    _, cache = forward(trial.params, arch, trial.tokens, soft, validate=False)
+    n_p = n_virtual(trial.context)
+    states = jnp.stack([cache[act_name("resid_pre", l)][:n_p] for l in range(arch.n_layers)])
+    return trial._replace(context=Prefix(states))
+
+
+MEASURES = """\
+How far the REFUTED claim "the wider method is no wider" misses. Soft prompt: min over the V
+one-token hard prompts of the max logit gap to a one-position soft prompt (exhaustive, so a
+positive value proves no hard prompt of that length reproduces it on this input). Prefix:
+max_l |s^{l+1} - F_l(s^l)|, the gap between the prefix's state at layer l+1 and what block l
+computes from its state at layer l (0 with one layer)."""
+
+THEOREM = Theorem(
+    id="hierarchy_strict",
+    statement="Witness (refuted claim: 'the wider method is no wider'): a soft prompt no hard "
+    "prompt reproduces; a prefix no soft prompt's states equal.",
+    section="§1.4",
+    assumptions=(
+        "one virtual position for the hard-prompt search (exhaustive over the vocabulary)",
+        "prefix witness is about the states, not an optimisation over soft prompts for equal "
+        "logits",
+        "one-layer models: prefix = soft prompt (expected to hold)",
+    ),
+    derivation=derivation,
+    check=check,
+    measures=MEASURES,
+    default_run=core_architecture,
+    methods=("soft_prompt", "prefix"),
+    expect=expect,
+    controls=(
+        Control(
+            "soft prompt made of W_E rows",
+            "a soft prompt that is a hard prompt's embedding: the witness disappears",
+            "paper",
+            "soft_prompt",
+            outcome="holds",
+            transform=soft_prompt_is_a_row_of_W_E,
         ),
-        derivation=derivation,
-        check=check,
-        default_run=core_architecture,
-        methods=("soft_prompt", "prefix"),
-        expect=expect,
-    )
+        Control(
+            "prefix made of a soft prompt's states",
+            "a prefix whose deeper states its layer-0 state produces: the witness disappears",
+            "gpt",
+            "prefix",
+            outcome="holds",
+            transform=prefix_of_a_soft_prompt,
+        ),
+    ),
 )

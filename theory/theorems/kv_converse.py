@@ -1,4 +1,5 @@
-"""THEORY.md §3, KV-prefix: the same algebra with free keys and values, and when a KV-prefix is a prefix.
+"""KV-prefix: the same algebra with free keys and values, and when a KV-prefix is a prefix
+(docs/theory.md §3.7).
 
 A hidden-state prefix ``s`` is the KV-prefix ``(W_K h + b_K, W_V h + b_V)`` with ``h`` the attention
 input made from ``s`` (``h = LN_1(s)`` pre-LN; checked by ``pre_ln`` and ``hierarchy``).  Conversely a
@@ -10,19 +11,16 @@ is solvable; it is solvable for EVERY ``(k, v)`` exactly when ``M = [W_K; W_V]``
 the paper's layout) has full row rank, which needs ``2 G d_head <= d_model``.  Otherwise the KV-prefix is
 strictly larger: a generic ``(k, v)`` is not the image of any state (the witness).
 
-Numeric check (kv_prefix method, every layer): the relative least-squares residual of that system for
-the trial's random KV-prefix; and, where the architecture has no pre-attention norm, the logits of the
-solved hidden-state prefix against the KV-prefix run.
 """
 
 import jax.numpy as jnp
 import sympy as sp
 
 from theory.context import Prefix, n_virtual
-from theory.positional import POSITIONAL_SCHEMES
-from theory.registry import Theorem, register_theorem
+from theory.registry import POSITIONAL_SCHEMES
 from theory.symbolic import Derivation, Step
-from theory.theorems.common import declared_or, logits_of, max_abs
+from theory.theorem import Control, Theorem
+from theory.theorems.common import logits_of, max_abs
 
 # a 2 x 2 instance of M = [W_K; W_V] (one key row, one value row over d = 2 coordinates) and its inverse
 w11, w12, w21, w22 = sp.symbols("w_11 w_12 w_21 w_22")
@@ -120,37 +118,53 @@ def check(arch, trial):
 
 
 def expect(arch, method):
-    def default(arch, method):
-        if full_row_rank(arch):
-            return (
-                "holds",
-                f"2 G d_head = {2 * arch.kv_heads * arch.d_head} <= d_model = {arch.d_model}: full row rank",
-            )
-        if arch.qk_norm:
-            return "fails", "witness: qk-norm keys have a fixed norm, a free key is unreachable"
-        return "fails", (
-            f"witness: 2 G d_head = {2 * arch.kv_heads * arch.d_head} > d_model = {arch.d_model}: "
-            "a random KV-prefix is no hidden state's image (KV-prefix strictly wider)"
-        )
-
-    return declared_or("kv_converse", arch, method, default)
-
-
-THEOREM = register_theorem(
-    Theorem(
-        id="kv_converse",
-        statement="A KV-prefix (k, v) is a hidden-state prefix iff [W_K; W_V] has full row rank "
-        "(else KV-prefix is strictly wider: witness).",
-        section="§3",
-        assumptions=(
-            "keys and values of all key/value heads of a layer come from one state",
-            "pre-LN: about the attention input LN_1(s), not which inputs LayerNorm can output",
-            "random weights: full row rank iff 2 G d_head <= d_model (generic)",
-            "qk-norm: keys have a fixed norm, so free keys are unreachable",
-        ),
-        derivation=derivation,
-        check=check,
-        methods=("kv_prefix",),
-        expect=expect,
+    dims = f"2 G d_head = {2 * arch.kv_heads * arch.d_head}"
+    if full_row_rank(arch):
+        return "holds", f"{dims} <= d_model = {arch.d_model}: full row rank"
+    if arch.qk_norm:
+        return "fails", "witness: qk-norm keys have a fixed norm, a free key is unreachable"
+    return "fails", (
+        f"witness: {dims} > d_model = {arch.d_model}: "
+        "a random KV-prefix is no hidden state's image (KV-prefix strictly wider)"
     )
+
+
+def tie_values_to_keys(arch, trial):
+    """W_V = W_K in every layer, so [W_K; W_V] loses rank (a control)."""
+    blocks = [dict(b, attn=dict(b["attn"], W_V=b["attn"]["W_K"])) for b in trial.params["blocks"]]
+    return trial._replace(params=dict(trial.params, blocks=blocks))
+
+
+MEASURES = """\
+kv_prefix method, every layer: the relative least-squares residual of the system h [W_K  W_V] =
+[R_p^{-1} k - b_K, v - b_V] for the trial's random KV-prefix (G key/value heads stacked), and,
+where the architecture has no pre-attention norm, the logit gap between the solved hidden-state
+prefix and the KV-prefix run."""
+
+THEOREM = Theorem(
+    id="kv_converse",
+    statement="A KV-prefix (k, v) is a hidden-state prefix iff [W_K; W_V] has full row rank "
+    "(else KV-prefix is strictly wider: witness).",
+    section="§3.7",
+    assumptions=(
+        "keys and values of all key/value heads of a layer come from one state",
+        "pre-LN: about the attention input LN_1(s), not which inputs LayerNorm can output",
+        "random weights: full row rank iff 2 G d_head <= d_model (generic)",
+        "qk-norm: keys have a fixed norm, so free keys are unreachable",
+    ),
+    derivation=derivation,
+    check=check,
+    measures=MEASURES,
+    methods=("kv_prefix",),
+    expect=expect,
+    controls=(
+        Control(
+            "values tied to keys",
+            "W_V = W_K: [W_K; W_V] loses rank, so a random KV-prefix is no state's image",
+            "paper",
+            "kv_prefix",
+            changes=(("d_head", 4),),
+            transform=tie_values_to_keys,
+        ),
+    ),
 )

@@ -1,4 +1,5 @@
-"""THEORY.md §1 (positions): does relative attention survive the prefix SHIFTING the content?
+"""Positions: does relative attention survive the prefix SHIFTING the content?
+(docs/theory.md §1.5)
 
 The §3 statements compare runs with the content at the same positions.  If instead the no-prefix run
 has its content at positions ``0..n-1`` (the prefix shifted it by ``n_p``), a relative scheme (RoPE,
@@ -7,19 +8,17 @@ unchanged; an absolute scheme (learned, sinusoidal) adds different position code
 it is not.  Each positional scheme declares ``relative`` in :mod:`theory.positional`; the expectation
 is read from that registry data, so "fails, as expected" on absolute schemes is a pass (a witness).
 
-Residual (layer 0): ``max |A^pt_ij - (1 - m_i) A^shift_ij|`` with ``A^shift`` from the unadapted model,
-no prefix, content at positions ``0..n-1``.
 """
 
 import jax.numpy as jnp
 import sympy as sp
 
 from theory.context import n_virtual
+from theory.hooks import act_name
 from theory.model import forward
-from theory.positional import POSITIONAL_SCHEMES
-from theory.registry import Theorem, register_theorem
+from theory.registry import POSITIONAL_SCHEMES
 from theory.symbolic import Derivation, Step
-from theory.theorems.common import declared_or
+from theory.theorem import Control, Theorem
 
 i, j, n_p = sp.symbols("i j n_p", integer=True)
 theta, m_h, T = sp.symbols("theta m_h T", real=True)
@@ -64,7 +63,7 @@ def derivation() -> Derivation:
             "With learned or sinusoidal absolute codes the content embedding is E[tok] + p_{i+n_p} instead of "
             "E[tok] + p_i: the layer-0 inputs differ, so in general the content logits differ too (the "
             "numeric witness). Relative attention is then unchanged after the shift only for relative "
-            "schemes; the paper's statements assume equal positions (THEORY.md §1).",
+            "schemes; the paper's statements assume equal positions (docs/theory.md §1.5).",
         ),
     )
 
@@ -88,10 +87,10 @@ def residual(arch, trial):
         attention_mask=trial.key_mask[n_p:],
         validate=False,
     )
-    pattern = cache["blocks.0.attn.hook_pattern"][:, n_p:, :]
+    pattern = cache[act_name("pattern", 0)][:, n_p:, :]
     mass = pattern[:, :, :n_p].sum(-1)
     return jnp.max(
-        jnp.abs(pattern[:, :, n_p:] - (1 - mass)[..., None] * shifted["blocks.0.attn.hook_pattern"])
+        jnp.abs(pattern[:, :, n_p:] - (1 - mass)[..., None] * shifted[act_name("pattern", 0)])
     )
 
 
@@ -100,35 +99,52 @@ def check(arch, trial):
 
 
 def expect(arch, method):
-    def default(arch, method):
-        scheme = POSITIONAL_SCHEMES[arch.positional]
-        if scheme.relative:
-            return (
-                "holds",
-                f"positional scheme {scheme.name!r} is relative (declared in theory.positional)",
-            )
+    scheme = POSITIONAL_SCHEMES[arch.positional]
+    if scheme.relative:
         return (
-            "fails",
-            f"witness: positional scheme {scheme.name!r} is absolute, the shift changes the content inputs",
+            "holds",
+            f"positional scheme {scheme.name!r} is relative (declared in theory.positional)",
         )
-
-    return declared_or("position_shift", arch, method, default)
-
-
-THEOREM = register_theorem(
-    Theorem(
-        id="position_shift",
-        statement="With a relative positional scheme relative attention also survives the prefix shifting the "
-        "content by n_p; with absolute positions it does not (witness).",
-        section="§1",
-        assumptions=(
-            "layer 0 (deeper layers are covered given their inputs by relative_attention)",
-            "the scheme's 'relative' flag in theory.positional decides the expectation",
-            "softmax attention",
-        ),
-        derivation=derivation,
-        check=check,
-        methods=("prefix",),
-        expect=expect,
+    return (
+        "fails",
+        f"witness: positional scheme {scheme.name!r} is absolute, the shift changes the content "
+        "inputs",
     )
+
+
+MEASURES = """\
+Layer 0: max |A^pt_ij - (1 - m_i) A^shift_ij| with A^shift from the unadapted model without any
+prefix and the content at positions 0..n-1 (shifted back by n_p), A^pt from the prefixed run."""
+
+THEOREM = Theorem(
+    id="position_shift",
+    statement="With a relative positional scheme relative attention also survives the prefix "
+    "shifting the content by n_p; with absolute positions it does not (witness).",
+    section="§1.5",
+    assumptions=(
+        "layer 0 (deeper layers are covered given their inputs by relative_attention)",
+        "the scheme's 'relative' flag in theory.positional decides the expectation",
+        "softmax attention",
+    ),
+    derivation=derivation,
+    check=check,
+    measures=MEASURES,
+    methods=("prefix",),
+    expect=expect,
+    controls=(
+        Control(
+            "absolute positions",
+            "learned absolute positions: shifting the content changes its layer-0 inputs",
+            "gpt",
+            "prefix",
+        ),
+        Control(
+            "rotary positions",
+            "RoPE is relative: the witness of the absolute case disappears",
+            "gpt",
+            "prefix",
+            outcome="holds",
+            changes=(("positional", "rope"),),
+        ),
+    ),
 )

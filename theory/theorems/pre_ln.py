@@ -1,13 +1,11 @@
-"""THEORY.md §3 with pre-LN: every statement holds with ``s`` replaced by the layer's normalised ``s``.
+"""Pre-LN: every §3 statement holds with ``s`` replaced by the normalised ``s`` (docs/theory.md §3.6).
 
-A prefix state ``s`` set at a block's input (``hook_resid_pre``) reaches attention as
+A prefix state ``s`` set at a block's input (the ``resid_pre`` activation) reaches attention as
 ``h = LN_1(s)`` in a pre-LN block (``h = s`` otherwise), so its key and value are
 ``k = W_K LN_1(s) + b_K`` (rotated by its position with RoPE) and ``u = W_V LN_1(s) + b_V``,
 and the output decomposition reads ``t^pt_i = sum_p A^pt_ip u_p + (1 - m_i) t_i`` with these ``u_p``
 (the paper's LLaMA measurement passes ``s`` through the attention norm for the same reason).
 
-Numeric check (prefix method): the keys and values of the virtual positions computed from the
-parameters and ``LN_1(s)``, and the output decomposition with those values, in every layer.
 """
 
 import jax.numpy as jnp
@@ -15,11 +13,14 @@ import sympy as sp
 
 from theory.compare import layer_pairs
 from theory.context import n_virtual
-from theory.model import apply_norm
-from theory.positional import POSITIONAL_SCHEMES
-from theory.registry import Theorem, register_theorem
+from theory.hooks import act_name
+from theory.layers import apply_norm
+from theory.registry import POSITIONAL_SCHEMES
 from theory.symbolic import Derivation, Step
+from theory.theorem import Control, Theorem
 from theory.theorems.common import core_architecture, max_abs
+
+PATTERN, K, V, Z_HOOK = act_name("pattern"), act_name("k"), act_name("v"), act_name("z")
 
 s, mu, gamma, beta = sp.symbols("s mu gamma beta")
 sigma2 = sp.Symbol("sigma^2", nonnegative=True)
@@ -61,7 +62,7 @@ def derivation() -> Derivation:
         notes=(
             "The §3 derivations never use what the key and value are made from, only that they are the same "
             "for every query; replacing s by h = LN_1(s) changes nothing in them. The scalars W_V, b_V stand "
-            "for one row of the value map. Post-LN blocks read hook_resid_pre directly (h = s); with RoPE the "
+            "for one row of the value map. Post-LN blocks read the block input directly (h = s); with RoPE the "
             "key is additionally rotated by the virtual position, which the logit absorbs.",
         ),
     )
@@ -85,18 +86,18 @@ def residuals(arch, trial, normalise: bool = True):
         if scheme.rotate is not None:
             key = scheme.rotate(key, jnp.arange(n_p))
         adapted, base = layer.adapted, layer.base
-        key_res = 0.0 if arch.qk_norm else max_abs(adapted["attn.hook_k"][:n_p] - key)
-        pattern = adapted["attn.hook_pattern"][:, n_p:, :]
+        key_res = 0.0 if arch.qk_norm else max_abs(adapted[K][:n_p] - key)
+        pattern = adapted[PATTERN][:, n_p:, :]
         to_prefix = pattern[:, :, :n_p]
         mass = to_prefix.sum(-1)
         bias = jnp.einsum("hqp,phd->qhd", to_prefix, jnp.repeat(value, group, axis=1))
-        predicted = bias + (1 - mass).T[..., None] * base["attn.hook_z"]
+        predicted = bias + (1 - mass).T[..., None] * base[Z_HOOK]
         out.append(
             jnp.stack(
                 [
-                    max_abs(adapted["attn.hook_v"][:n_p] - value),
+                    max_abs(adapted[V][:n_p] - value),
                     jnp.asarray(key_res, value.dtype),
-                    max_abs(adapted["attn.hook_z"][n_p:] - predicted),
+                    max_abs(adapted[Z_HOOK][n_p:] - predicted),
                 ]
             )
         )
@@ -107,21 +108,40 @@ def check(arch, trial):
     return residuals(arch, trial).max()
 
 
-THEOREM = register_theorem(
-    Theorem(
-        id="pre_ln",
-        statement="Pre-LN: the prefix's key/value are W_K LN(s)+b_K, W_V LN(s)+b_V and the §3 decomposition "
-        "holds with s replaced by LN(s).",
-        section="§3",
-        assumptions=(
-            "prefix = hidden state at the block input (hook_resid_pre), as in the paper",
-            "pre-LN blocks normalise it before attention; post-LN and no-norm blocks use it as is",
-            "softmax attention; content at the same positions; deeper layers given their inputs",
-            "qk-norm architectures: the key part is not checked (keys are normalised per head)",
+def raw_state_check(arch, trial):
+    """A deliberately wrong check: keys and values from the raw state ``s`` instead of LN(s)."""
+    return residuals(arch, trial, normalise=False).max()
+
+
+MEASURES = """\
+Prefix method, every layer: the keys and values of the virtual positions computed from the
+parameters and LN_1(s) (pre-LN; s itself otherwise), against the keys and values the model used,
+and the output decomposition t^pt_i = sum_p A^pt_ip u_p + (1 - m_i) t_i with these u_p. With
+qk-norm the key part is skipped (keys are normalised per head)."""
+
+THEOREM = Theorem(
+    id="pre_ln",
+    statement="Pre-LN: the prefix's key/value are W_K LN(s)+b_K, W_V LN(s)+b_V and the §3 "
+    "decomposition holds with s replaced by LN(s).",
+    section="§3.6",
+    assumptions=(
+        "prefix = hidden state at the block input (the resid_pre activation), as in the paper",
+        "pre-LN blocks normalise it before attention; post-LN and no-norm blocks use it as is",
+        "softmax attention; content at the same positions; deeper layers given their inputs",
+        "qk-norm architectures: the key part is not checked (keys are normalised per head)",
+    ),
+    derivation=derivation,
+    check=check,
+    measures=MEASURES,
+    default_run=core_architecture,
+    methods=("prefix",),
+    controls=(
+        Control(
+            "raw state",
+            "values and keys computed from s instead of LN_1(s): wrong on a pre-LN model",
+            "gpt",
+            "prefix",
+            check=raw_state_check,
         ),
-        derivation=derivation,
-        check=check,
-        default_run=core_architecture,
-        methods=("prefix",),
-    )
+    ),
 )

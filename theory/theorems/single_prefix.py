@@ -1,4 +1,4 @@
-"""THEORY.md §3, one prefix position in closed form.
+"""One prefix position in closed form (docs/theory.md §3.3).
 
 For a content query ``i`` with logits ``l_ir`` to the visible content keys and
 ``l_i0`` to the single prefix position ``s``::
@@ -13,11 +13,14 @@ import jax
 import jax.numpy as jnp
 import sympy as sp
 
+from theory.attention import mask_matrix
 from theory.compare import layer_pairs
-from theory.model import mask_matrix
-from theory.registry import Theorem, register_theorem
+from theory.hooks import act_name
 from theory.symbolic import Derivation, Step
+from theory.theorem import Control, Theorem
 from theory.theorems.common import core_architecture, max_abs, single_virtual_trial
+
+PATTERN, SCORES, V, Z_HOOK = act_name("pattern"), act_name("scores"), act_name("v"), act_name("z")
 
 e0 = sp.Symbol("e_{i0}", positive=True)  # exp(l_i0), the prefix logit exponentiated
 e_ij = sp.Symbol("e_{ij}", positive=True)  # exp(l_ij), one content key
@@ -71,23 +74,21 @@ def residuals(arch, trial):
     out = []
     for layer in layer_pairs(arch, trial)[0]:
         adapted, base = layer.adapted, layer.base
-        pattern = adapted["attn.hook_pattern"][:, 1:, :]  # [H, n, 1 + n]
-        l0 = adapted["attn.hook_attn_scores"][:, 1:, 0]  # [H, n] logit to the prefix
-        content_scores = jnp.where(
-            layer.content_mask[None], base["attn.hook_attn_scores"], -jnp.inf
-        )
+        pattern = adapted[PATTERN][:, 1:, :]  # [H, n, 1 + n]
+        l0 = adapted[SCORES][:, 1:, 0]  # [H, n] logit to the prefix
+        content_scores = jnp.where(layer.content_mask[None], base[SCORES], -jnp.inf)
         a0 = jax.nn.sigmoid(
             l0 - jax.scipy.special.logsumexp(content_scores, axis=-1)
         )  # closed form
         a0 = jnp.where(sees_prefix[None], a0, 0.0)  # masked / out of window: no weight
-        v0 = jnp.repeat(adapted["attn.hook_v"][:1], group, axis=1)[0]  # [H, d_head], W_V s (or v_0)
-        t, tpt = base["attn.hook_z"], adapted["attn.hook_z"][1:]  # [n, H, d_head]
+        v0 = jnp.repeat(adapted[V][:1], group, axis=1)[0]  # [H, d_head], W_V s (or v_0)
+        t, tpt = base[Z_HOOK], adapted[Z_HOOK][1:]  # [n, H, d_head]
         w = a0.T[..., None]  # [n, H, 1]
         out.append(
             jnp.stack(
                 [
                     max_abs(pattern[:, :, 0] - a0),
-                    max_abs(pattern[:, :, 1:] - base["attn.hook_pattern"] * (1 - a0)[..., None]),
+                    max_abs(pattern[:, :, 1:] - base[PATTERN] * (1 - a0)[..., None]),
                     max_abs(tpt - (w * v0[None] + (1 - w) * t)),
                     max_abs((tpt - t) - w * (v0[None] - t)),
                 ]
@@ -100,36 +101,16 @@ def check(arch, trial):
     return residuals(arch, trial).max()
 
 
-THEOREM = register_theorem(
-    Theorem(
-        id="single_prefix",
-        statement="One prefix position: A^pt_i0 = e_i0/(e_i0+Z_i), A^pt_ij = A_ij(1-A^pt_i0), "
-        "t^pt_i - t_i = A^pt_i0 (W_V s - t_i).",
-        section="§3",
-        assumptions=(
-            "softmax attention: the prefix enters the same denominator as the content",
-            "content at the same positions with and without the prefix",
-            "deeper layers: given the layer's inputs (the check runs every layer that way)",
-            "numeric check: the first virtual position of each random context",
-        ),
-        derivation=derivation,
-        check=check,
-        default_run=core_architecture,
-        methods=("prefix", "kv_prefix"),
-    )
-)
-
-
 def instance(arch, trial):
     """(label, symbolic result at the JAX numbers, JAX value) for layer 0, head 0, the last content query."""
     trial = single_virtual_trial(trial)
     layer = layer_pairs(arch, trial)[0][0]
     i = trial.tokens.shape[0] - 1
-    scores = layer.adapted["attn.hook_attn_scores"][0, 1 + i]  # [1 + n] logits of head 0, query i
+    scores = layer.adapted[SCORES][0, 1 + i]  # [1 + n] logits of head 0, query i
     visible = mask_matrix(arch, trial.key_mask)[1 + i]
     shift = jnp.max(jnp.where(visible, scores, -jnp.inf))
     e = jnp.where(visible, jnp.exp(scores - shift), 0.0)  # exp(l) up to a common factor
-    values = layer.adapted["attn.hook_v"][:, 0, 0]  # first coordinate of each value, [1 + n]
+    values = layer.adapted[V][:, 0, 0]  # first coordinate of each value, [1 + n]
     numbers = {
         e0: float(e[0]),
         Z: float(e[1:].sum()),
@@ -141,7 +122,7 @@ def instance(arch, trial):
     at = lambda expr: float(
         sp.sympify(expr).xreplace(definitions).xreplace(definitions).xreplace(numbers)
     )
-    pattern = layer.adapted["attn.hook_pattern"][0, 1 + i]
+    pattern = layer.adapted[PATTERN][0, 1 + i]
     return [
         ("A^pt_i0 = e_i0 / (e_i0 + Z_i)", at(A0), float(pattern[0])),
         (
@@ -152,6 +133,40 @@ def instance(arch, trial):
         (
             "t^pt_i = A^pt_i0 u + (1 - A^pt_i0) t_i (first coordinate)",
             at(A0 * u + (1 - A0) * t_i),
-            float(layer.adapted["attn.hook_z"][1 + i, 0, 0]),
+            float(layer.adapted[Z_HOOK][1 + i, 0, 0]),
         ),
     ]
+
+
+MEASURES = """\
+The first virtual position of each random context, every layer given its inputs: the four
+closed-form identities of the derivation, with A^pt_i0 computed as sigmoid(l_i0 - logsumexp_r
+l_ir) from the prefix logit and the base run's content logits (0 where the query cannot see the
+prefix: masked or outside the window); residual = the largest of the four max-abs gaps."""
+
+THEOREM = Theorem(
+    id="single_prefix",
+    statement="One prefix position: A^pt_i0 = e_i0/(e_i0+Z_i), A^pt_ij = A_ij(1-A^pt_i0), "
+    "t^pt_i - t_i = A^pt_i0 (W_V s - t_i).",
+    section="§3.3",
+    assumptions=(
+        "softmax attention: the prefix enters the same denominator as the content",
+        "content at the same positions with and without the prefix",
+        "deeper layers: given the layer's inputs (the check runs every layer that way)",
+        "numeric check: the first virtual position of each random context",
+    ),
+    derivation=derivation,
+    check=check,
+    measures=MEASURES,
+    instance=instance,
+    default_run=core_architecture,
+    methods=("prefix", "kv_prefix"),
+    controls=(
+        Control(
+            "prefix outside the denominator",
+            "a wrong softmax: the prefix weight is no longer e_i0 / (e_i0 + Z_i)",
+            "broken-denominator",
+            "prefix",
+        ),
+    ),
+)

@@ -1,11 +1,13 @@
-"""The architecture zoo: every module in this package registers architectures (and the kinds they need).
+"""The architecture zoo and user plug-ins.
 
-Importing ``theory`` imports every module here (sorted by name), so adding a
-variant is one new file in ``theory/zoo/``: ``verify``, ``verify --atlas``, the
-property tests and the reports pick it up with no edit elsewhere.  A module
-outside the package is loaded with ``prefix-theory verify --plugin
-path/to/module.py`` (or a dotted module name), or by listing it in the
-``PREFIX_THEORY_PLUGINS`` environment variable (``os.pathsep``-separated).
+Every module in this package registers architectures (and the kinds they need); ``theory``
+imports them all (sorted by name), so adding a built-in variant is one new file here: ``verify``,
+``verify --atlas``, the property tests and the reports pick it up with no edit elsewhere.
+
+A module outside the package is a *plug-in*, loaded only when asked: by the command line's
+``--plugin path/to/module.py`` (or a dotted module name), by the ``PREFIX_THEORY_PLUGINS``
+environment variable that the command line and the test suite read, or by calling
+:func:`load_plugin` / :func:`load_env_plugins` yourself. Importing ``theory`` loads none.
 See docs/extending.md.
 """
 
@@ -47,19 +49,33 @@ def load_plugin(spec: str):
                 f"plugin {spec!r} failed to load: {type(exc).__name__}: {exc}"
             ) from exc
         return module
+    if spec in sys.modules:
+        return sys.modules[spec]
     try:
         return importlib.import_module(spec)
+    except ToolkitError:
+        raise
     except ModuleNotFoundError as exc:
         raise ToolkitError(
             f"plugin {spec!r}: expected an importable module or a .py path ({exc})"
         ) from exc
+    except Exception as exc:
+        raise ToolkitError(f"plugin {spec!r} failed to load: {type(exc).__name__}: {exc}") from exc
 
 
-def load_env_plugins():
-    """Load every plugin named in ``$PREFIX_THEORY_PLUGINS``."""
-    for spec in filter(None, os.environ.get(PLUGIN_ENV, "").split(os.pathsep)):
-        load_plugin(spec)
+def env_plugin_specs() -> list[str]:
+    """The plug-ins named in ``$PREFIX_THEORY_PLUGINS`` (``os.pathsep``-separated)."""
+    return [spec for spec in os.environ.get(PLUGIN_ENV, "").split(os.pathsep) if spec]
 
 
-for _info in sorted(pkgutil.iter_modules(__path__), key=lambda info: info.name):
-    importlib.import_module(f"{__name__}.{_info.name}")
+def load_env_plugins() -> list:
+    """Load every plug-in named in ``$PREFIX_THEORY_PLUGINS``; returns the modules."""
+    return [load_plugin(spec) for spec in env_plugin_specs()]
+
+
+def _import_builtin_variants() -> None:
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda info: info.name):
+        importlib.import_module(f"{__name__}.{info.name}")
+
+
+_import_builtin_variants()

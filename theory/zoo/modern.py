@@ -20,7 +20,7 @@ violates them (the prefix raises the number of keys and so the logit scale).
 
 Default ``verify`` runs each atlas architecture with ``ATLAS_METHODS``: the
 paper's prefix (hidden states, through the layer's own norm / positions / key
-map), the KV-prefix (the most general context, THEORY.md §1), and one
+map), the KV-prefix (the most general context, docs/theory.md §1.3), and one
 weight-update negative control; ``--method`` selects any other.  (Compilation
 costs ~1 s per architecture x method, so running all six methods everywhere
 would take the default ``verify`` past its 60 s budget; hard and soft prompts
@@ -28,6 +28,7 @@ are special cases of the prefix and are run on the core architectures.)
 """
 
 from theory.architecture import Architecture, register_architecture
+from theory.zoo import attention_kinds  # noqa: F401  (registers the kinds used below)
 
 ATLAS_METHODS = ("prefix", "kv_prefix", "lora_rank1_WK")
 
@@ -56,7 +57,7 @@ SSMAX_REASON = (
     "(derivation: docs/atlas.md)"
 )
 
-# The catalogue theorems (issue 3) that state softmax-specific closed forms, and why they fail here.
+# The catalogue theorems that state softmax-specific closed forms, and why they fail here.
 CLOSED_FORM = (
     "single_prefix"  # A^pt_i0 = sigmoid(l_i0 - log Z_i): exp-normalised, no sink, prefix visible
 )

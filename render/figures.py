@@ -1,4 +1,4 @@
-"""Figures of THEORY.md §3 (matplotlib, from the `experiments`/`notebooks` extras).
+"""Figures of docs/theory.md §3 (matplotlib, from the `experiments`/`notebooks` extras).
 
 * :func:`attention_maps`: a head's content attention without the prefix, with it,
   and with the prefix share removed and the rest rescaled — the last equals the

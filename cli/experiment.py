@@ -1,6 +1,6 @@
 """``prefix-theory experiment NAME|all [--quick|--full] [--out DIR] [--seed S] [--fresh]``.
 
-Runs the THEORY.md §4 experiments, prints the Markdown table, writes
+Runs the docs/theory.md §4 experiments, prints the Markdown table, writes
 ``{out}/{name}.json``, ``{out}/results.md``, PNGs and checkpoints (``{out}/checkpoints``;
 a rerun resumes them).  Exit 0 when every claim holds (always in --quick mode), 1 otherwise, 2 on usage errors.
 """
@@ -12,7 +12,7 @@ import time
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
-        "experiment", help="train and evaluate the prefix-tuning experiments (THEORY.md §4)"
+        "experiment", help="train and evaluate the prefix-tuning experiments (docs/theory.md §4)"
     )
     p.add_argument(
         "name", help="experiment: new_attention, elicit, combine, lora, prefix_attention, or all"

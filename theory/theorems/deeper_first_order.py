@@ -1,4 +1,4 @@
-"""THEORY.md §3, deeper layers: how earlier-layer biases change layer ``l``'s attention logits.
+"""Deeper layers: how earlier-layer biases change layer ``l``'s logits (docs/theory.md §3.8).
 
 Given its inputs, a prefixed layer ``l`` equals a no-prefix layer run on the prefixed content
 activations (checked in every layer by ``relative_attention`` and ``convex_output``).  Across layers
@@ -18,13 +18,15 @@ import jax
 import jax.numpy as jnp
 import sympy as sp
 
+from theory.attention import attention_layer
 from theory.compare import layer_pairs
 from theory.context import n_virtual
-from theory.model import apply_norm, attention_layer
-from theory.positional import POSITIONAL_SCHEMES
-from theory.registry import Theorem, register_theorem
+from theory.hooks import act_name
+from theory.layers import apply_norm
+from theory.registry import POSITIONAL_SCHEMES
 from theory.symbolic import Derivation, Step
-from theory.theorems.common import core_architecture, base_run, declared_or
+from theory.theorem import Control, Theorem
+from theory.theorems.common import base_run, core_architecture
 
 EPS = 1e-2  # finite-difference step (the central difference of a quadratic is exact for any step)
 
@@ -98,18 +100,18 @@ def residuals(arch, trial):
     for l, layer in enumerate(layer_pairs(arch, trial)[0]):
         bp = trial.params["blocks"][l]
         norm = (lambda x: apply_norm(bp["ln1"], x, arch)) if arch.norm == "pre" else (lambda x: x)
-        x = norm(base_cache[f"blocks.{l}.hook_resid_pre"])
+        x = norm(base_cache[act_name("resid_pre", l)])
         # d: the change of this layer's input caused by earlier biases, plus the change this layer's own prefix
         # causes in its output (what the next layer receives), so that layer 0 is not vacuous
         d = (
-            norm(layer.adapted["hook_resid_pre"][n_p:])
+            norm(layer.adapted[act_name("resid_pre")][n_p:])
             - x
-            + layer.adapted["hook_attn_out"][n_p:]
-            - layer.base["hook_attn_out"]
+            + layer.adapted[act_name("attn_out")][n_p:]
+            - layer.base[act_name("attn_out")]
         )
         scores = lambda h: attention_layer(
             bp["attn"], arch, h, layer.positions, layer.content_mask, jnp.zeros(h.shape[0], bool)
-        )[1]["attn.hook_attn_scores"]
+        )[1][act_name("scores")]
         fd = (scores(x + EPS * d) - scores(x - EPS * d)) / (2 * EPS)
         q = jnp.einsum("nd,hdk->nhk", x, bp["attn"]["W_Q"]) + bp["attn"]["b_Q"]
         k = jnp.einsum("nd,gdk->ngk", x, bp["attn"]["W_K"]) + bp["attn"]["b_K"]
@@ -132,32 +134,44 @@ def check(arch, trial):
 
 
 def expect(arch, method):
-    def default(arch, method):
-        if arch.qk_norm:
-            return (
-                "fails",
-                "qk-norm makes the logit non-quadratic in the input: the formula is first order only",
-            )
-        return "holds", "THEORY.md §3 (deeper layers)"
-
-    return declared_or("deeper_first_order", arch, method, default)
+    if arch.qk_norm:
+        return (
+            "fails",
+            "qk-norm makes the logit non-quadratic in the input: the formula is first order only",
+        )
+    return "holds", "docs/theory.md §3.8"
 
 
-THEOREM = register_theorem(
-    Theorem(
-        id="deeper_first_order",
-        statement="Earlier-layer biases d change a deeper logit by T (d_i^T H x_j + x_i^T H d_j) to first order "
-        "(checked against central differences).",
-        section="§3",
-        assumptions=(
-            "the logit is bilinear in the attention input (no qk-norm)",
-            "d is the change of the attention input (after the layer's norm for pre-LN)",
-            "content at the same positions with and without the prefix",
+MEASURES = """\
+Prefix method, every layer: with x the layer's attention input in the base run (no prefix
+anywhere) and d its change in the prefixed run plus the change the layer's own prefix makes to
+its output (so layer 0 is not vacuous), the central difference (l(x + eps d) - l(x - eps d)) /
+(2 eps) of the attention scores against the first-order formula T/sqrt(k) (dq_i . k_j +
+q_i . dk_j); relative max gap. The logit is quadratic in the input, so the two agree exactly."""
+
+THEOREM = Theorem(
+    id="deeper_first_order",
+    statement="Earlier-layer biases d change a deeper logit by T (d_i^T H x_j + x_i^T H d_j) to "
+    "first order (checked against central differences).",
+    section="§3.8",
+    assumptions=(
+        "the logit is bilinear in the attention input (no qk-norm)",
+        "d is the change of the attention input (after the layer's norm for pre-LN)",
+        "content at the same positions with and without the prefix",
+    ),
+    derivation=derivation,
+    check=check,
+    measures=MEASURES,
+    default_run=core_architecture,
+    methods=("prefix",),
+    expect=expect,
+    controls=(
+        Control(
+            "qk-norm",
+            "normalised queries and keys make the logit non-quadratic: the formula misses",
+            "gpt",
+            "prefix",
+            changes=(("positional", "rope"), ("qk_norm", True)),
         ),
-        derivation=derivation,
-        check=check,
-        default_run=core_architecture,
-        methods=("prefix",),
-        expect=expect,
-    )
+    ),
 )

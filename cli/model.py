@@ -5,7 +5,7 @@ table), ``report.json`` (everything, with parity and timings), and the PNGs
 ``attention_optimised.png`` and ``attention_random.png``.  Exit 0 when parity
 agrees and every verdict is as expected, 1 otherwise, 2 on usage errors.
 
-This module imports nothing heavy at import time (theory/cli.py imports it to build the parser).
+This module imports nothing heavy at import time (the parser is built from it).
 """
 
 from __future__ import annotations

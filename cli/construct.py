@@ -1,4 +1,4 @@
-"""``prefix-theory construct``: run the capacity constructions of THEORY.md §2.
+"""``prefix-theory construct``: run the capacity constructions of docs/theory.md §2.
 
     prefix-theory construct unconditional "I love transformers!" [--N N] [--T T] [--dtype float32] [--section3]
     prefix-theory construct map (--example swapcase|animals | --json FILE) [--input C] [--T T]
@@ -20,7 +20,7 @@ DTYPES = ("float64", "float32")
 
 
 def add_parser(subparsers) -> None:
-    """Add the ``construct`` subcommand (called from :func:`theory.cli.build_parser`)."""
+    """Add the ``construct`` subcommand."""
     p = subparsers.add_parser(
         "construct", help="weight constructions: one virtual token controls the output (§2)"
     )

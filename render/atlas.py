@@ -20,9 +20,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from theory.architecture import ARCHITECTURES, Architecture
-from theory.attention import ATTENTION_KINDS
-from theory.methods import METHODS
+from theory.architecture import Architecture
+from theory.registry import ARCHITECTURES, ATTENTION_KINDS, METHODS
 from theory.zoo.modern import MODIFIED
 
 STATUS_COLOURS = {

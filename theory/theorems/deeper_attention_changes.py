@@ -1,4 +1,5 @@
-"""THEORY.md §3, deeper layers, the limit of the claim: unconditional attention DOES change.
+"""Deeper layers, the limit of the claim: unconditional attention DOES change
+(docs/theory.md §3.9).
 
 The invariance of relative attention holds for layer ``l`` given its inputs.  Compared with the
 unadapted model run WITHOUT any prefix (content at the same positions), a deeper layer's relative
@@ -12,10 +13,11 @@ import jax.numpy as jnp
 import sympy as sp
 
 from theory.context import n_virtual
+from theory.hooks import act_name
 from theory.model import forward
-from theory.registry import Theorem, register_theorem
 from theory.symbolic import Derivation, Step
-from theory.theorems.common import core_architecture, base_run, declared_or
+from theory.theorem import Control, Theorem
+from theory.theorems.common import base_run, core_architecture
 
 T, q, k1, k2, dq = sp.symbols("T q k_1 k_2 delta_q", real=True)
 ratio, ratio_pt = sp.symbols("rho rho^{pt}")
@@ -71,14 +73,11 @@ def residual(arch, trial):
     _, base = base_run(arch, trial)
     gaps = []
     for l in range(1, arch.n_layers):
-        pattern = cache[f"blocks.{l}.attn.hook_pattern"][:, n_p:, :]
+        pattern = cache[act_name("pattern", l)][:, n_p:, :]
         mass = pattern[:, :, :n_p].sum(-1)
         gaps.append(
             jnp.max(
-                jnp.abs(
-                    pattern[:, :, n_p:]
-                    - (1 - mass)[..., None] * base[f"blocks.{l}.attn.hook_pattern"]
-                )
+                jnp.abs(pattern[:, :, n_p:] - (1 - mass)[..., None] * base[act_name("pattern", l)])
             )
         )
     return jnp.max(jnp.stack(gaps))
@@ -89,28 +88,51 @@ def check(arch, trial):
 
 
 def expect(arch, method):
-    def default(arch, method):
-        if arch.n_layers == 1:
-            return "holds", "one layer: no deeper layer whose inputs the prefix could move"
-        return "fails", "witness: earlier-layer biases change a deeper layer's relative attention"
-
-    return declared_or("deeper_attention_changes", arch, method, default)
+    if arch.n_layers == 1:
+        return "holds", "one layer: no deeper layer whose inputs the prefix could move"
+    return "fails", "witness: earlier-layer biases change a deeper layer's relative attention"
 
 
-THEOREM = register_theorem(
-    Theorem(
-        id="deeper_attention_changes",
-        statement="Witness (refuted claim: 'relative attention is unchanged in every layer, unconditionally'): "
-        "a deeper layer's attention changes through earlier biases.",
-        section="§3",
-        assumptions=(
-            "compared with the unadapted model without prefix, content at the same positions",
-            "layers >= 1 only (layer 0 is covered by relative_attention)",
+def silence_layer_0(arch, trial):
+    """W_O = 0 in layer 0: the prefix cannot move later layers' inputs (a control)."""
+
+    def zero(params):
+        blocks = list(params["blocks"])
+        attn = dict(blocks[0]["attn"], W_O=jnp.zeros_like(blocks[0]["attn"]["W_O"]))
+        blocks[0] = dict(blocks[0], attn=attn)
+        return dict(params, blocks=blocks)
+
+    return trial._replace(params=zero(trial.params), adapted=zero(trial.adapted))
+
+
+MEASURES = """\
+How far the REFUTED claim "relative attention is unchanged in every layer, unconditionally"
+misses: max over layers l >= 1 of |A^pt_ij - (1 - m_i) A^base_ij| with A^base from the unadapted
+model run without any prefix (content at the same positions); 0 with one layer."""
+
+THEOREM = Theorem(
+    id="deeper_attention_changes",
+    statement="Witness (refuted claim: 'relative attention is unchanged in every layer, "
+    "unconditionally'): a deeper layer's attention changes through earlier biases.",
+    section="§3.9",
+    assumptions=(
+        "compared with the unadapted model without prefix, content at the same positions",
+        "layers >= 1 only (layer 0 is covered by relative_attention)",
+    ),
+    derivation=derivation,
+    check=check,
+    measures=MEASURES,
+    default_run=core_architecture,
+    methods=("prefix",),
+    expect=expect,
+    controls=(
+        Control(
+            "layer 0 writes nothing",
+            "with W_O = 0 in layer 0 the prefix cannot move the deeper inputs: no witness",
+            "gpt",
+            "prefix",
+            outcome="holds",
+            transform=silence_layer_0,
         ),
-        derivation=derivation,
-        check=check,
-        default_run=core_architecture,
-        methods=("prefix",),
-        expect=expect,
-    )
+    ),
 )

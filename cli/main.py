@@ -1,0 +1,103 @@
+"""The ``prefix-theory`` command line.
+
+    prefix-theory verify [--seed S] [--trials N] [--theorem ID]... [--architecture NAME]...
+                         [--method NAME]... [--json PATH] [--atlas [DIR]] [--plugin MODULE]...
+    prefix-theory verify --model minilm [--out DIR] [--steps N] [--prefix-length N] ...
+    prefix-theory derive THEOREM [--latex|--markdown] [--substitute] | --all | --list
+    prefix-theory construct unconditional|map|pairs|certificate|ceiling ...
+    prefix-theory experiment NAME|all [--quick|--full] ...
+
+Exit codes (every subcommand):
+  0  every verdict as expected (every claim holds, every certificate certified)
+  1  some verdict unexpected, a claim fails, or a certificate does not certify
+  2  usage or input error: a one-line message says what was expected and what was given
+  3  internal error: a one-line message and the file the full traceback was written to
+     (``--debug`` prints the traceback instead)
+
+The statements being checked are in docs/theory.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import traceback
+
+from theory.errors import ToolkitError
+
+EXIT_OK, EXIT_UNEXPECTED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+
+EPILOG = """exit codes: 0 all as expected; 1 a verdict unexpected, a claim fails or a certificate
+does not certify; 2 usage or input error; 3 internal error (traceback written to a file;
+--debug prints it). Statements: docs/theory.md. Plug-ins: --plugin, or $PREFIX_THEORY_PLUGINS."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from cli import construct, derive, experiment, verify
+
+    parser = _Parser(
+        prog="prefix-theory",
+        description="Verify the theory of prompting and prefix-tuning (Petrov et al., 2024).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="on an internal error, print the full traceback"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    verify.add_parser(sub)
+    derive.add_parser(sub)
+    experiment.add_parser(sub)
+    construct.add_parser(sub)
+    return parser
+
+
+def _internal_error(exc: BaseException, debug: bool) -> int:
+    """Report an unexpected exception in one line (the traceback goes to a file)."""
+    text = "".join(traceback.format_exception(exc))
+    if debug:
+        sys.stderr.write(text)
+        return EXIT_INTERNAL
+    fd, path = tempfile.mkstemp(prefix="prefix-theory-traceback-", suffix=".txt")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    print(
+        f"prefix-theory: internal error: {type(exc).__name__}: {first} "
+        f"(full traceback in {path}; rerun with --debug to print it)",
+        file=sys.stderr,
+    )
+    return EXIT_INTERNAL
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        import theory
+
+        theory.configure_jax()  # float64 and the XLA CPU workaround (theory/runtime.py)
+        theory.load_env_plugins()
+        return args.run(args)
+    except ToolkitError as exc:
+        print(f"prefix-theory: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:  # output piped into a program that stopped reading (head)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
+    except KeyboardInterrupt:
+        print("prefix-theory: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001  (an internal error: one line, exit 3)
+        return _internal_error(exc, args.debug)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""The plain-text table of ``verify`` results."""
+
+from __future__ import annotations
+
+from theory.verify import Result
+
+
+def format_table(results: list[Result]) -> str:
+    """Plain-text table: theorem x architecture x method, expected, verdict, max residual, trials."""
+    header = (
+        "theorem",
+        "architecture",
+        "method",
+        "expected",
+        "verdict",
+        "max residual",
+        "trials",
+        "",
+    )
+    rows = [header]
+    for r in results:
+        flag = (
+            "ok"
+            if r.as_expected
+            else f"UNEXPECTED (witness: seed {r.seed}, trial {r.witness_trial})"
+        )
+        if r.verdict == "error":
+            flag = f"ERROR ({r.reason})"
+        rows.append(
+            (
+                r.theorem,
+                r.architecture,
+                r.method,
+                r.expected,
+                r.verdict,
+                f"{r.max_residual:.2e}",
+                str(r.trials),
+                flag,
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths).rstrip())
+    n_ok = sum(r.as_expected for r in results)
+    lines.append("")
+    lines.append(
+        f"{n_ok}/{len(results)} verdicts as expected (tolerance: residual <= {results[0].tolerance:.0e} "
+        "in float64 means 'holds')"
+    )
+    return "\n".join(lines)
