@@ -47,7 +47,7 @@ def _cpu_seconds() -> float:
 def time_command(runs: int) -> None:
     exe = os.path.join(os.path.dirname(sys.executable), "prefix-theory")
     command = (
-        [exe, "verify"] if os.path.exists(exe) else [sys.executable, "-m", "theory.cli", "verify"]
+        [exe, "verify"] if os.path.exists(exe) else [sys.executable, "-m", "cli.main", "verify"]
     )
     print(f"## `prefix-theory verify` as a fresh process, {os.cpu_count()} CPU cores\n")
     print("| run | wall s | CPU s (children) | exit | last line |")

@@ -196,12 +196,13 @@ def _run_unconditional(args) -> int:
 
 
 def _run_map(args) -> int:
+    import jax
+    import jax.numpy as jnp
+
     from constructions.ceiling import hard_token_ceiling
     from constructions.conditional import conditional_model, map_tokens
     from constructions.examples import example_map, load_map, map_table
     from constructions.generate import greedy_generate_batch
-    import jax
-    import jax.numpy as jnp
 
     ASCII = _vocab(args)
     defaulted = []
@@ -228,7 +229,7 @@ def _run_map(args) -> int:
     if defaulted:
         print(f"note: {len(defaulted)} characters not in the map file respond with themselves")
     wrong = 0
-    for x, row in zip(inputs, out):
+    for x, row in zip(inputs, out, strict=False):
         got, want = ASCII.decode(row), ASCII.decode(table[x])
         if N0 > 1:  # responses are padded with spaces to N0
             got, want = got.rstrip(), want.rstrip()
@@ -245,6 +246,7 @@ def _run_map(args) -> int:
 def _run_pairs(args) -> int:
     import jax
     import jax.numpy as jnp
+
     from constructions.generate import greedy_generate_batch
     from constructions.two_token import (
         all_pairs,
@@ -275,7 +277,9 @@ def _run_pairs(args) -> int:
         for x1 in range(c.V):
             cells = [
                 f"{o:>2}{'' if ok else '*'}"
-                for o, ok in zip(out[x1 * c.V : (x1 + 1) * c.V], correct[x1 * c.V : (x1 + 1) * c.V])
+                for o, ok in zip(
+                    out[x1 * c.V : (x1 + 1) * c.V], correct[x1 * c.V : (x1 + 1) * c.V], strict=False
+                )
             ]
             print("  " + " ".join(cells))
     print(f"{int(correct.sum())}/{len(pairs)} inputs correct ({how})")

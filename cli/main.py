@@ -95,7 +95,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("prefix-theory: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # noqa: BLE001  (an internal error: one line, exit 3)
+    except Exception as exc:
         return _internal_error(exc, args.debug)
 
 

@@ -67,10 +67,10 @@ def run_model_verify(args) -> int:
     import jax
     import jax.numpy as jnp
 
-    from theory.context import Prefix
     from pretrained.checks import check_options, format_report, run_checks
     from pretrained.figures import plot_attention, strongest_head
     from pretrained.parity import format_parity, parity
+    from theory.context import Prefix
 
     n_p = 1 if args.prefix_length is None else args.prefix_length
     steps = 300 if args.steps is None else args.steps

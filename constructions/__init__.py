@@ -28,13 +28,13 @@ API (small and stable; used by the capacity-counting code)::
 """
 
 from constructions.ceiling import Ceiling, hard_token_ceiling
-from constructions.checks import construction_trial, section3_residuals
 from constructions.certificates import (
     Certificate,
     derivation,
     scalar_certificate,
     two_token_certificate,
 )
+from constructions.checks import construction_trial, section3_residuals
 from constructions.common import Construction
 from constructions.conditional import conditional_model, map_tokens, worst_table
 from constructions.generate import Generation, greedy_generate, greedy_generate_batch

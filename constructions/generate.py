@@ -28,6 +28,7 @@ import numpy as np
 from constructions.common import Construction
 from theory.context import validate_context
 from theory.errors import ToolkitError
+from theory.hooks import act_name
 from theory.model import forward
 
 METHODS = ("jacobi", "sequential")
@@ -62,7 +63,7 @@ def _generate(params, arch, context, prompt, n_new: int, method: str) -> Generat
     def outputs(buf):
         logits, cache = _forward_logits(params, arch, buf, context)
         chosen = logits[out_slots]
-        pattern = cache["blocks.0.attn.hook_pattern"][0]  # [N, N], head 0
+        pattern = cache[act_name("pattern", 0)][0]  # [N, N], head 0
         mass = pattern[n_p + out_slots, :n_p].sum(-1)
         return jnp.argmax(chosen, axis=-1).astype(jnp.int32), chosen, mass
 

@@ -44,10 +44,10 @@ from constructions.certificates import (
     MANTISSA,
     digit_base,
     dtype_name,
+    log_up,
     max_digits_float,
     two_token_bounds,
     two_token_certificate,
-    log_up,
 )
 from constructions.common import (
     Construction,

@@ -31,11 +31,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments.tasks import MODEL_LEN
 from theory.architecture import Architecture
 from theory.context import HardPrompt, KVPrefix, Prefix
 from theory.errors import ToolkitError, unknown_name
+from theory.hooks import act_name
 from theory.model import forward
-from experiments.tasks import MODEL_LEN
 
 KINDS = ("pretrain", "finetune", "prefix", "kv_prefix", "lora")
 LORA_MATRICES = ("W_in", "W_out", "W_Q", "W_K", "W_V", "W_O")
@@ -149,14 +150,14 @@ def init_trainable(adapt: Adaptation, arch: Architecture, base, key):
     if adapt.kind == "prefix":
         return {
             "states": jnp.stack(
-                [cache[f"blocks.{l}.hook_resid_pre"][:n_p] for l in range(arch.n_layers)]
+                [cache[act_name("resid_pre", l)][:n_p] for l in range(arch.n_layers)]
             )
         }
     keys = jnp.stack(
-        [jnp.swapaxes(cache[f"blocks.{l}.attn.hook_k"][:n_p], 0, 1) for l in range(arch.n_layers)]
+        [jnp.swapaxes(cache[act_name("k", l)][:n_p], 0, 1) for l in range(arch.n_layers)]
     )
     values = jnp.stack(
-        [jnp.swapaxes(cache[f"blocks.{l}.attn.hook_v"][:n_p], 0, 1) for l in range(arch.n_layers)]
+        [jnp.swapaxes(cache[act_name("v", l)][:n_p], 0, 1) for l in range(arch.n_layers)]
     )
     return {"keys": keys, "values": values}
 

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments.tasks import MODEL_LEN, N_DIGITS, target
+from theory.hooks import act_name
 from theory.model import forward
 
 
@@ -50,11 +51,11 @@ def attention_maps(arch, base, ft_params, prefix_states, x, task, path, n_p):
     # the no-prefix run puts the content at the same positions as the prefixed run
     base64 = _f64(base)
     _, cache = forward(base64, arch, seq, None, position_offset=n_p)
-    A_none = np.asarray(cache["blocks.0.attn.hook_pattern"])
+    A_none = np.asarray(cache[act_name("pattern", 0)])
     _, cache = forward(_f64(ft_params), arch, seq, None, position_offset=n_p)
-    A_ft = np.asarray(cache["blocks.0.attn.hook_pattern"])
+    A_ft = np.asarray(cache[act_name("pattern", 0)])
     _, cache = forward(base64, arch, seq, Prefix(jnp.asarray(prefix_states, jnp.float64)))
-    P = np.asarray(cache["blocks.0.attn.hook_pattern"])
+    P = np.asarray(cache[act_name("pattern", 0)])
     A_pt, share = P[:, n_p:, n_p:], P[:, n_p:, :n_p].sum(-1)
     rescaled = A_pt / (1.0 - share[..., None])
     residual = float(np.abs(rescaled - A_none).max())
@@ -87,7 +88,7 @@ def attention_maps(arch, base, ft_params, prefix_states, x, task, path, n_p):
 
 
 def bias_plot(arch, base, prefixes: dict, x_inputs, path, position=N_DIGITS - 1):
-    """PNG of hook_attn_out at content ``position`` for each prefix (and none), PCA 2-D.
+    """PNG of the attn_out activation at content ``position`` for each prefix (and none), PCA 2-D.
 
     ``prefixes``: {label: states [n_layers, n_p, d_model]} (layer 0 is used).
     Returns {label: residual of the per-head convex combination, float64} and the
@@ -105,9 +106,9 @@ def bias_plot(arch, base, prefixes: dict, x_inputs, path, position=N_DIGITS - 1)
         def one(s):
             _, c = forward(base64, arch, s, context, position_offset=n_p, validate=False)
             return (
-                c["blocks.0.hook_attn_out"][-MODEL_LEN:][position],
-                c["blocks.0.attn.hook_z"][-MODEL_LEN:][position],
-                c["blocks.0.attn.hook_pattern"][:, -MODEL_LEN:][:, position, :],
+                c[act_name("attn_out", 0)][-MODEL_LEN:][position],
+                c[act_name("z", 0)][-MODEL_LEN:][position],
+                c[act_name("pattern", 0)][:, -MODEL_LEN:][:, position, :],
             )
 
         return jax.vmap(one)(seqs)
@@ -122,7 +123,7 @@ def bias_plot(arch, base, prefixes: dict, x_inputs, path, position=N_DIGITS - 1)
         s_norm = states[0]  # block-0 input
         p = base64["blocks"][0]
         if arch.norm == "pre":
-            from theory.model import apply_norm
+            from theory.layers import apply_norm
 
             s_norm = apply_norm(p["ln1"], s_norm, arch)
         v_s = jnp.einsum("pd,hdk->phk", s_norm, p["attn"]["W_V"]) + p["attn"]["b_V"]  # [n_p, H, k]
@@ -174,7 +175,7 @@ def prefix_attention(arch, base, prefixes: dict, x_inputs, path):
             _, c = forward(base, arch, s, ctx, validate=False)
             return jnp.stack(
                 [
-                    c[f"blocks.{l}.attn.hook_pattern"][:, n_p : n_p + N_DIGITS, :n_p]
+                    c[act_name("pattern", l)][:, n_p : n_p + N_DIGITS, :n_p]
                     for l in range(arch.n_layers)
                 ]
             )  # [L, H, n_in, n_p]

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from experiments.tasks import D_VOCAB
 from theory.architecture import Architecture, validate_architecture
 from theory.errors import unknown_name
-from experiments.tasks import D_VOCAB
 
 MODES = ("quick", "default", "full")
 N_CTX = 32

@@ -24,11 +24,12 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+from render.figures import attention_maps, bias_geometry
 
 import theory
 from theory import ARCHITECTURES, Prefix, forward, get_theorem, init_params
 from theory.compare import compare
-from theory.figures import attention_maps, bias_geometry
+from theory.hooks import act_name
 from theory.methods import METHODS
 from theory.trials import Trial
 
@@ -62,8 +63,8 @@ _, with_prefix = forward(params, arch, tokens, prefix)
 _, without = forward(params, arch, tokens, position_offset=n_p)
 
 head = 1
-A_pt = np.asarray(with_prefix["blocks.0.attn.hook_pattern"][head, n_p:, :])   # [n, n_p + n]
-A = np.asarray(without["blocks.0.attn.hook_pattern"][head])                    # [n, n]
+A_pt = np.asarray(with_prefix[act_name("pattern", 0)][head, n_p:, :])   # [n, n_p + n]
+A = np.asarray(without[act_name("pattern", 0)][head])                    # [n, n]
 mass = A_pt[:, :n_p].sum(-1)
 print("prefix mass per query:", np.round(mass, 3))
 print("max |A^pt_ij - A_ij (1 - mass_i)| =", np.abs(A_pt[:, n_p:] - A * (1 - mass)[:, None]).max())
@@ -97,9 +98,9 @@ fig = attention_maps(A_pt, A, n_p, title=f"gpt, layer 0, head {head}")
 one = Prefix(prefix.states[:, :1])
 _, c1 = forward(params, arch, tokens, one)
 _, c0 = forward(params, arch, tokens, position_offset=1)
-t = np.asarray(c0["blocks.0.attn.hook_z"][:, head])
-t_pt = np.asarray(c1["blocks.0.attn.hook_z"][1:, head])
-v = np.asarray(c1["blocks.0.attn.hook_v"][0, head])
-a0 = np.asarray(c1["blocks.0.attn.hook_pattern"][head, 1:, 0])
+t = np.asarray(c0[act_name("z", 0)][:, head])
+t_pt = np.asarray(c1[act_name("z", 0)][1:, head])
+v = np.asarray(c1[act_name("v", 0)][0, head])
+a0 = np.asarray(c1[act_name("pattern", 0)][head, 1:, 0])
 print("max |t^pt - (a0 W_V s + (1 - a0) t)| =", np.abs(t_pt - (a0[:, None] * v + (1 - a0[:, None]) * t)).max())
 fig = bias_geometry(t, t_pt, v, title=f"gpt, layer 0, head {head}: outputs move towards W_V s")

@@ -25,13 +25,19 @@ import os
 
 import jax.numpy as jnp
 from IPython.display import Image, Markdown, display
+from render.atlas import write_atlas
+from cli.main import main
 
 import theory
 from theory import THEOREMS, get_theorem
-from theory.atlas import write_atlas
-from theory.attention import AttentionKind, masked_exp, register_attention, safe_divide, scaled_logits
 from theory.architecture import ARCHITECTURES, Architecture, register_architecture
-from theory.cli import main
+from theory.attention import (
+    AttentionKind,
+    masked_exp,
+    register_attention,
+    safe_divide,
+    scaled_logits,
+)
 from theory.verify import format_table, run_verify
 
 QUICK = os.environ.get("PREFIX_THEORY_QUICK", "1") == "1"

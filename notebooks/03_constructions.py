@@ -23,10 +23,17 @@
 
 # %%
 import numpy as np
+from cli.main import main
 
-from constructions import (derivation, greedy_generate, hard_token_ceiling, scalar_certificate,
-                           unconditional_model, virtual_token, worst_sequence)
-from theory.cli import main
+from constructions import (
+    derivation,
+    greedy_generate,
+    hard_token_ceiling,
+    scalar_certificate,
+    unconditional_model,
+    virtual_token,
+    worst_sequence,
+)
 
 # %% [markdown]
 # ## Theorem 1: any sentence from one virtual token

@@ -24,8 +24,7 @@ import os
 from pathlib import Path
 
 from IPython.display import Image, Markdown, display
-
-from theory.cli import main
+from cli.main import main
 
 QUICK = os.environ.get("PREFIX_THEORY_QUICK", "1") == "1"
 

@@ -32,16 +32,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pretrained.minilm import load_minilm, tokenize
+from pretrained.training import train_prefix
 from theory.compare import compare
 from theory.context import Prefix, n_virtual
 from theory.errors import ToolkitError
+from theory.hooks import act_name
 from theory.methods import rank1_update
 from theory.model import forward
 from theory.tolerances import TOL_F64
 from theory.trials import Trial
 from theory.verify import FAST_COMPILE
-from pretrained.minilm import load_minilm, tokenize
-from pretrained.training import train_prefix
 
 # THEORY.md §3 [paper]: LLaMA-7B fp16, layer 0, head 12, one-token prefix trained on DART.
 PAPER_LLAMA_ATTENTION = 4.88e-4
@@ -86,12 +87,12 @@ def unconditional_residual(arch, trial: Trial):
     )
     out = []
     for l in range(arch.n_layers):
-        pattern = with_prefix[f"blocks.{l}.attn.hook_pattern"][:, n_p:, :]
+        pattern = with_prefix[act_name("pattern", l)][:, n_p:, :]
         c = 1.0 - pattern[:, :, :n_p].sum(-1)
         out.append(
             jnp.max(
                 jnp.abs(
-                    pattern[:, :, n_p:] - c[..., None] * without[f"blocks.{l}.attn.hook_pattern"]
+                    pattern[:, :, n_p:] - c[..., None] * without[act_name("pattern", l)]
                 )
             )
         )

@@ -20,10 +20,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from theory.context import n_virtual
-from theory.figures import rescaled_content_attention
-from theory.model import block_forward, forward, mask_matrix
 from pretrained.optional import require
+from render.figures import rescaled_content_attention
+from theory.attention import mask_matrix
+from theory.blocks import block_forward
+from theory.context import n_virtual
+from theory.hooks import act_name
+from theory.model import forward
 
 
 def attention_maps(params, arch, ids, context, layer: int, head: int) -> dict:
@@ -32,7 +35,7 @@ def attention_maps(params, arch, ids, context, layer: int, head: int) -> dict:
     with jax.default_matmul_precision("highest"):
         _, pt = forward(params, arch, ids, context, validate=False)
         _, base = forward(params, arch, ids, None, position_offset=n_p, validate=False)
-        resid = pt[f"blocks.{layer}.hook_resid_pre"][n_p:]
+        resid = pt[act_name("resid_pre", layer)][n_p:]
         _, given = block_forward(
             params["blocks"][layer],
             arch,
@@ -41,13 +44,13 @@ def attention_maps(params, arch, ids, context, layer: int, head: int) -> dict:
             mask_matrix(arch, jnp.ones(n, bool)),
             jnp.zeros(n, bool),
         )
-    with_prefix = np.asarray(pt[f"blocks.{layer}.attn.hook_pattern"][head, n_p:, :], np.float64)
+    with_prefix = np.asarray(pt[act_name("pattern", layer)][head, n_p:, :], np.float64)
     mass = with_prefix[:, :n_p].sum(-1, keepdims=True)
     return {
-        "no_prefix": np.asarray(base[f"blocks.{layer}.attn.hook_pattern"][head], np.float64),
+        "no_prefix": np.asarray(base[act_name("pattern", layer)][head], np.float64),
         "with_prefix": with_prefix,
         "rescaled": rescaled_content_attention(with_prefix, n_p),
-        "given_inputs": np.asarray(given["attn.hook_pattern"][head], np.float64),
+        "given_inputs": np.asarray(given[act_name("pattern")][head], np.float64),
         "prefix_mass": mass[:, 0],
     }
 
@@ -106,5 +109,5 @@ def strongest_head(params, arch, ids, context, layer: int) -> int:
     with jax.default_matmul_precision("highest"):
         _, cache = forward(params, arch, ids, context, validate=False)
     return int(
-        jnp.argmax(cache[f"blocks.{layer}.attn.hook_pattern"][:, n_p:, :n_p].sum(-1).mean(-1))
+        jnp.argmax(cache[act_name("pattern", layer)][:, n_p:, :n_p].sum(-1).mean(-1))
     )

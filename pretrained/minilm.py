@@ -30,7 +30,7 @@ Mapping (HF ``nn.Linear`` stores ``weight [out, in]`` and computes ``x W^T + b``
 
 The encoder has no language-model head: ``unembed.W_U`` is tied to ``W_E^T`` and
 ``b_U`` is zero, so ``forward``'s logits are only a by-product; sentence
-embeddings read the last block's ``hook_resid_post``.  ``pooler.*`` (unused by
+embeddings read the last block's ``resid_post`` activation.  ``pooler.*`` (unused by
 sentence-transformers) and the ``embeddings.position_ids`` buffer are ignored.
 """
 
@@ -45,12 +45,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pretrained.optional import require
 from theory.architecture import Architecture, validate_architecture
 from theory.context import n_virtual
 from theory.errors import ToolkitError
+from theory.hooks import act_name
 from theory.model import forward
 from theory.params import validate_params
-from pretrained.optional import require
 
 IGNORED_TENSORS = ("embeddings.position_ids", "pooler.dense.weight", "pooler.dense.bias")
 
@@ -319,7 +320,7 @@ def last_hidden(params, arch: Architecture, ids, mask, context=None, position_of
         attention_mask=key_mask,
         validate=False,
     )
-    return cache[f"blocks.{arch.n_layers - 1}.hook_resid_post"][n_p:]
+    return cache[act_name("resid_post", arch.n_layers - 1)][n_p:]
 
 
 def sentence_embedding(

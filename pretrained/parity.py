@@ -15,9 +15,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from theory.errors import ToolkitError
-from theory.model import forward
 from pretrained.minilm import encode, load_minilm, tokenize
+from theory.errors import ToolkitError
+from theory.hooks import act_name
+from theory.model import forward
 
 # The target for float32 agreement with the reference (PyTorch float32 on the CPU):
 # both sides round differently (summation order, erf), so exact equality is not expected.
@@ -49,8 +50,8 @@ def parity(dtype="float32", fixture_path=None) -> dict:
         first = jnp.asarray(ids[0][mask[0]])
         _, cache = forward(model.params, model.arch, first)
     arch = model.arch
-    states = [np.asarray(cache["blocks.0.hook_resid_pre"][0])]
-    states += [np.asarray(cache[f"blocks.{l}.hook_resid_post"][0]) for l in range(arch.n_layers)]
+    states = [np.asarray(cache[act_name("resid_pre", 0)][0])]
+    states += [np.asarray(cache[act_name("resid_post", l)][0]) for l in range(arch.n_layers)]
     cls_diff = np.abs(np.stack(states) - np.asarray(fx["cls_hidden_states_sentence0"])).max(-1)
     return {
         "dtype": str(jnp.dtype(dtype)),

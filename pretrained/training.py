@@ -24,12 +24,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from theory.context import Prefix
-from theory.errors import ToolkitError
-from theory.model import forward
-from theory.verify import FAST_COMPILE
 from pretrained.minilm import Pretrained, sentence_embedding, tokenize
 from pretrained.optional import require
+from theory.context import Prefix
+from theory.errors import ToolkitError
+from theory.hooks import act_name
+from theory.model import forward
+from theory.verify import FAST_COMPILE
 
 
 class TrainedPrefix(NamedTuple):
@@ -91,7 +92,7 @@ def train_prefix(
     with jax.default_matmul_precision("highest"):
         target_emb = sentence_embedding(params, arch, tgt_ids, tgt_mask)
         _, cache = forward(params, arch, tgt_ids, validate=False)
-        start = jnp.stack([cache[f"blocks.{l}.hook_resid_pre"][:n_p] for l in range(arch.n_layers)])
+        start = jnp.stack([cache[act_name("resid_pre", l)][:n_p] for l in range(arch.n_layers)])
         noise = jax.random.normal(jax.random.PRNGKey(seed), start.shape, dtype)
         states0 = (start + init_noise * noise).astype(dtype)
         args = (states0, params, src_ids, src_mask, target_emb)

@@ -38,7 +38,7 @@ def architectures(negative_control: bool = False):
 def with_temperature(params, T):
     """Scale every W_Q and b_Q by T: logits become T q.k/sqrt(k), i.e. inverse temperature T.
 
-    (THEORY.md §1: ``l_ij = T x_i^T H x_j`` with ``H = W_Q^T W_K / sqrt(k)``; scaling the query map
+    (docs/theory.md §1.2: ``l_ij = T x_i^T H x_j`` with ``H = W_Q^T W_K / sqrt(k)``; scaling the query map
     by T is the same as scaling the logits by T, so T stays runtime data and never recompiles.
     tests/test_model.py checks this equals ``Architecture.temperature = T``.)
     """

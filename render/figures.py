@@ -18,7 +18,7 @@ def _plt():
 
     if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
         try:
-            import IPython  # noqa: F401
+            import IPython
 
             if IPython.get_ipython() is None:
                 matplotlib.use("Agg")
@@ -56,7 +56,7 @@ def attention_maps(pattern_pt, pattern, n_p: int, title: str = "", tokens=None):
         (pattern_pt, f"with prefix: A^pt (first {n_p} keys = prefix)"),
         (rescaled, f"prefix share removed, rescaled\nmax |. - A| = {residual:.1e}"),
     ]
-    for ax, (data, name) in zip(axes, panels):
+    for ax, (data, name) in zip(axes, panels, strict=False):
         image = ax.imshow(data, vmin=0, vmax=max(pattern.max(), pattern_pt.max()), cmap="viridis")
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("key")
@@ -78,7 +78,7 @@ def bias_geometry(t, t_pt, prefix_value, title: str = ""):
     project = lambda x: (x - centre) @ vt[:2].T  # noqa: E731
     P, Ppt, Pv = project(t), project(t_pt), project(v[None])[0]
     fig, ax = plt.subplots(figsize=(5, 5))
-    for a, b in zip(P, Ppt):
+    for a, b in zip(P, Ppt, strict=False):
         ax.plot([a[0], Pv[0]], [a[1], Pv[1]], color="0.85", lw=0.8, zorder=0)
         ax.annotate("", xy=b, xytext=a, arrowprops=dict(arrowstyle="->", color="tab:blue"))
     ax.scatter(*P.T, label="t_i (no prefix)", color="tab:gray")

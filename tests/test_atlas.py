@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from theory.architecture import ARCHITECTURES
-from theory.atlas import grid, to_markdown, write_atlas
+from render.atlas import grid, to_markdown, write_atlas
 from theory.attention import ATTENTION_KINDS, AttentionKind
 from theory.blocks import BLOCK_KINDS
-from theory.cli import main
+from cli.main import main
 from theory.errors import ToolkitError
 from theory.methods import METHODS
 from theory.params import param_shapes

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from theory.architecture import ARCHITECTURES
-from theory.cli import main
+from cli.main import main
 from theory.verify import replay, run_verify
 
 
@@ -88,7 +88,10 @@ def test_verify_reports_unexpected_with_witness_and_exits_1(monkeypatch, capsys)
     "argv, message",
     [
         (["verify", "--theorem", "nope"], "unknown theorem 'nope'; expected one of: "),
-        (["verify", "--architecture", "gtp"], "unknown architecture 'gtp'; expected one of: "),
+        (
+            ["verify", "--architecture", "gtp"],
+            "unknown architecture 'gtp' (did you mean 'gpt'?); expected one of: ",
+        ),
         (["verify", "--trials", "0"], "trials must be a positive int, got 0"),
         (["derive", "nope"], "unknown theorem 'nope'"),
     ],
@@ -101,7 +104,7 @@ def test_usage_errors_exit_2_with_one_line(argv, message, capsys):
 
 def test_argparse_errors_exit_2():
     proc = subprocess.run(
-        [sys.executable, "-m", "theory.cli", "verify", "--trials", "many"],
+        [sys.executable, "-m", "cli.main", "verify", "--trials", "many"],
         capture_output=True,
         text=True,
     )

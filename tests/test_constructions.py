@@ -35,7 +35,7 @@ from constructions.checks import construction_trial, section3_residuals
 from constructions.examples import animals_map, load_map, map_table, swapcase_map
 from constructions.exact import ExactModel
 from constructions.two_token import pair_token_exact
-from theory.cli import main
+from cli.main import main
 from theory.compare import compare
 from theory.context import Prefix, SoftPrompt
 from theory.errors import ToolkitError
@@ -324,3 +324,17 @@ def test_cli_map_from_json(tmp_path, capsys):
     assert main(["construct", "map", "--json", str(path), "--input", "a"]) == 0
     out = capsys.readouterr().out
     assert "'a' -> 'b'" in out and "CORRECT" in out and "respond with themselves" in out
+
+
+def test_capacity_counts_on_the_constructions(capsys):
+    """The constructions attain the counts of the capacity theorem, and pass them to its
+    numeric instance (``derive capacity --substitute``)."""
+    from constructions.capacity import counts
+
+    found = counts(3, 2)
+    assert found["unconditional_distinct"] == found["V^N"] == 9 and found["unconditional_exact"]
+    assert found["conditional_distinct"] == found["V^V"] == 27 and found["conditional_exact"]
+    assert found["hard_token_completions"] <= 3 and found["hard_token_maps"] <= 3
+    assert main(["derive", "capacity", "--substitute"]) == 0
+    out = capsys.readouterr().out
+    assert "maps of one virtual token, construction V=3 (V^V): symbolic result at the JAX " in out

@@ -8,9 +8,10 @@ import pytest
 import sympy as sp
 
 import theory  # noqa: F401
-from theory.cli import main
+from cli.main import main
 from theory.registry import THEOREMS
-from theory.theorems.report import markdown_document, symbolic_instance
+from render.derivations import markdown_document
+from theory.instance import symbolic_instance
 
 CATALOGUE = (
     "single_prefix",
@@ -83,7 +84,7 @@ def test_derive_list_shows_every_theorem_with_its_section(capsys):
 
 
 def test_derive_all_markdown_writes_the_document(tmp_path, capsys, monkeypatch):
-    import theory.theorems.report as report
+    import render.derivations as report
 
     monkeypatch.setattr(
         report, "markdown_document", lambda: DOC.read_text()

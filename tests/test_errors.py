@@ -21,6 +21,9 @@ from theory import (
 
 GPT = ARCHITECTURES["gpt"]
 
+# what users see: the toolkit's own validation, with no runtime type checker in front of it
+pytestmark = pytest.mark.usefixtures("without_runtime_typecheck")
+
 
 @pytest.fixture(scope="module")
 def params():

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from theory.cli import main
+from cli.main import main
 from theory.tolerances import TOL_F64
 
 

@@ -13,7 +13,7 @@ import pytest
 from theory.architecture import ARCHITECTURES, Architecture
 from theory.attention import ATTENTION_KINDS, AttentionKind, register_attention
 from theory.blocks import BlockKind, register_block
-from theory.cli import main
+from cli.main import main
 from theory.errors import ToolkitError
 from theory.zoo import load_plugin
 
@@ -41,7 +41,7 @@ def test_worked_example_runs_end_to_end(tmp_path):
     script = textwrap.dedent(f"""
         import json, sys
         import theory                                    # loads $PREFIX_THEORY_PLUGINS
-        from theory.cli import main
+        from cli.main import main
         from theory.verify import replay
         from property_tests.strategies import architectures
         drawn = architectures().elements                 # what the property tests sample from

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import theory  # noqa: F401  (float64)
-from theory.cli import main
+from cli.main import main
 from theory.errors import ToolkitError
 from pretrained import minilm
 from pretrained.optional import require

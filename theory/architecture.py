@@ -70,7 +70,7 @@ class Architecture:
         """Number of key/value heads (``n_heads`` unless multi-/grouped-query)."""
         return self.n_heads if self.n_kv_heads is None else self.n_kv_heads
 
-    def replace(self, **changes) -> "Architecture":
+    def replace(self, **changes) -> Architecture:
         """A copy with some fields changed (validated)."""
         return validate_architecture(dataclasses.replace(self, **changes))
 

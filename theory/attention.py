@@ -1,6 +1,6 @@
 """Attention: how queries and keys become weights (attention kinds), and the multi-head layer.
 
-One head (docs/theory.md §1): logit ``l_ij = T q_i . k_j / sqrt(d_head)`` (plus a positional
+One head (docs/theory.md §1.2): logit ``l_ij = T q_i . k_j / sqrt(d_head)`` (plus a positional
 bias such as ALiBi's), weight ``A_ij`` over the keys ``C(i)`` that query ``i`` may see, output
 ``t_i = sum_j A_ij v_j``.
 
@@ -15,7 +15,7 @@ An :class:`AttentionKind` turns queries, keys, a logit bias and the visibility m
 ``normalised`` declares whether the weights of a row are shares of one common denominator
 (softmax, off-by-one softmax, normalised linear attention). For such kinds a prefix rescales
 the content weights by ``c_i = 1 - m_i`` (``m_i`` the prefix mass); for an unnormalised kind
-(sigmoid) the predicted factor is ``c_i = 1`` (docs/theory.md §3).
+(sigmoid) the predicted factor is ``c_i = 1`` (docs/theory.md §3.10.4).
 
 Shapes: ``q [Nq, n_heads, d_head]``, ``k [Nk, n_heads, d_head]`` (key/value heads already
 repeated for grouped-query attention), ``bias [n_heads, Nq, Nk]`` (or a scalar 0),

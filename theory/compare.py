@@ -4,7 +4,7 @@ For every layer ``l`` the adapted model (prefix or changed weights) is run on
 the whole sequence; then the BASE block ``l`` is run without any prefix on the
 adapted run's content activations at layer ``l`` (same positions).  At layer 0
 the inputs coincide, so this is the unconditional statement; deeper, it is the
-statement "given its inputs" (docs/theory.md §3, Deeper layers).
+statement "given its inputs" (docs/theory.md §3.7).
 
 Per layer, head ``h``, content query ``i`` and content key ``j``::
 
@@ -22,7 +22,6 @@ import threading
 from contextlib import contextmanager
 from typing import NamedTuple
 
-import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 

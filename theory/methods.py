@@ -10,13 +10,12 @@ base run, so weight-based methods are the negative controls: a rank-1 update of
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
 
-from theory.architecture import Architecture
 from theory.context import HardPrompt, KVPrefix, Prefix, SoftPrompt
 from theory.registry import METHODS
 

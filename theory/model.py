@@ -26,7 +26,6 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, Int
 
 from theory.architecture import Architecture
 from theory.attention import mask_matrix

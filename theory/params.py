@@ -128,7 +128,7 @@ def init_params(arch: Architecture, key, dtype=jnp.float64) -> dict:
     noise = jax.random.normal(key, (sum(sizes),), dtype)
     noise = _fusion_barrier(noise)
     leaves, start = [], 0
-    for size, (path, shape) in zip(sizes, paths_and_shapes):
+    for size, (path, shape) in zip(sizes, paths_and_shapes, strict=False):
         name = str(getattr(path[-1], "key", path[-1]))
         mean, std = _leaf_scale(name, shape, arch)
         # mean/std are numpy float64 scalars: cast back so ``dtype`` is honoured (float32 training)

@@ -12,8 +12,8 @@ Positions are integer arrays ``[N]``; the model passes virtual positions first.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 import jax.numpy as jnp
 
@@ -25,10 +25,10 @@ class PositionalScheme:
     name: str
     relative: bool
     description: str
-    learned_shapes: Optional[Callable] = None  # arch -> {param name: shape} in params["embed"]
-    embed: Optional[Callable] = None  # (embed_params, arch, positions [N]) -> [N, d_model]
-    rotate: Optional[Callable] = None  # (x [N, heads, d_head], positions [N]) -> same
-    logit_bias: Optional[Callable] = None  # (arch, q_pos [Nq], k_pos [Nk]) -> [n_heads, Nq, Nk]
+    learned_shapes: Callable | None = None  # arch -> {param name: shape} in params["embed"]
+    embed: Callable | None = None  # (embed_params, arch, positions [N]) -> [N, d_model]
+    rotate: Callable | None = None  # (x [N, heads, d_head], positions [N]) -> same
+    logit_bias: Callable | None = None  # (arch, q_pos [Nq], k_pos [Nk]) -> [n_heads, Nq, Nk]
 
 
 def register_positional(scheme: PositionalScheme, *, replace: bool = False) -> PositionalScheme:

@@ -21,7 +21,7 @@ RELATIONS = ("=", "<=", ">=", "<", ">")
 
 
 class StepResult(NamedTuple):
-    step: "Step"
+    step: Step
     ok: bool
     residual: sp.Expr  # simplified lhs - rhs after substituting definitions
 
@@ -30,8 +30,8 @@ class StepResult(NamedTuple):
 class Step:
     """One claimed relation ``lhs <relation> rhs`` with the reason it holds."""
 
-    lhs: sp.Expr
-    rhs: sp.Expr
+    lhs: sp.Expr | int | float
+    rhs: sp.Expr | int | float
     reason: str
     relation: str = "="
 

@@ -181,7 +181,7 @@ def run_verify(
             ) as exc:  # a (user-registered) variant that cannot run: an error row, not a crash
                 pending.append(exc)
         outcomes = []
-        for unit, item in zip(units, pending):
+        for unit, item in zip(units, pending, strict=False):
             try:
                 if isinstance(item, Exception):
                     raise item
@@ -191,7 +191,7 @@ def run_verify(
     groups = [group for unit in units for group in unit]
 
     results = []
-    for (a, m, ids), residuals in zip(groups, outcomes):
+    for (a, m, ids), residuals in zip(groups, outcomes, strict=False):
         arch, method = ARCHITECTURES[a], METHODS[m]
         if isinstance(residuals, Exception):
             exc = residuals
@@ -247,10 +247,14 @@ def replay(
     seed: int,
     trial: int,
     shape: TrialShape = TrialShape(),
+    temperature: float | None = None,
 ) -> float:
-    """Recompute one trial's residual (the witness of a reported violation)."""
+    """Recompute one trial's residual (the witness of a reported violation); ``temperature``
+    replaces the architecture's inverse temperature (as the property tests draw it)."""
     thm = THEOREMS.lookup(theorem)
     arch, m = ARCHITECTURES.lookup(architecture), METHODS.lookup(method)
+    if temperature is not None:
+        arch = arch.replace(temperature=temperature)
     key = jax.random.fold_in(jax.random.PRNGKey(seed), trial)
     return float(thm.check(arch, draw_trial(arch, m, key, shape)))
 

@@ -1,5 +1,5 @@
 """Many prefix positions: the bias lies in a fixed cone of dimension <= n_p per head
-(docs/theory.md §3.5).
+(docs/theory.md §3.4).
 
 With ``n_p`` prefix positions the head output is ``t^pt_i = b_i + (1 - m_i) t_i`` with the bias
 ``b_i = sum_p A^pt_ip u_p`` (``u_p = W_V s_p``, or the free value ``v_p`` of a KV-prefix).  The
@@ -82,7 +82,7 @@ def _biases(arch, trial):
     n_p = n_virtual(trial.context)
     group = arch.n_heads // arch.kv_heads
     out = []
-    for layer, block in zip(layer_pairs(arch, trial)[0], trial.adapted["blocks"]):
+    for layer, _block in zip(layer_pairs(arch, trial)[0], trial.adapted["blocks"], strict=False):
         adapted, base = layer.adapted, layer.base
         mass = adapted[PATTERN][:, n_p:, :n_p].sum(-1)  # [H, n]
         bias = adapted[Z_HOOK][n_p:] - (1 - mass).T[..., None] * base[Z_HOOK]
@@ -115,7 +115,7 @@ def residuals(arch, trial):
 
     stacked = jax.vmap(per_input)(shifts)  # per layer: bias [K, n, H, dh], values [K, n_p, H, dh]
     out = []
-    for (bias, values), block in zip(stacked, trial.adapted["blocks"]):
+    for (bias, values), block in zip(stacked, trial.adapted["blocks"], strict=False):
         cone = jnp.max(jax.vmap(_cone_residual)(bias, values))
         per_head = bias.reshape(-1, arch.n_heads, arch.d_head)  # [K n, H, dh]
         head_tail = jnp.max(jax.vmap(lambda b: relative_singular_tail(b, n_p), in_axes=1)(per_head))
@@ -141,7 +141,7 @@ def expect(arch, method):
             "bidirectional: a prompt's deeper virtual states depend on the content, so over "
             "many inputs the biases span more than n_p dimensions (per input they do not)"
         )
-    return "holds", "docs/theory.md §3.5"
+    return "holds", "docs/theory.md §3.4"
 
 
 MEASURES = """\
@@ -155,7 +155,7 @@ THEOREM = Theorem(
     id="bias_span",
     statement="With n_p prefix positions the bias lies in the cone of {W_V s_p}: <= n_p dims per "
     "head, <= H n_p after W_O (measured over many inputs).",
-    section="§3.5",
+    section="§3.4",
     assumptions=(
         "softmax attention",
         "content at the same positions with and without the prefix",

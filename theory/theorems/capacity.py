@@ -1,4 +1,4 @@
-"""Counting what one token of context can select (docs/theory.md §2.3).
+"""Counting what one token of context can select (docs/theory.md §2.1).
 
 * One hard token: the model is a function of the token, so it has at most ``V`` greedy completions
   (unconditional) and at most ``V`` maps ``[V] -> [V]`` (conditional).
@@ -24,7 +24,9 @@ from theory.theorems.common import core_architecture
 
 N_SOFT = 64  # soft prompts per trial
 SOFT_SCALE = 3.0  # their scale (combinations of the trial's soft-prompt vectors)
-COEFFICIENTS = np.random.default_rng(20240).normal(size=(N_SOFT, 3))  # seeded, fixed
+N_BASIS = 3  # directions the soft prompts combine (a norm after the embedding removes scale)
+COEFFICIENTS = np.random.default_rng(20240).normal(size=(N_SOFT, N_BASIS))  # seeded, fixed
+BASIS_SEED = 20241  # seeded directions when a trial has fewer than N_BASIS positions
 
 a, b, c = sp.symbols("a b c", integer=True, nonnegative=True)
 V, N, n = sp.symbols("V N n", integer=True, positive=True)
@@ -117,7 +119,11 @@ def counts(arch, trial, soft_from_rows: bool = False):
             trial.params["embed"]["W_E"][jnp.arange(N_SOFT) % arch.d_vocab][:, None, :]
         )
     else:
-        basis = trial.context.embeddings[:3]
+        basis = trial.context.embeddings[:N_BASIS]
+        if basis.shape[0] < N_BASIS:  # fewer virtual positions: seeded directions complete it
+            key = jax.random.PRNGKey(BASIS_SEED)
+            extra = jax.random.normal(key, (N_BASIS - basis.shape[0], arch.d_model))
+            basis = jnp.concatenate([basis, extra.astype(basis.dtype)])
         coeff = jnp.asarray(COEFFICIENTS[:, : basis.shape[0]], basis.dtype)
         soft = SoftPrompt((SOFT_SCALE * coeff @ basis)[:, None, :])
     hard = HardPrompt(jnp.arange(arch.d_vocab)[:, None])
@@ -196,7 +202,7 @@ THEOREM = Theorem(
     id="capacity",
     statement="Witness (refuted claim: 'one virtual token selects no more than one hard token'): "
     "hard token <= V behaviours, virtual token V^N / V^V; hard prompts need n >= V.",
-    section="§2.3",
+    section="§2.1",
     assumptions=(
         "greedy decoding; behaviours = next-token maps x -> argmax (conditional) in the numeric "
         "witness",

@@ -1,5 +1,5 @@
 """Deeper layers, the limit of the claim: unconditional attention DOES change
-(docs/theory.md §3.9).
+(docs/theory.md §3.8).
 
 The invariance of relative attention holds for layer ``l`` given its inputs.  Compared with the
 unadapted model run WITHOUT any prefix (content at the same positions), a deeper layer's relative
@@ -114,7 +114,7 @@ THEOREM = Theorem(
     id="deeper_attention_changes",
     statement="Witness (refuted claim: 'relative attention is unchanged in every layer, "
     "unconditionally'): a deeper layer's attention changes through earlier biases.",
-    section="§3.9",
+    section="§3.8",
     assumptions=(
         "compared with the unadapted model without prefix, content at the same positions",
         "layers >= 1 only (layer 0 is covered by relative_attention)",

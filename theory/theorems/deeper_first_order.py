@@ -1,4 +1,4 @@
-"""Deeper layers: how earlier-layer biases change layer ``l``'s logits (docs/theory.md §3.8).
+"""Deeper layers: how earlier-layer biases change layer ``l``'s logits (docs/theory.md §3.7).
 
 Given its inputs, a prefixed layer ``l`` equals a no-prefix layer run on the prefixed content
 activations (checked in every layer by ``relative_attention`` and ``convex_output``).  Across layers
@@ -14,7 +14,6 @@ the central difference ``(l(x + eps d) - l(x - eps d)) / (2 eps)`` equals the fi
 exactly; the numeric check compares the two (relative residual).
 """
 
-import jax
 import jax.numpy as jnp
 import sympy as sp
 
@@ -89,43 +88,59 @@ def derivation() -> Derivation:
     )
 
 
+def _layer_gap(arch, bp, layer, x, d):
+    """Relative gap between the central difference and the first-order formula in one layer."""
+    scheme = POSITIONAL_SCHEMES[arch.positional]
+    scale = arch.temperature / jnp.sqrt(arch.d_head)
+    group = arch.n_heads // arch.kv_heads
+
+    def scores(h):
+        return attention_layer(
+            bp["attn"],
+            arch,
+            h,
+            layer.positions,
+            layer.content_mask,
+            jnp.zeros(h.shape[0], bool),
+        )[1][act_name("scores")]
+
+    fd = (scores(x + EPS * d) - scores(x - EPS * d)) / (2 * EPS)
+    q = jnp.einsum("nd,hdk->nhk", x, bp["attn"]["W_Q"]) + bp["attn"]["b_Q"]
+    k = jnp.einsum("nd,gdk->ngk", x, bp["attn"]["W_K"]) + bp["attn"]["b_K"]
+    dq = jnp.einsum("nd,hdk->nhk", d, bp["attn"]["W_Q"])
+    dk = jnp.einsum("nd,gdk->ngk", d, bp["attn"]["W_K"])
+    if scheme.rotate is not None:
+        q, k, dq, dk = (scheme.rotate(a, layer.positions) for a in (q, k, dq, dk))
+    k, dk = jnp.repeat(k, group, axis=1), jnp.repeat(dk, group, axis=1)
+    first = scale * (jnp.einsum("qhd,khd->hqk", dq, k) + jnp.einsum("qhd,khd->hqk", q, dk))
+    visible = layer.content_mask[None]
+    gap = jnp.where(visible, jnp.abs(fd - first), 0.0)
+    return jnp.max(gap) / jnp.maximum(jnp.max(jnp.where(visible, jnp.abs(first), 0.0)), 1.0)
+
+
 def residuals(arch, trial):
     """[n_layers]: relative gap between the central difference and the first-order formula."""
     n_p = n_virtual(trial.context)
     _, base_cache = base_run(arch, trial)
-    scheme = POSITIONAL_SCHEMES[arch.positional]
-    scale = arch.temperature / jnp.sqrt(arch.d_head)
-    group = arch.n_heads // arch.kv_heads
     out = []
     for l, layer in enumerate(layer_pairs(arch, trial)[0]):
         bp = trial.params["blocks"][l]
-        norm = (lambda x: apply_norm(bp["ln1"], x, arch)) if arch.norm == "pre" else (lambda x: x)
-        x = norm(base_cache[act_name("resid_pre", l)])
-        # d: the change of this layer's input caused by earlier biases, plus the change this layer's own prefix
-        # causes in its output (what the next layer receives), so that layer 0 is not vacuous
+        pre_ln = arch.norm == "pre"
+        x = base_cache[act_name("resid_pre", l)]
+        adapted_in = layer.adapted[act_name("resid_pre")][n_p:]
+        if pre_ln:
+            x = apply_norm(bp["ln1"], x, arch)
+            adapted_in = apply_norm(bp["ln1"], adapted_in, arch)
+        # d: the change of this layer's input caused by earlier biases, plus the change this
+        # layer's own prefix causes in its output (what the next layer receives), so that
+        # layer 0 is not vacuous
         d = (
-            norm(layer.adapted[act_name("resid_pre")][n_p:])
+            adapted_in
             - x
             + layer.adapted[act_name("attn_out")][n_p:]
             - layer.base[act_name("attn_out")]
         )
-        scores = lambda h: attention_layer(
-            bp["attn"], arch, h, layer.positions, layer.content_mask, jnp.zeros(h.shape[0], bool)
-        )[1][act_name("scores")]
-        fd = (scores(x + EPS * d) - scores(x - EPS * d)) / (2 * EPS)
-        q = jnp.einsum("nd,hdk->nhk", x, bp["attn"]["W_Q"]) + bp["attn"]["b_Q"]
-        k = jnp.einsum("nd,gdk->ngk", x, bp["attn"]["W_K"]) + bp["attn"]["b_K"]
-        dq = jnp.einsum("nd,hdk->nhk", d, bp["attn"]["W_Q"])
-        dk = jnp.einsum("nd,gdk->ngk", d, bp["attn"]["W_K"])
-        if scheme.rotate is not None:
-            q, k, dq, dk = (scheme.rotate(a, layer.positions) for a in (q, k, dq, dk))
-        k, dk = jnp.repeat(k, group, axis=1), jnp.repeat(dk, group, axis=1)
-        first = scale * (jnp.einsum("qhd,khd->hqk", dq, k) + jnp.einsum("qhd,khd->hqk", q, dk))
-        visible = layer.content_mask[None]
-        gap = jnp.where(visible, jnp.abs(fd - first), 0.0)
-        out.append(
-            jnp.max(gap) / jnp.maximum(jnp.max(jnp.where(visible, jnp.abs(first), 0.0)), 1.0)
-        )
+        out.append(_layer_gap(arch, bp, layer, x, d))
     return jnp.stack(out)
 
 
@@ -139,7 +154,7 @@ def expect(arch, method):
             "fails",
             "qk-norm makes the logit non-quadratic in the input: the formula is first order only",
         )
-    return "holds", "docs/theory.md §3.8"
+    return "holds", "docs/theory.md §3.7"
 
 
 MEASURES = """\
@@ -153,7 +168,7 @@ THEOREM = Theorem(
     id="deeper_first_order",
     statement="Earlier-layer biases d change a deeper logit by T (d_i^T H x_j + x_i^T H d_j) to "
     "first order (checked against central differences).",
-    section="§3.8",
+    section="§3.7",
     assumptions=(
         "the logit is bilinear in the attention input (no qk-norm)",
         "d is the change of the attention input (after the layer's norm for pre-LN)",

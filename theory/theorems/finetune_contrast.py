@@ -1,5 +1,5 @@
 """Contrast: a rank-1 update of W_Q changes relative attention; no prefix can
-(docs/theory.md §3.10).
+(docs/theory.md §3.9).
 
 For any head (``d_head >= 1``) and a query ``i`` that sees two content keys with different keys
 ``k_1 != k_2`` and a non-zero attention input ``h_i`` (non-degenerate content), the rank-1 update
@@ -75,54 +75,63 @@ def derivation() -> Derivation:
     )
 
 
-def residuals(arch, trial):
-    """[n_layers, 2]: relative error of the rank-1 witness, and the prefix's relative-attention residual."""
-    n_p = n_virtual(trial.context)
+def _layer_residuals(arch, bp, layer, n_p: int, i: int):
+    """[2]: relative error of the rank-1 witness and the prefix's residual in one layer."""
     scheme = POSITIONAL_SCHEMES[arch.positional]
     group = arch.n_heads // arch.kv_heads
     predicted = arch.temperature / jnp.sqrt(arch.d_head)
-    i = trial.tokens.shape[0] - 1  # the last content query, key j1 = i (itself)
-    out = []
-    for l, layer in enumerate(layer_pairs(arch, trial)[0]):
-        bp = trial.params["blocks"][l]
-        x = layer.adapted[act_name("resid_pre")][n_p:]
-        h = apply_norm(bp["ln1"], x, arch) if arch.norm == "pre" else x
-        keys = jnp.repeat(layer.base[K], group, axis=1)  # [n, H, d_head] (rotated)
-        dist = jnp.where(
-            layer.content_mask[i][:, None], jnp.sum((keys - keys[i]) ** 2, -1), -1.0
-        )  # [n, H]
-        j2 = jnp.argmax(dist, axis=0)  # [H] the most different visible key
-        w = keys[i] - keys[j2, jnp.arange(arch.n_heads)]  # [H, d_head] = k_i - k_j2
-        degenerate = (jnp.max(dist, axis=0) <= 1e-20) | (
-            jnp.sum(h[i] * h[i]) <= 1e-20
-        )  # [H] premise fails
-        w = jnp.where(degenerate[:, None], 1.0, w)
-        a = w / jnp.sum(w * w, axis=-1, keepdims=True)
-        if scheme.rotate is not None:
-            a = scheme.rotate(a[None], -layer.positions[i : i + 1])[0]  # R_i^{-1}
-        b = h[i] / jnp.sum(h[i] * h[i])
+    x = layer.adapted[act_name("resid_pre")][n_p:]
+    h = apply_norm(bp["ln1"], x, arch) if arch.norm == "pre" else x
+    keys = jnp.repeat(layer.base[K], group, axis=1)  # [n, H, d_head] (rotated)
+    dist = jnp.where(
+        layer.content_mask[i][:, None], jnp.sum((keys - keys[i]) ** 2, -1), -1.0
+    )  # [n, H]
+    j2 = jnp.argmax(dist, axis=0)  # [H] the most different visible key
+    w = keys[i] - keys[j2, jnp.arange(arch.n_heads)]  # [H, d_head] = k_i - k_j2
+    # [H] the premise fails: no second visible key with a different key, h_i = 0, or the query
+    # cannot see itself (its own key is masked out)
+    degenerate = (
+        (jnp.max(dist, axis=0) <= 1e-20)
+        | (jnp.sum(h[i] * h[i]) <= 1e-20)
+        | ~layer.content_mask[i, i]
+    )
+    w = jnp.where(degenerate[:, None], 1.0, w)
+    a = w / jnp.sum(w * w, axis=-1, keepdims=True)
+    if scheme.rotate is not None:
+        a = scheme.rotate(a[None], -layer.positions[i : i + 1])[0]  # R_i^{-1}
+    b = h[i] / jnp.sum(h[i] * h[i])
 
-        def log_ratio_change(head):
-            onehot = (jnp.arange(arch.n_heads) == head)[:, None, None]
-            attn = dict(bp["attn"], W_Q=bp["attn"]["W_Q"] + onehot * jnp.outer(b, a[head])[None])
-            _, rec = attention_layer(
-                attn, arch, h, layer.positions, layer.content_mask, jnp.zeros(h.shape[0], bool)
-            )
-            new, old = rec[PATTERN][head, i], layer.base[PATTERN][head, i]
-            j = j2[head]
-            return (jnp.log(new[i]) - jnp.log(new[j])) - (jnp.log(old[i]) - jnp.log(old[j]))
-
-        change = jax.vmap(log_ratio_change)(jnp.arange(arch.n_heads))
-        pattern = layer.adapted[PATTERN][:, n_p:, :]
-        mass = pattern[:, :, :n_p].sum(-1)
-        prefix_res = jnp.max(
-            jnp.abs(pattern[:, :, n_p:] - (1 - mass)[..., None] * layer.base[PATTERN])
+    def log_ratio_change(head):
+        onehot = (jnp.arange(arch.n_heads) == head)[:, None, None]
+        attn = dict(bp["attn"], W_Q=bp["attn"]["W_Q"] + onehot * jnp.outer(b, a[head])[None])
+        _, rec = attention_layer(
+            attn, arch, h, layer.positions, layer.content_mask, jnp.zeros(h.shape[0], bool)
         )
-        witness = jnp.where(
-            degenerate, 0.0, jnp.abs(change - predicted) / predicted
-        )  # vacuous if degenerate
-        out.append(jnp.stack([jnp.max(witness), prefix_res]))
-    return jnp.stack(out)
+        new, old = rec[PATTERN][head, i], layer.base[PATTERN][head, i]
+        j = j2[head]
+        return (jnp.log(new[i]) - jnp.log(new[j])) - (jnp.log(old[i]) - jnp.log(old[j]))
+
+    change = jax.vmap(log_ratio_change)(jnp.arange(arch.n_heads))
+    pattern = layer.adapted[PATTERN][:, n_p:, :]
+    mass = pattern[:, :, :n_p].sum(-1)
+    prefix_res = jnp.max(jnp.abs(pattern[:, :, n_p:] - (1 - mass)[..., None] * layer.base[PATTERN]))
+    # vacuous (0) where the premise fails
+    witness = jnp.where(degenerate, 0.0, jnp.abs(change - predicted) / predicted)
+    return jnp.stack([jnp.max(witness), prefix_res])
+
+
+def residuals(arch, trial):
+    """[n_layers, 2]: relative error of the rank-1 witness, and the prefix's relative-attention
+    residual (the last content query ``i``, every layer given its inputs)."""
+    n_p = n_virtual(trial.context)
+    i = trial.tokens.shape[0] - 1  # the last content query, key j1 = i (itself)
+    pairs = layer_pairs(arch, trial)[0]
+    return jnp.stack(
+        [
+            _layer_residuals(arch, trial.params["blocks"][l], layer, n_p, i)
+            for l, layer in enumerate(pairs)
+        ]
+    )
 
 
 def check(arch, trial):
@@ -149,7 +158,7 @@ def expect(arch, method):
             "fails",
             "qk-norm renormalises the moved query: the change is not exactly T/sqrt(k)",
         )
-    return "holds", "docs/theory.md §3.10"
+    return "holds", "docs/theory.md §3.9"
 
 
 MEASURES = """\
@@ -164,11 +173,11 @@ THEOREM = Theorem(
     id="finetune_contrast",
     statement="A rank-1 W_Q update changes relative attention by exactly exp(T/sqrt(k)) for any "
     "head with non-degenerate content; a prefix changes it by nothing.",
-    section="§3.10",
+    section="§3.9",
     assumptions=(
         "the last query sees itself and another content key with a different key (k_i != k_j), "
-        "h_i != 0; heads where the content is degenerate (all visible keys equal) are skipped "
-        "(premise false)",
+        "h_i != 0; heads where this premise is false (its own key masked out, all visible keys "
+        "equal) are skipped",
         "no qk-norm (the update moves the query linearly)",
         "softmax attention",
         "every layer given its inputs",

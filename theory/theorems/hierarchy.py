@@ -1,4 +1,4 @@
-"""The hierarchy: prompting ⊆ soft prompting ⊆ prefix-tuning ⊆ KV-prefix (docs/theory.md §1.3).
+"""The hierarchy: prompting ⊆ soft prompting ⊆ prefix-tuning ⊆ KV-prefix (docs/theory.md §1.5).
 
 Each inclusion is constructive, and the numeric check builds the wider method's parameters from the
 narrower one's and compares logits (float64, residual <= TOL_F64):
@@ -14,10 +14,9 @@ narrower one's and compares logits (float64, residual <= TOL_F64):
 Strictness is the separate witness theorem ``hierarchy_strict`` (and ``kv_converse`` for the last step).
 """
 
+import jax
 import jax.numpy as jnp
 import sympy as sp
-
-import jax
 
 from theory.context import HardPrompt, KVPrefix, Prefix, SoftPrompt, n_virtual
 from theory.hooks import act_name
@@ -146,7 +145,7 @@ THEOREM = Theorem(
     id="hierarchy",
     statement="prompting ⊆ soft prompting ⊆ prefix-tuning ⊆ KV-prefix: the wider method built "
     "from the narrower one gives identical logits.",
-    section="§1.3",
+    section="§1.5",
     assumptions=(
         "same weights, content at the same positions",
         "soft ⊆ prefix: the prefix is built from the soft prompt's states on THIS input (in a "

@@ -1,4 +1,4 @@
-"""The hierarchy is strict: witnesses that the wider method reaches more (docs/theory.md §1.4).
+"""The hierarchy is strict: witnesses that the wider method reaches more (docs/theory.md §1.6).
 
 The check measures how far the REFUTED claim misses, so a witness shows up as a residual far above
 the tolerance and ``verify`` expects "fails":
@@ -140,7 +140,7 @@ THEOREM = Theorem(
     id="hierarchy_strict",
     statement="Witness (refuted claim: 'the wider method is no wider'): a soft prompt no hard "
     "prompt reproduces; a prefix no soft prompt's states equal.",
-    section="§1.4",
+    section="§1.6",
     assumptions=(
         "one virtual position for the hard-prompt search (exhaustive over the vocabulary)",
         "prefix witness is about the states, not an optimisation over soft prompts for equal "

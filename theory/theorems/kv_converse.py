@@ -1,5 +1,5 @@
 """KV-prefix: the same algebra with free keys and values, and when a KV-prefix is a prefix
-(docs/theory.md §3.7).
+(docs/theory.md §3.6).
 
 A hidden-state prefix ``s`` is the KV-prefix ``(W_K h + b_K, W_V h + b_V)`` with ``h`` the attention
 input made from ``s`` (``h = LN_1(s)`` pre-LN; checked by ``pre_ln`` and ``hierarchy``).  Conversely a
@@ -145,7 +145,7 @@ THEOREM = Theorem(
     id="kv_converse",
     statement="A KV-prefix (k, v) is a hidden-state prefix iff [W_K; W_V] has full row rank "
     "(else KV-prefix is strictly wider: witness).",
-    section="§3.7",
+    section="§3.6",
     assumptions=(
         "keys and values of all key/value heads of a layer come from one state",
         "pre-LN: about the attention input LN_1(s), not which inputs LayerNorm can output",

@@ -1,5 +1,5 @@
 """Positions: does relative attention survive the prefix SHIFTING the content?
-(docs/theory.md §1.5)
+(docs/theory.md §1.7)
 
 The §3 statements compare runs with the content at the same positions.  If instead the no-prefix run
 has its content at positions ``0..n-1`` (the prefix shifted it by ``n_p``), a relative scheme (RoPE,
@@ -63,7 +63,7 @@ def derivation() -> Derivation:
             "With learned or sinusoidal absolute codes the content embedding is E[tok] + p_{i+n_p} instead of "
             "E[tok] + p_i: the layer-0 inputs differ, so in general the content logits differ too (the "
             "numeric witness). Relative attention is then unchanged after the shift only for relative "
-            "schemes; the paper's statements assume equal positions (docs/theory.md §1.5).",
+            "schemes; the paper's statements assume equal positions (docs/theory.md §1.7).",
         ),
     )
 
@@ -120,7 +120,7 @@ THEOREM = Theorem(
     id="position_shift",
     statement="With a relative positional scheme relative attention also survives the prefix "
     "shifting the content by n_p; with absolute positions it does not (witness).",
-    section="§1.5",
+    section="§1.7",
     assumptions=(
         "layer 0 (deeper layers are covered given their inputs by relative_attention)",
         "the scheme's 'relative' flag in theory.positional decides the expectation",

@@ -1,4 +1,4 @@
-"""Pre-LN: every §3 statement holds with ``s`` replaced by the normalised ``s`` (docs/theory.md §3.6).
+"""Pre-LN: every §3 statement holds with ``s`` replaced by the normalised ``s`` (docs/theory.md §3.5).
 
 A prefix state ``s`` set at a block's input (the ``resid_pre`` activation) reaches attention as
 ``h = LN_1(s)`` in a pre-LN block (``h = s`` otherwise), so its key and value are
@@ -123,7 +123,7 @@ THEOREM = Theorem(
     id="pre_ln",
     statement="Pre-LN: the prefix's key/value are W_K LN(s)+b_K, W_V LN(s)+b_V and the §3 "
     "decomposition holds with s replaced by LN(s).",
-    section="§3.6",
+    section="§3.5",
     assumptions=(
         "prefix = hidden state at the block input (the resid_pre activation), as in the paper",
         "pre-LN blocks normalise it before attention; post-LN and no-norm blocks use it as is",

@@ -119,9 +119,10 @@ def instance(arch, trial):
         u: float(values[0]),
     }
     definitions = derivation().definition_map
-    at = lambda expr: float(
-        sp.sympify(expr).xreplace(definitions).xreplace(definitions).xreplace(numbers)
-    )
+
+    def at(expr):
+        return float(sp.sympify(expr).xreplace(definitions).xreplace(definitions).xreplace(numbers))
+
     pattern = layer.adapted[PATTERN][0, 1 + i]
     return [
         ("A^pt_i0 = e_i0 / (e_i0 + Z_i)", at(A0), float(pattern[0])),

@@ -6,7 +6,7 @@
 * ``ssmax``: scalable-softmax, logits scaled by log(number of visible keys) (Nakanishi, 2025).
 
 Each derivation (sympy, every step checked by the tests) says which form of the §3 identities
-holds (docs/theory.md §3.11); ``verify`` checks it numerically on the atlas architectures.
+holds (docs/theory.md §3.10); ``verify`` checks it numerically on the atlas architectures.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ violates them (the prefix raises the number of keys and so the logit scale).
 
 Default ``verify`` runs each atlas architecture with ``ATLAS_METHODS``: the
 paper's prefix (hidden states, through the layer's own norm / positions / key
-map), the KV-prefix (the most general context, docs/theory.md §1.3), and one
+map), the KV-prefix (the most general context, docs/theory.md §1.4), and one
 weight-update negative control; ``--method`` selects any other.  (Compilation
 costs ~1 s per architecture x method, so running all six methods everywhere
 would take the default ``verify`` past its 60 s budget; hard and soft prompts
