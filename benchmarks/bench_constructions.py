@@ -1,4 +1,4 @@
-"""Scale targets of the constructions (issue 5), all through theory.model.forward.
+"""Scale targets of the constructions, all through theory.model.forward.
 
     .venv/bin/python benchmarks/bench_constructions.py [--quick] [--max-n 1024] [--seq-max-n 128] [--json PATH]
 
@@ -27,7 +27,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import theory  # noqa: F401
+import theory
+
+theory.configure_jax()  # float64 and the XLA CPU workaround, as the command line
 from constructions import (
     all_pairs,
     conditional_model,

@@ -1,4 +1,4 @@
-"""Training throughput at the paper's model sizes (THEORY.md §4), batch 64, float32 on this machine.
+"""Training throughput at the paper's model sizes (docs/theory.md §4), batch 64, float32 on this machine.
 
 For each model: Adam steps per second of pretraining (all weights), of
 prefix-tuning (frozen model, hidden-state prefix) and of rank-1 LoRA on the LoRA

@@ -32,7 +32,9 @@ import time
 import jax
 import jax.numpy as jnp
 
-import theory  # noqa: F401  (float64, registries)
+import theory
+
+theory.configure_jax()  # float64 and the XLA CPU workaround, as the command line
 from theory.architecture import Architecture
 from theory.methods import METHODS
 from theory.registry import THEOREMS

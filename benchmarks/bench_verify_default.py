@@ -28,7 +28,9 @@ import time
 
 import jax
 
-import theory  # noqa: F401  (float64, registries, XLA CPU flags)
+import theory
+
+theory.configure_jax()  # float64 and the XLA CPU workaround, as the command line
 from theory.trials import TrialShape
 from theory.verify import FAST_COMPILE, groups_function, plan, trial_keys
 

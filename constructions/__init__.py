@@ -1,4 +1,4 @@
-"""Explicit weight constructions (capacity results, THEORY.md §2) with exact certificates.
+"""Explicit weight constructions (capacity results, docs/theory.md §2) with exact certificates.
 
 Every construction is an ``Architecture`` plus a params pytree of the toolkit's one
 transformer (:func:`theory.model.forward`), with its virtual token(s) passed as a

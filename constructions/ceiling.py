@@ -1,4 +1,4 @@
-"""The hard-prompt ceiling (THEORY.md §2): what ONE hard token can do vs ONE virtual token.
+"""The hard-prompt ceiling (docs/theory.md §2): what ONE hard token can do vs ONE virtual token.
 
 Enumerate every single hard token ``t`` (``HardPrompt([t])`` in place of the virtual
 token), run the same model greedily on every input, and count the distinct

@@ -1,4 +1,4 @@
-"""Shared pieces of the weight constructions (THEORY.md §2).
+"""Shared pieces of the weight constructions (docs/theory.md §2).
 
 Every construction is an :class:`theory.architecture.Architecture` plus a params
 pytree of the toolkit's one transformer (:func:`theory.model.forward`): one

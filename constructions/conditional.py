@@ -1,4 +1,4 @@
-"""Theorem 2 and its longer-response extension (THEORY.md §2): virtual tokens encode ANY map.
+"""Theorem 2 and its longer-response extension (docs/theory.md §2): virtual tokens encode ANY map.
 
 ``N0`` virtual tokens ``s_0..s_{N0-1}`` (one per response position) make the model
 answer a user token ``x`` with ``m_0(x), m_1(x), ..., m_{N0-1}(x)``; ``N0 = 1`` is

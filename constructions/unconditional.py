@@ -1,4 +1,4 @@
-"""Theorem 1 (THEORY.md §2): one virtual token makes greedy decoding emit ANY sequence.
+"""Theorem 1 (docs/theory.md §2): one virtual token makes greedy decoding emit ANY sequence.
 
 Model (one layer, one head, 3-layer ReLU MLP, no LayerNorm, hidden size 2N + 3)::
 

@@ -9,7 +9,7 @@
 # ---
 
 # %% [markdown]
-# # 1. Attention with a prefix (paper §4, THEORY.md §3)
+# # 1. Attention with a prefix (paper §4, docs/theory.md §3)
 #
 # A prefix cannot change how an attention head distributes attention over the content:
 # it takes the same share away from every content key and spends it on a fixed vector.
@@ -24,14 +24,16 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
-from render.figures import attention_maps, bias_geometry
 
 import theory
+from render.figures import attention_maps, bias_geometry
 from theory import ARCHITECTURES, Prefix, forward, get_theorem, init_params
 from theory.compare import compare
 from theory.hooks import act_name
 from theory.methods import METHODS
 from theory.trials import Trial
+
+theory.configure_jax()  # float64 and the XLA CPU workaround (the command line does the same)
 
 QUICK = os.environ.get("PREFIX_THEORY_QUICK", "1") == "1"
 

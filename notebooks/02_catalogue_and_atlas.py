@@ -25,10 +25,11 @@ import os
 
 import jax.numpy as jnp
 from IPython.display import Image, Markdown, display
-from render.atlas import write_atlas
-from cli.main import main
 
 import theory
+from cli.main import main
+from render.atlas import write_atlas
+from render.table import format_table
 from theory import THEOREMS, get_theorem
 from theory.architecture import ARCHITECTURES, Architecture, register_architecture
 from theory.attention import (
@@ -38,7 +39,9 @@ from theory.attention import (
     safe_divide,
     scaled_logits,
 )
-from theory.verify import format_table, run_verify
+from theory.verify import run_verify
+
+theory.configure_jax()  # float64 and the XLA CPU workaround (the command line does the same)
 
 QUICK = os.environ.get("PREFIX_THEORY_QUICK", "1") == "1"
 TRIALS = 4 if QUICK else 16

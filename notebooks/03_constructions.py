@@ -9,7 +9,7 @@
 # ---
 
 # %% [markdown]
-# # 3. Constructions: one virtual token controls the whole output (paper §3, THEORY.md §2)
+# # 3. Constructions: one virtual token controls the whole output (paper §3, docs/theory.md §2)
 #
 # Soft prompts have far more capacity than hard prompts. The constructions below are
 # explicit weights of the toolkit's one transformer (`theory.model.forward`); each carries
@@ -23,8 +23,9 @@
 
 # %%
 import numpy as np
-from cli.main import main
 
+import theory
+from cli.main import main
 from constructions import (
     derivation,
     greedy_generate,
@@ -34,6 +35,8 @@ from constructions import (
     virtual_token,
     worst_sequence,
 )
+
+theory.configure_jax()  # float64 and the XLA CPU workaround (the command line does the same)
 
 # %% [markdown]
 # ## Theorem 1: any sentence from one virtual token

@@ -9,7 +9,7 @@
 # ---
 
 # %% [markdown]
-# # 4. Experiments: prefix-tuning vs fine-tuning vs LoRA (paper §5-6, THEORY.md §4)
+# # 4. Experiments: prefix-tuning vs fine-tuning vs LoRA (paper §5-6, docs/theory.md §4)
 #
 # Prefixes elicit and combine skills a pretrained model already has, and fail on tasks that
 # need a new attention pattern. The experiments train small decoders on digit tasks with the
@@ -24,7 +24,11 @@ import os
 from pathlib import Path
 
 from IPython.display import Image, Markdown, display
+
+import theory
 from cli.main import main
+
+theory.configure_jax()  # float64 and the XLA CPU workaround (the command line does the same)
 
 QUICK = os.environ.get("PREFIX_THEORY_QUICK", "1") == "1"
 

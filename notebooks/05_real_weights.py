@@ -9,7 +9,7 @@
 # ---
 
 # %% [markdown]
-# # 5. Real weights: all-MiniLM-L6-v2 (THEORY.md §3, "Real model")
+# # 5. Real weights: all-MiniLM-L6-v2 (docs/theory.md §3, "Real model")
 #
 # The paper checks its attention theorems on LLaMA-7B (fp16, layer 0, head 12):
 # `max |A^pt_ij - A_ij (1 - A^pt_i0)| = 4.88e-4`, `max |t^pt_i - (...)| = 9.16e-5`.
@@ -26,9 +26,12 @@ import os
 import jax.numpy as jnp
 from IPython.display import Image, display
 
+import theory
 from pretrained.checks import format_report, run_checks
 from pretrained.figures import plot_attention, strongest_head
 from pretrained.parity import format_parity, parity
+
+theory.configure_jax()  # float64 and the XLA CPU workaround (the command line does the same)
 
 QUICK = os.environ.get("PREFIX_THEORY_QUICK", "1") == "1"
 

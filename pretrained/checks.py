@@ -1,4 +1,4 @@
-"""THEORY.md §3 on real weights: every layer and head of all-MiniLM-L6-v2, random and optimised prefixes.
+"""docs/theory.md §3 on real weights: every layer and head of all-MiniLM-L6-v2, random and optimised prefixes.
 
 For each sentence and prefix a :class:`theory.trials.Trial` is built from the loaded
 parameters and passed to :func:`theory.compare.compare`, which gives per layer the
@@ -19,7 +19,7 @@ reports it and the largest one is the negative witness.
 Negative control: a rank-1 update of ``W_Q`` in every layer (:func:`theory.methods.rank1_update`),
 compared by the same ``compare``: it changes relative attention.
 
-Targets: float32 residuals at most the paper's LLaMA-7B figures (THEORY.md §3:
+Targets: float32 residuals at most the paper's LLaMA-7B figures (docs/theory.md §3:
 4.88e-4 attention, 9.16e-5 outputs); float64 at most ``TOL_F64``.
 """
 
@@ -44,7 +44,7 @@ from theory.tolerances import TOL_F64
 from theory.trials import Trial
 from theory.verify import FAST_COMPILE
 
-# THEORY.md §3 [paper]: LLaMA-7B fp16, layer 0, head 12, one-token prefix trained on DART.
+# docs/theory.md §3.11 [paper]: LLaMA-7B fp16, layer 0, head 12, one-token prefix trained on DART.
 PAPER_LLAMA_ATTENTION = 4.88e-4
 PAPER_LLAMA_OUTPUT = 9.16e-5
 TARGETS = {"float32": (PAPER_LLAMA_ATTENTION, PAPER_LLAMA_OUTPUT), "float64": (TOL_F64, TOL_F64)}

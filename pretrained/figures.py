@@ -4,7 +4,7 @@ Per row (a layer and head), four panels over the content tokens of one sentence:
 
 1. ``A``: the model run WITHOUT the prefix (content at the same positions);
 2. ``A^pt``: the prefixed run, prefix columns first;
-3. ``A^pt / (1 - m_i)``: prefix columns removed, rows rescaled (THEORY.md §3);
+3. ``A^pt / (1 - m_i)``: prefix columns removed, rows rescaled (docs/theory.md §3);
 4. the base layer run on the prefixed model's content inputs at this layer.
 
 At layer 0 panels 1, 3 and 4 coincide (the unconditional statement).  Deeper,

@@ -20,7 +20,7 @@ from theory.errors import ToolkitError
 from theory.hooks import act_name
 from theory.model import forward
 
-# The target for float32 agreement with the reference (PyTorch float32 on the CPU):
+# The target for float32 agreement with the reference (PyTorch float32 on the CPU):
 # both sides round differently (summation order, erf), so exact equality is not expected.
 PARITY_TOL = 1e-5
 FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "minilm_reference.json"

@@ -2,7 +2,7 @@
 
 The prefix is the paper's prefix-tuning (:class:`theory.context.Prefix`): a free
 hidden state ``s^l_j`` for every layer ``l`` and virtual position ``j``, states
-``[n_layers, n_p, d_model]``.  Objective (any simple one serves, THEORY.md §3
+``[n_layers, n_p, d_model]``.  Objective (any simple one serves, docs/theory.md §3
 holds for every prefix)::
 
     loss(s) = 1 - cos( emb(source; prefix s), emb(target) )

@@ -1,4 +1,4 @@
-"""Constructions (THEORY.md §2): demos, certificates vs exhaustive evaluation, exact mode, ceiling, errors.
+"""Constructions (docs/theory.md §2): demos, certificates vs exhaustive evaluation, exact mode, ceiling, errors.
 
 Compilation dominates: each (architecture, temperature) compiles once, so the tests
 share models through module-scoped fixtures and batch inputs with vmap.

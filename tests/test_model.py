@@ -83,7 +83,7 @@ def test_position_offset_keeps_content_positions(gpt_params):
 
 
 def test_kv_prefix_from_hidden_states_matches_prefix(gpt_params):
-    """A hidden-state prefix s is the KV-prefix (W_K LN(s) + b_K, W_V LN(s) + b_V) (THEORY.md §1)."""
+    """A hidden-state prefix s is the KV-prefix (W_K LN(s) + b_K, W_V LN(s) + b_V) (docs/theory.md §1.7)."""
     tokens = jnp.array([3, 1, 4, 1, 5])
     states = jax.random.normal(jax.random.PRNGKey(1), (GPT.n_layers, 2, GPT.d_model))
     logits_p, cache = forward(gpt_params, GPT, tokens, Prefix(states))

@@ -1,4 +1,4 @@
-"""THEORY.md §3 on the real all-MiniLM-L6-v2 weights: checks API, optimised prefix, figures.
+"""docs/theory.md §3 on the real all-MiniLM-L6-v2 weights: checks API, optimised prefix, figures.
 
 The full sweep (4 sentences, 16 random prefixes, 300 training steps) is
 ``prefix-theory verify --model minilm``; here one short sentence, 2 random

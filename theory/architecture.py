@@ -6,7 +6,7 @@ static argument of every jitted function, so two equal descriptions share one
 compilation.  ``init_params`` (in :mod:`theory.params`) draws random weights for
 it from a seed.
 
-Notation (THEORY.md §1, TransformerLens names):
+Notation (docs/theory.md §1.1, TransformerLens names):
   d_model  hidden size ``d``          n_heads  heads per layer ``H``
   d_head   key/query/value size ``k`` d_vocab  vocabulary size ``V``
   n_ctx    number of positions        d_mlp    MLP hidden width (0: no MLP)

@@ -1,4 +1,4 @@
-"""Context-based methods as first-class model inputs (THEORY.md §1).
+"""Context-based methods as first-class model inputs (docs/theory.md §1.4).
 
 Each context puts ``n_virtual = n_p`` positions in front of the content:
 

@@ -1,9 +1,9 @@
 """Adaptation methods: how a trial turns a base model into an adapted one.
 
 A method takes the base parameters and returns ``(adapted_params, context)``.
-Context-based methods (THEORY.md §1 table) keep the weights and add virtual
+Context-based methods (docs/theory.md §1.4) keep the weights and add virtual
 positions; weight-based methods (full fine-tuning, LoRA) change the weights and
-add no context.  The theorems of THEORY.md §3 compare the adapted run with the
+add no context.  The theorems of docs/theory.md §3 compare the adapted run with the
 base run, so weight-based methods are the negative controls: a rank-1 update of
 ``W_Q`` or ``W_K`` changes ``H`` and hence relative attention.
 """

@@ -5,7 +5,7 @@ queries and keys by their position (``rotate``, RoPE), and/or (c) add a bias to
 each attention logit that depends on the query and key positions (``logit_bias``,
 ALiBi).  ``relative`` declares whether content-to-content logits are unchanged
 when every position is shifted by the same amount: that is what lets the
-prefix theorems survive a prefix that shifts the content (THEORY.md §1).
+prefix theorems survive a prefix that shifts the content (docs/theory.md §1.7).
 
 Positions are integer arrays ``[N]``; the model passes virtual positions first.
 """
