@@ -120,8 +120,9 @@ def attention_layer(p: dict, arch: Architecture, h, positions, mask, virtual, kv
         k = _rms_heads(k, p["k_norm"]["w"], arch.norm_eps)
     scheme = POSITIONAL_SCHEMES[arch.positional]
     if scheme.rotate is not None:
-        q = scheme.rotate(q, positions)
-        k = scheme.rotate(k, positions)
+        base = {} if arch.rope_base is None else {"base": arch.rope_base}
+        q = scheme.rotate(q, positions, **base)
+        k = scheme.rotate(k, positions, **base)
     if kv is not None:
         keys, values = kv
         n_p = keys.shape[1]

@@ -25,7 +25,7 @@ class PositionalScheme:
     description: str
     learned_shapes: Optional[Callable] = None  # arch -> {param name: shape} in params["embed"]
     embed: Optional[Callable] = None  # (embed_params, arch, positions [N]) -> [N, d_model]
-    rotate: Optional[Callable] = None  # (x [N, heads, d_head], positions [N]) -> same
+    rotate: Optional[Callable] = None  # (x [N, heads, d_head], positions [N][, base=]) -> same
     logit_bias: Optional[Callable] = None  # (arch, q_pos [Nq], k_pos [Nk]) -> [n_heads, Nq, Nk]
 
 

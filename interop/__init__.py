@@ -1,0 +1,11 @@
+"""Hugging Face checkpoints and PEFT adapters in the toolkit (no torch, no network).
+
+``interop.hf``       load a ``save_pretrained`` folder (GPT-2, LLaMA, BERT) as Architecture + params
+``interop.peft``     read and write PEFT adapters (PREFIX_TUNING, PROMPT_TUNING) as toolkit contexts
+``interop.checks``   the §3 theorem checks on every layer and head of a loaded model
+``interop.inspect``  what an adapter does to each head (prefix mass, bias span, attention change)
+``interop.commands`` the ``verify --model hf:DIR``, ``inspect`` and ``export`` commands
+``interop.files``    safetensors and JSON files, read and written with numpy
+
+Conventions, and how PEFT's prefixes relate to the paper's: docs/interop.md.
+"""
