@@ -151,7 +151,9 @@ def redraw(model: torch.nn.Module, generator: torch.Generator) -> None:
     """Every parameter drawn again so that attention logits are O(1).
 
     Matrices: N(0, 1/fan_in) (fan_in = the input size: dim 1 of nn.Linear, dim 0 of GPT-2's
-    Conv1D); embeddings N(0, 1); norm weights 1 + N(0, 0.1^2); biases N(0, 0.1^2).
+    Conv1D); embeddings N(0, 0.3^2) (with the tied or untied head the logits have a standard
+    deviation of about 2, as a trained LM's do); norm weights 1 + N(0, 0.1^2); biases
+    N(0, 0.1^2).
     """
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -161,7 +163,7 @@ def redraw(model: torch.nn.Module, generator: torch.Generator) -> None:
                 base = 1.0 if (is_norm and name.endswith("weight")) else 0.0
                 p.copy_(base + 0.1 * torch.randn(p.shape, generator=generator))
             elif "embed" in name or leaf in ("wte", "wpe"):
-                p.copy_(torch.randn(p.shape, generator=generator))
+                p.copy_(0.3 * torch.randn(p.shape, generator=generator))
             else:
                 conv1d = type(dict(model.named_modules())[name.rsplit(".", 1)[0]]).__name__
                 fan_in = p.shape[0] if conv1d == "Conv1D" else p.shape[1]
