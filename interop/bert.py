@@ -28,11 +28,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from interop.family import Family, config_value, linear_heads_in, linear_heads_out, require_value
 from theory.architecture import Architecture, validate_architecture
 from theory.errors import ToolkitError
-from interop.family import Family, config_value, linear_heads_in, linear_heads_out, require_value
 
-ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "relu": "relu"}
+ACTIVATIONS = {
+    "gelu": "gelu",
+    "gelu_new": "gelu_tanh",
+    "gelu_pytorch_tanh": "gelu_tanh",
+    "relu": "relu",
+}
 IGNORED = (
     "embeddings.position_ids",
     "embeddings.token_type_ids",
@@ -54,7 +59,10 @@ def architecture(config: dict, name: str, description: str | None = None) -> Arc
             f"config.json: hidden_act {act!r} is not supported; expected one of: "
             + ", ".join(ACTIVATIONS)
         )
-    d, heads = int(config_value(config, "hidden_size")), int(config_value(config, "num_attention_heads"))
+    d, heads = (
+        int(config_value(config, "hidden_size")),
+        int(config_value(config, "num_attention_heads")),
+    )
     arch = Architecture(
         name=name,
         n_layers=int(config_value(config, "num_hidden_layers")),

@@ -14,8 +14,8 @@ Weight layouts (row-vector convention ``y = x W + b`` everywhere in the toolkit)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Optional
 
 import numpy as np
 
@@ -36,7 +36,7 @@ class Family:
     task_type: str  # the PEFT task type an exported adapter declares by default
     ignored: tuple = ()  # buffers and unused parts: exact names, "prefix." or ".suffix"
     head_tensors: tuple = ()  # names outside the base model that the mapping reads
-    key_permutation: Optional[Callable] = None  # arch -> [d_head] index array (RoPE), or None
+    key_permutation: Callable | None = None  # arch -> [d_head] index array (RoPE), or None
     notes: tuple = field(default=())
 
 
@@ -94,14 +94,14 @@ def rope_half_to_pairs(d_head: int) -> np.ndarray:
 def is_ignored(name: str, ignored: tuple) -> bool:
     """Entries of ``ignored``: an exact name, a prefix ending in "." or a suffix starting with "."."""
     return any(
-        name == i or (i.endswith(".") and name.startswith(i)) or (i.startswith(".") and name.endswith(i))
+        name == i
+        or (i.endswith(".") and name.startswith(i))
+        or (i.startswith(".") and name.endswith(i))
         for i in ignored
     )
 
 
-def check_tensors(
-    tensors: dict, expected: dict, ignored: tuple, source: str, what: str
-) -> None:
+def check_tensors(tensors: dict, expected: dict, ignored: tuple, source: str, what: str) -> None:
     """Raise ToolkitError naming the first unexpected, missing, misshapen or non-float tensor."""
     unexpected = sorted(n for n in tensors if n not in expected and not is_ignored(n, ignored))
     if unexpected:

@@ -62,7 +62,8 @@ def read_safetensors(path: Path) -> dict[str, np.ndarray]:
 
     def corrupt(why: str) -> ToolkitError:
         return ToolkitError(
-            f"{path}: expected a safetensors file (8-byte header length, JSON header, data), {why}"
+            f"weights file {path} could not be read as safetensors (expected an 8-byte header "
+            f"length, a JSON header and the tensor data): {why}"
         )
 
     if len(raw) < 8:

@@ -29,11 +29,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from interop.family import Family, config_value, conv1d_heads_in
 from theory.architecture import Architecture, validate_architecture
 from theory.errors import ToolkitError
-from interop.family import Family, config_value, conv1d_heads_in
 
-ACTIVATIONS = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu": "gelu", "relu": "relu"}
+ACTIVATIONS = {
+    "gelu_new": "gelu_tanh",
+    "gelu_pytorch_tanh": "gelu_tanh",
+    "gelu": "gelu",
+    "relu": "relu",
+}
 
 
 def architecture(config: dict, name: str) -> Architecture:

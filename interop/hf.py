@@ -17,18 +17,18 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from theory.architecture import Architecture
-from theory.errors import ToolkitError
-from theory.params import validate_params
 from interop import bert, gpt2, llama
 from interop.family import Family, arch_summary, check_tensors, is_ignored
 from interop.files import read_checkpoint_tensors, read_json
+from theory.architecture import Architecture
+from theory.errors import ToolkitError
+from theory.params import validate_params
 
 FAMILIES: dict[str, Family] = {f.model_type: f for f in (gpt2.FAMILY, llama.FAMILY, bert.FAMILY)}
 DTYPES = ("float32", "float64")
@@ -42,7 +42,7 @@ class HFModel(NamedTuple):
     family: Family
     config: dict
     model_dir: Path
-    key_permutation: Optional[np.ndarray]  # RoPE: toolkit head index j holds HF index perm[j]
+    key_permutation: np.ndarray | None  # RoPE: toolkit head index j holds HF index perm[j]
 
 
 def get_family(config: dict, source: str = "config.json") -> Family:
@@ -165,7 +165,7 @@ def load_tokenizer(folder):
         ) from None
     try:
         tokenizer = tokenizers.Tokenizer.from_file(str(path))
-    except Exception as exc:  # the library raises its own exception type for a bad file
+    except Exception as exc:  # noqa: BLE001  (the library raises plain Exceptions)
         raise ToolkitError(f"{path}: expected a tokenizers JSON file, could not read it ({exc})")
     tokenizer.no_padding()
     tokenizer.no_truncation()

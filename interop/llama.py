@@ -35,8 +35,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from theory.architecture import Architecture, validate_architecture
-from theory.errors import ToolkitError
 from interop.family import (
     Family,
     config_value,
@@ -44,6 +42,8 @@ from interop.family import (
     linear_heads_out,
     rope_half_to_pairs,
 )
+from theory.architecture import Architecture, validate_architecture
+from theory.errors import ToolkitError
 
 ACTIVATIONS = {"silu": "gated_silu", "gelu": "gated_gelu"}
 
@@ -64,7 +64,10 @@ def rope_theta(config: dict) -> float:
 
 
 def architecture(config: dict, name: str) -> Architecture:
-    d, heads = int(config_value(config, "hidden_size")), int(config_value(config, "num_attention_heads"))
+    d, heads = (
+        int(config_value(config, "hidden_size")),
+        int(config_value(config, "num_attention_heads")),
+    )
     kv = int(config.get("num_key_value_heads") or heads)
     d_head = int(config.get("head_dim") or d // heads)
     act = config.get("hidden_act", "silu")

@@ -28,13 +28,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from interop.hf import HFModel, load_hf
+from interop.peft import read_adapter
 from theory.context import KVPrefix, Prefix, SoftPrompt, n_virtual
 from theory.errors import ToolkitError
 from theory.model import apply_norm, forward
 from theory.tolerances import TOL_F64
 from theory.verify import FAST_COMPILE
-from interop.hf import HFModel, load_hf
-from interop.peft import read_adapter
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "hf"
 FAMILIES = ("gpt2", "llama", "bert")
@@ -57,7 +57,9 @@ def tolerance(family: str, dtype: str) -> float:
 def manifest(root: Path = FIXTURES) -> dict:
     path = Path(root) / "manifest.json"
     if not path.is_file():
-        raise ToolkitError(f"oracle fixtures not found: expected {path} (made by make oracle-fixtures)")
+        raise ToolkitError(
+            f"oracle fixtures not found: expected {path} (made by make oracle-fixtures)"
+        )
     return json.loads(path.read_text())
 
 
@@ -137,7 +139,9 @@ def compare(
     root = Path(root)
     model = model or load_hf(root / family / "model", dtype)
     if isinstance(context, str):
-        context = None if adapter == "none" else read_adapter(root / family / adapter, model).context
+        context = (
+            None if adapter == "none" else read_adapter(root / family / adapter, model).context
+        )
     ids, mask = inputs(root)
     logits, hidden, attentions = run_batch(model, ids, mask, context)
     ref = reference(family, adapter, dtype, root)

@@ -38,11 +38,11 @@ from typing import Any, NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
+from interop.files import read_json, read_safetensors, write_bytes, write_safetensors
+from interop.hf import HFModel, check_dtype
 from theory.context import HardPrompt, KVPrefix, Prefix, SoftPrompt, validate_context
 from theory.errors import ToolkitError
 from theory.model import forward
-from interop.files import read_json, read_safetensors, write_bytes, write_safetensors
-from interop.hf import HFModel, check_dtype
 
 SUPPORTED = ("PREFIX_TUNING", "PROMPT_TUNING")
 CONFIG_FILE, WEIGHTS_FILE = "adapter_config.json", "adapter_model.safetensors"

@@ -177,7 +177,9 @@ def inputs(tokenizer) -> tuple[torch.Tensor, torch.Tensor]:
 
 @torch.no_grad()
 def record(model, family: str, ids, mask, embed_weight) -> dict:
-    out = model(input_ids=ids, attention_mask=mask, output_attentions=True, output_hidden_states=True)
+    out = model(
+        input_ids=ids, attention_mask=mask, output_attentions=True, output_hidden_states=True
+    )
     hidden = torch.stack(out.hidden_states)
     if family == "bert":
         logits = out.last_hidden_state @ embed_weight.to(hidden.dtype).T
@@ -246,13 +248,17 @@ def phase_models(out: Path) -> None:
             torch.manual_seed(SEED + 100 * (index + 1) + len(adapter_dirs))
             config = make_adapter(task)
             base = load_base(family, family_dir / "model", torch.float32)
-            base.name_or_path = "../model"  # recorded in adapter_config.json: relative, not /tmp/...
+            base.name_or_path = (
+                "../model"  # recorded in adapter_config.json: relative, not /tmp/...
+            )
             live = get_peft_model(base, config)
             live.eval()
             live.save_pretrained(family_dir / name)
             (family_dir / name / "README.md").unlink(missing_ok=True)  # a model card template
             adapter_dirs[name] = family_dir / name
-            info["adapters"][name] = json.loads((family_dir / name / "adapter_config.json").read_text())
+            info["adapters"][name] = json.loads(
+                (family_dir / name / "adapter_config.json").read_text()
+            )
             # the adapter as saved and loaded back gives what the live model computed
             base = load_base(family, family_dir / "model", torch.float32)
             loaded = PeftModel.from_pretrained(base, family_dir / name).eval()
@@ -278,7 +284,9 @@ def phase_roundtrip(out: Path) -> None:
         family_dir = out / family
         adapter_dirs = {p.name: p for p in sorted(family_dir.glob("toolkit_*")) if p.is_dir()}
         if not adapter_dirs:
-            sys.exit(f"{family_dir}: no toolkit_* adapters; run scripts/hf_roundtrip_adapters.py first")
+            sys.exit(
+                f"{family_dir}: no toolkit_* adapters; run scripts/hf_roundtrip_adapters.py first"
+            )
         arrays = record_all(family, family_dir / "model", adapter_dirs, ids, mask)
         np.savez_compressed(family_dir / "roundtrip_outputs.npz", **arrays)
         manifest["roundtrip"]["adapters"][family] = sorted(adapter_dirs)

@@ -21,9 +21,9 @@ import jax.numpy as jnp
 import numpy as np
 
 import theory  # noqa: F401  (float64 available)
-from theory.context import KVPrefix, Prefix, SoftPrompt
 from interop.hf import load_hf
 from interop.peft import write_adapter
+from theory.context import KVPrefix, Prefix, SoftPrompt
 
 SEED = 4321
 FAMILIES = ("gpt2", "llama", "bert")
@@ -49,8 +49,13 @@ def main(root: Path) -> None:
         model = load_hf(root / family / "model", "float32")
         arrays = {}
         for name, context in contexts(model, np.random.default_rng(SEED + index)).items():
-            write_adapter(context, model, root / family / f"toolkit_{name}", overwrite=True,
-                          base_model_name_or_path="../model")
+            write_adapter(
+                context,
+                model,
+                root / family / f"toolkit_{name}",
+                overwrite=True,
+                base_model_name_or_path="../model",
+            )
             for field, value in context._asdict().items():
                 arrays[f"{name}/{field}"] = np.asarray(value)
         np.savez_compressed(root / family / "toolkit_contexts.npz", **arrays)

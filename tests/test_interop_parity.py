@@ -17,12 +17,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import theory  # noqa: F401  (float64)
-from theory.attention import ATTENTION_KINDS, masked_exp, safe_divide, scaled_logits
+import theory
 from interop import oracle
 from interop.files import read_safetensors
 from interop.hf import load_hf
 from interop.peft import adapter_tensor, kv_prefix_from_prefix, read_adapter
+from theory.attention import ATTENTION_KINDS, masked_exp, safe_divide, scaled_logits
 
 CASES = [
     (family, adapter, dtype)
@@ -65,7 +65,10 @@ def test_fixture_batch_is_padded_and_adapters_are_prefixes():
     assert ids.shape[0] == 2 and mask[0].all() and not mask[1].all()  # row 1 is right-padded
     model = load_hf(oracle.FIXTURES / "llama" / "model")
     assert model.arch.kv_heads == 2 < model.arch.n_heads and model.arch.rope_base == 1000.0
-    kinds = {a: read_adapter(oracle.FIXTURES / "llama" / a, model).peft_type for a in oracle.PEFT_ADAPTERS[1:]}
+    kinds = {
+        a: read_adapter(oracle.FIXTURES / "llama" / a, model).peft_type
+        for a in oracle.PEFT_ADAPTERS[1:]
+    }
     assert kinds == {
         "prefix": "PREFIX_TUNING",
         "prefix_projection": "PREFIX_TUNING",
@@ -159,14 +162,22 @@ def test_loading_imports_no_torch():
         """
     )
     out = subprocess.run(
-        [sys.executable, "-c", code.replace("{body}", body)], capture_output=True, text=True
+        [sys.executable, "-c", code.replace("{body}", body)],
+        capture_output=True,
+        check=False,
+        text=True,
     )
     assert out.returncode == 0, out.stderr
     assert "TRIED [] False" in out.stdout, out.stdout
     # control: the blocker does see an import of torch
     probe = subprocess.run(
-        [sys.executable, "-c", code.replace("{body}", "exec('try:\\n import torch\\nexcept ImportError: pass')")],
+        [
+            sys.executable,
+            "-c",
+            code.replace("{body}", "exec('try:\\n import torch\\nexcept ImportError: pass')"),
+        ],
         capture_output=True,
+        check=False,
         text=True,
     )
     assert "TRIED ['torch'] False" in probe.stdout, probe.stdout + probe.stderr
