@@ -3,6 +3,9 @@
     prefix-theory verify [--seed S] [--trials N] [--theorem ID]... [--architecture NAME]...
                          [--method NAME]... [--json PATH]
     prefix-theory verify --model minilm [--out DIR] [--steps N] [--prefix-length N] [--trials N] [--seed S]
+    prefix-theory verify --model hf:DIR [--adapter ADAPTER_DIR] [--text FILE] [--trials N] [--seed S]
+    prefix-theory inspect --model hf:DIR --adapter ADAPTER_DIR [--text FILE] [--json PATH] [--png PATH]
+    prefix-theory export --model hf:DIR --context FILE.npz --out ADAPTER_DIR [--task-type T] [--force]
     prefix-theory derive THEOREM [--latex] | --list
 
 Exit codes: 0 every verdict as expected, 1 some verdict unexpected, 2 usage error.
@@ -201,7 +204,21 @@ def build_parser() -> argparse.ArgumentParser:
     import constructions.cli
 
     constructions.cli.add_parser(sub)  # noqa: E401,E702  (prefix-theory construct)
+    import interop.commands  # prefix-theory inspect / export (Hugging Face + PEFT)
+
+    inspect_parser, export_parser = interop.commands.add_parsers(sub)
+    inspect_parser.set_defaults(run=_run_inspect)
+    export_parser.set_defaults(run=interop.commands.run_export)
     return parser
+
+
+def _run_inspect(args) -> int:
+    import render.inspect
+    from interop.commands import run_inspect
+
+    if args.png:
+        render.inspect.require_matplotlib()  # before anything is computed or written
+    return run_inspect(args, plot=render.inspect.plot_inspection)
 
 
 def main(argv=None) -> int:
