@@ -81,7 +81,7 @@ def architecture(config: dict, name: str, description: str | None = None) -> Arc
         norm_eps=float(config_value(config, "layer_norm_eps")),
         mlp_act=ACTIVATIONS[act],
         description=description
-        or f"BERT (Hugging Face checkpoint {name}): post-LN encoder, learned positions, "
+        or "BERT checkpoint: post-LN encoder, learned positions, "
         f"token types, embedding LayerNorm, {act}",
     )
     if d % heads:

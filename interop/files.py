@@ -58,7 +58,9 @@ def read_safetensors(path: Path) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise ToolkitError(f"weights file not found: expected {path}")
-    raw = path.read_bytes()
+    size = path.stat().st_size
+    # memory-mapped: a large checkpoint is not read twice (the arrays are views until used)
+    raw = np.memmap(path, np.uint8, mode="r") if size else np.zeros(0, np.uint8)
 
     def corrupt(why: str) -> ToolkitError:
         return ToolkitError(
@@ -66,39 +68,40 @@ def read_safetensors(path: Path) -> dict[str, np.ndarray]:
             f"length, a JSON header and the tensor data): {why}"
         )
 
-    if len(raw) < 8:
-        raise corrupt(f"got {len(raw)} bytes")
-    (n,) = struct.unpack("<Q", raw[:8])
-    if n > min(MAX_HEADER, len(raw) - 8):
-        raise corrupt(f"the header length {n} exceeds the file size {len(raw)}")
+    if size < 8:
+        raise corrupt(f"got {size} bytes")
+    (n,) = struct.unpack("<Q", raw[:8].tobytes())
+    if n > min(MAX_HEADER, size - 8):
+        raise corrupt(f"the header length {n} exceeds the file size {size}")
     try:
-        header = json.loads(raw[8 : 8 + n].decode("utf-8"))
+        header = json.loads(raw[8 : 8 + n].tobytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise corrupt(f"the header is not JSON ({exc})") from None
     if not isinstance(header, dict):
         raise corrupt("the header is not a JSON object")
-    data = memoryview(raw)[8 + n :]
+    data = raw[8 + n :]
     tensors = {}
     for name, info in header.items():
         if name == "__metadata__":
             continue
         try:
-            code, shape, (begin, end) = info["dtype"], tuple(info["shape"]), info["data_offsets"]
+            code, (begin, end) = info["dtype"], (int(x) for x in info["data_offsets"])
+            shape = tuple(int(x) for x in info["shape"])
+            count = int(np.prod(shape, dtype=np.int64))
         except (KeyError, TypeError, ValueError):
-            raise corrupt(f"tensor {name!r} has no dtype/shape/data_offsets") from None
+            raise corrupt(f"tensor {name!r} has no valid dtype/shape/data_offsets") from None
         if code not in DTYPES:
             raise corrupt(f"tensor {name!r} has dtype {code!r}; expected one of {sorted(DTYPES)}")
         dtype = np.dtype(DTYPES[code]).newbyteorder("<")
-        count = int(np.prod(shape, dtype=np.int64))
         if not 0 <= begin <= end <= len(data) or end - begin != count * dtype.itemsize:
             raise corrupt(
                 f"tensor {name!r} ({code} {list(shape)}) needs {count * dtype.itemsize} bytes, "
                 f"its offsets {begin}..{end} give {end - begin} of the {len(data)} data bytes"
             )
-        array = np.frombuffer(data[begin:end], dtype).reshape(shape)
+        array = data[begin:end].view(dtype).reshape(shape)
         if code == "BF16":
             array = (array.astype(np.uint32) << 16).view(np.float32)
-        tensors[name] = array.astype(array.dtype.newbyteorder("="))
+        tensors[name] = array.astype(array.dtype.newbyteorder("="), copy=False)
     return tensors
 
 

@@ -72,8 +72,7 @@ def architecture(config: dict, name: str) -> Architecture:
             causal=True,
             mlp_act=ACTIVATIONS[act],
             temperature=1.0 if config.get("scale_attn_weights", True) else float(np.sqrt(d_head)),
-            description=f"GPT-2 (Hugging Face checkpoint {name}): pre-LN decoder, learned "
-            f"positions, {act}",
+            description=f"GPT-2 checkpoint: pre-LN decoder, learned positions, {act}",
         )
     )
 

@@ -103,7 +103,7 @@ def architecture(config: dict, name: str) -> Architecture:
             causal=True,
             n_kv_heads=None if kv == heads else kv,
             mlp_act=ACTIVATIONS[act],
-            description=f"LLaMA (Hugging Face checkpoint {name}): pre-RMSNorm decoder, RoPE, "
+            description="LLaMA checkpoint: pre-RMSNorm decoder, RoPE, "
             f"{'GQA ' + str(heads) + '/' + str(kv) + ', ' if kv != heads else ''}SwiGLU",
         )
     )
