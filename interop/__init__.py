@@ -5,7 +5,9 @@
 ``interop.checks``   the §3 theorem checks on every layer and head of a loaded model
 ``interop.inspect``  what an adapter does to each head (prefix mass, bias span, attention change)
 ``interop.commands`` the ``verify --model hf:DIR``, ``inspect`` and ``export`` commands
+``interop.oracle``   agreement with transformers + PEFT on the fixtures of ``make oracle-fixtures``
 ``interop.files``    safetensors and JSON files, read and written with numpy
+``interop.family``   the shared mapping helpers; ``interop.gpt2``, ``.llama``, ``.bert`` the families
 
 Conventions, and how PEFT's prefixes relate to the paper's: docs/interop.md.
 """

@@ -156,7 +156,7 @@ def run_inspect(args, plot=None) -> int:
     return 0
 
 
-def read_context(path, arch):
+def read_context(path):
     """A toolkit context from an ``.npz`` (arrays named as in :data:`CONTEXT_ARRAYS`)."""
     path = Path(path)
     if not path.is_file():
@@ -185,7 +185,7 @@ def run_export(args) -> int:
     from interop.peft import write_adapter
 
     model = load_hf(hf_dir(args.model), "float32")
-    context = read_context(args.context, model.arch)
+    context = read_context(args.context)
     context = type(context)(
         *(
             jnp.asarray(x) if np.issubdtype(x.dtype, np.integer) else jnp.asarray(x, jnp.float32)

@@ -1,5 +1,8 @@
 """``prefix-theory verify --model minilm``: the §3 checks on real weights, parity, figures, in one command.
 
+``--model hf:DIR [--adapter ADAPTER_DIR]`` (a Hugging Face folder and a PEFT adapter) is handed to
+:func:`interop.commands.run_hf_verify` (docs/interop.md).
+
 Writes into ``--out`` (default ``runs/<model>``): ``residuals.txt`` (the per-layer
 table), ``report.json`` (everything, with parity and timings), and the PNGs
 ``attention_optimised.png`` and ``attention_random.png``.  Exit 0 when parity
