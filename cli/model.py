@@ -1,5 +1,8 @@
 """``prefix-theory verify --model minilm``: the §3 checks on real weights, parity, figures, in one command.
 
+``--model hf:DIR [--adapter ADAPTER_DIR]`` (a Hugging Face folder and a PEFT adapter) is handed to
+:func:`cli.interop.run_hf_verify` (docs/interop.md).
+
 Writes into ``--out`` (default ``runs/<model>``): ``residuals.txt`` (the per-layer
 table), ``report.json`` (everything, with parity and timings), and the PNGs
 ``attention_optimised.png`` and ``attention_random.png``.  Exit 0 when parity
@@ -16,7 +19,7 @@ from pathlib import Path
 
 from theory.errors import ToolkitError
 
-MODELS = ("minilm",)
+MODELS = ("minilm", "hf:DIR")
 
 
 def add_model_arguments(parser) -> None:
@@ -25,8 +28,18 @@ def add_model_arguments(parser) -> None:
     g.add_argument(
         "--model",
         metavar="NAME",
-        help=f"run the §3 checks on a real pretrained model instead ({', '.join(MODELS)}); "
-        "--trials is then the number of random prefixes",
+        help=f"run the §3 checks on a real pretrained model instead ({', '.join(MODELS)}: a "
+        "Hugging Face save_pretrained folder); --trials is then the number of random prefixes",
+    )
+    g.add_argument(
+        "--adapter",
+        metavar="DIR",
+        help="with --model hf:DIR: also check this PEFT adapter (prefix or prompt tuning)",
+    )
+    g.add_argument(
+        "--text",
+        metavar="FILE",
+        help="with --model hf:DIR: inputs, one per line (tokenised with DIR/tokenizer.json)",
     )
     g.add_argument(
         "--out", metavar="DIR", help="with --model: output folder (default runs/<model>)"
@@ -39,7 +52,13 @@ def add_model_arguments(parser) -> None:
     )
 
 
-MODEL_ONLY = {"out": "--out", "steps": "--steps", "prefix_length": "--prefix-length"}
+MODEL_ONLY = {
+    "out": "--out",
+    "steps": "--steps",
+    "prefix_length": "--prefix-length",
+    "adapter": "--adapter",
+    "text": "--text",
+}
 
 
 def run_if_model(args):
@@ -56,13 +75,23 @@ def run_if_model(args):
 
 
 def run_model_verify(args) -> int:
-    if args.model not in MODELS:
+    hf = args.model.startswith("hf:")
+    if args.model not in MODELS and not hf:
         raise ToolkitError(f"unknown model {args.model!r}; expected one of: {', '.join(MODELS)}")
     for option in ("architecture", "method", "atlas", "plugin"):
         if getattr(args, option, None):
             raise ToolkitError(
                 f"--{option} cannot be combined with --model (the model fixes the architecture "
                 "and checks prefixes); drop one of them"
+            )
+    if hf:  # a Hugging Face folder (and a PEFT adapter): cli/interop.py
+        from cli.interop import run_hf_verify
+
+        return run_hf_verify(args)
+    for option in ("adapter", "text"):
+        if getattr(args, option, None) is not None:
+            raise ToolkitError(
+                f"--{option} applies to --model hf:DIR only, got it with {args.model}"
             )
     import jax
     import jax.numpy as jnp

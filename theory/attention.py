@@ -36,6 +36,7 @@ from jaxtyping import Array, Bool, Float, Int
 from theory.architecture import Architecture
 from theory.errors import ToolkitError
 from theory.hooks import act_name
+from theory.positional import rotate
 from theory.registry import ATTENTION_KINDS, POSITIONAL_SCHEMES
 
 
@@ -162,10 +163,8 @@ def attention_layer(
     if arch.qk_norm:
         q = _rms_heads(q, p["q_norm"]["w"], arch.norm_eps)
         k = _rms_heads(k, p["k_norm"]["w"], arch.norm_eps)
-    scheme = POSITIONAL_SCHEMES[arch.positional]
-    if scheme.rotate is not None:
-        q = scheme.rotate(q, positions)
-        k = scheme.rotate(k, positions)
+    q = rotate(arch, q, positions)
+    k = rotate(arch, k, positions)
     if kv is not None:
         keys, values = kv
         n_p = keys.shape[1]
@@ -175,6 +174,7 @@ def attention_layer(
     k_rep = jnp.repeat(k, group, axis=1)
     v_rep = jnp.repeat(v, group, axis=1)
     bias = 0.0
+    scheme = POSITIONAL_SCHEMES[arch.positional]
     if scheme.logit_bias is not None:
         bias = scheme.logit_bias(arch, positions, positions).astype(q.dtype)
     kind = ATTENTION_KINDS[arch.attention]

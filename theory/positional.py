@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import jax.numpy as jnp
+from jaxtyping import Array, Float, Int
 
 from theory.registry import POSITIONAL_SCHEMES
 
@@ -27,13 +28,24 @@ class PositionalScheme:
     description: str
     learned_shapes: Callable | None = None  # arch -> {param name: shape} in params["embed"]
     embed: Callable | None = None  # (embed_params, arch, positions [N]) -> [N, d_model]
-    rotate: Callable | None = None  # (x [N, heads, d_head], positions [N]) -> same
+    rotate: Callable | None = None  # (x [N, heads, d_head], positions [N][, base=]) -> same
     logit_bias: Callable | None = None  # (arch, q_pos [Nq], k_pos [Nk]) -> [n_heads, Nq, Nk]
 
 
 def register_positional(scheme: PositionalScheme, *, replace: bool = False) -> PositionalScheme:
     """Register a positional scheme under ``scheme.name`` (see :class:`theory.registry.Registry`)."""
     return POSITIONAL_SCHEMES.register(scheme, replace=replace)
+
+
+def rotate(arch, x: Float[Array, "N heads d_head"], positions: Int[Array, " N"]):
+    """``arch``'s positional rotation of queries or keys ``x`` at ``positions`` (the identity for
+    schemes that rotate nothing), with the architecture's RoPE base when it sets one."""
+    scheme = POSITIONAL_SCHEMES[arch.positional]
+    if scheme.rotate is None:
+        return x
+    if getattr(arch, "rope_base", None) is None:
+        return scheme.rotate(x, positions)
+    return scheme.rotate(x, positions, base=arch.rope_base)
 
 
 def _learned_embed(embed_params, arch, positions):

@@ -22,7 +22,7 @@ from theory.compare import layer_pairs
 from theory.context import n_virtual
 from theory.hooks import act_name
 from theory.layers import apply_norm
-from theory.registry import POSITIONAL_SCHEMES
+from theory.positional import rotate
 from theory.symbolic import Derivation, Step
 from theory.theorem import Control, Theorem
 from theory.theorems.common import base_run, core_architecture
@@ -90,7 +90,6 @@ def derivation() -> Derivation:
 
 def _layer_gap(arch, bp, layer, x, d):
     """Relative gap between the central difference and the first-order formula in one layer."""
-    scheme = POSITIONAL_SCHEMES[arch.positional]
     scale = arch.temperature / jnp.sqrt(arch.d_head)
     group = arch.n_heads // arch.kv_heads
 
@@ -109,8 +108,7 @@ def _layer_gap(arch, bp, layer, x, d):
     k = jnp.einsum("nd,gdk->ngk", x, bp["attn"]["W_K"]) + bp["attn"]["b_K"]
     dq = jnp.einsum("nd,hdk->nhk", d, bp["attn"]["W_Q"])
     dk = jnp.einsum("nd,gdk->ngk", d, bp["attn"]["W_K"])
-    if scheme.rotate is not None:
-        q, k, dq, dk = (scheme.rotate(a, layer.positions) for a in (q, k, dq, dk))
+    q, k, dq, dk = (rotate(arch, a, layer.positions) for a in (q, k, dq, dk))
     k, dk = jnp.repeat(k, group, axis=1), jnp.repeat(dk, group, axis=1)
     first = scale * (jnp.einsum("qhd,khd->hqk", dq, k) + jnp.einsum("qhd,khd->hqk", q, dk))
     visible = layer.content_mask[None]

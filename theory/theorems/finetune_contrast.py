@@ -21,7 +21,7 @@ from theory.compare import layer_pairs
 from theory.context import n_virtual
 from theory.hooks import act_name
 from theory.layers import apply_norm
-from theory.registry import POSITIONAL_SCHEMES
+from theory.positional import rotate
 from theory.symbolic import Derivation, Step
 from theory.theorem import Control, Theorem
 from theory.theorems.common import core_architecture
@@ -77,7 +77,6 @@ def derivation() -> Derivation:
 
 def _layer_residuals(arch, bp, layer, n_p: int, i: int):
     """[2]: relative error of the rank-1 witness and the prefix's residual in one layer."""
-    scheme = POSITIONAL_SCHEMES[arch.positional]
     group = arch.n_heads // arch.kv_heads
     predicted = arch.temperature / jnp.sqrt(arch.d_head)
     x = layer.adapted[act_name("resid_pre")][n_p:]
@@ -97,8 +96,7 @@ def _layer_residuals(arch, bp, layer, n_p: int, i: int):
     )
     w = jnp.where(degenerate[:, None], 1.0, w)
     a = w / jnp.sum(w * w, axis=-1, keepdims=True)
-    if scheme.rotate is not None:
-        a = scheme.rotate(a[None], -layer.positions[i : i + 1])[0]  # R_i^{-1}
+    a = rotate(arch, a[None], -layer.positions[i : i + 1])[0]  # R_i^{-1}
     b = h[i] / jnp.sum(h[i] * h[i])
 
     def log_ratio_change(head):

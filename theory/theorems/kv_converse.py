@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import sympy as sp
 
 from theory.context import Prefix, n_virtual
-from theory.registry import POSITIONAL_SCHEMES
+from theory.positional import rotate
 from theory.symbolic import Derivation, Step
 from theory.theorem import Control, Theorem
 from theory.theorems.common import logits_of, max_abs
@@ -82,14 +82,12 @@ def full_row_rank(arch) -> bool:
 def residuals(arch, trial):
     """[n_layers, 2]: relative residual of the realising system, and (no pre-attention norm) logit gap."""
     n_p = n_virtual(trial.context)
-    scheme = POSITIONAL_SCHEMES[arch.positional]
     states, out = [], []
     for l, bp in enumerate(trial.params["blocks"]):
         attn = bp["attn"]
         keys = jnp.swapaxes(trial.context.keys[l], 0, 1)  # [n_p, G, d_head]
         values = jnp.swapaxes(trial.context.values[l], 0, 1)
-        if scheme.rotate is not None:
-            keys = scheme.rotate(keys, -jnp.arange(n_p))  # undo the rotation R_p
+        keys = rotate(arch, keys, -jnp.arange(n_p))  # undo the rotation R_p
         target = jnp.concatenate(
             [(keys - attn["b_K"]).reshape(n_p, -1), (values - attn["b_V"]).reshape(n_p, -1)], axis=1
         )  # [n_p, 2 G k]

@@ -15,7 +15,7 @@ from theory.compare import layer_pairs
 from theory.context import n_virtual
 from theory.hooks import act_name
 from theory.layers import apply_norm
-from theory.registry import POSITIONAL_SCHEMES
+from theory.positional import rotate
 from theory.symbolic import Derivation, Step
 from theory.theorem import Control, Theorem
 from theory.theorems.common import core_architecture, max_abs
@@ -74,7 +74,6 @@ def residuals(arch, trial, normalise: bool = True):
     ``normalise=False`` uses the raw state (the negative control: wrong on a pre-LN architecture)."""
     n_p = n_virtual(trial.context)
     group = arch.n_heads // arch.kv_heads
-    scheme = POSITIONAL_SCHEMES[arch.positional]
     out = []
     for l, layer in enumerate(layer_pairs(arch, trial)[0]):
         bp = trial.params["blocks"][l]
@@ -83,8 +82,7 @@ def residuals(arch, trial, normalise: bool = True):
         attn = bp["attn"]
         value = jnp.einsum("pd,gdk->pgk", h, attn["W_V"]) + attn["b_V"]
         key = jnp.einsum("pd,gdk->pgk", h, attn["W_K"]) + attn["b_K"]
-        if scheme.rotate is not None:
-            key = scheme.rotate(key, jnp.arange(n_p))
+        key = rotate(arch, key, jnp.arange(n_p))
         adapted, base = layer.adapted, layer.base
         key_res = 0.0 if arch.qk_norm else max_abs(adapted[K][:n_p] - key)
         pattern = adapted[PATTERN][:, n_p:, :]
