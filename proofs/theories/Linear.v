@@ -266,3 +266,20 @@ Proof.
   exists lam. split; [exact Hnt |]. intros c Hc.
   rewrite <- (Hsol c Hc). apply sum_ext. intros. ring.
 Qed.
+
+(** Rank-deficient rows: some target is reached by no [x] (the non-trivial combination
+    [lam] itself: [M x = lam] would give [lam . lam = lam^T M x = 0]). *)
+Theorem rank_deficient_unreachable (m d : nat) (M : mat) :
+  rank_deficient m d M ->
+  exists y : vec, forall x : vec, ~ (forall r, (r < m)%nat -> mv d M x r = y r).
+Proof.
+  intros [lam [[r [Hr Hl]] Hlam]]. exists lam. intros x Hx.
+  assert (Hzero : sum m (fun r => lam r * lam r) = 0).
+  { rewrite (sum_ext m _ (fun r => lam r * mv d M x r)) by (intros r' Hr'; rewrite Hx; auto).
+    unfold mv.
+    rewrite (sum_ext m _ (fun r => sum d (fun c => lam r * M r c * x c)))
+      by (intros; rewrite <- sum_scal_l; apply sum_ext; intros; ring).
+    rewrite sum_swap. apply sum_zero_ext. intros c Hc.
+    rewrite sum_scal_r, (Hlam c Hc). ring. }
+  exact (Hl (dot_self_zero m lam Hzero r Hr)).
+Qed.

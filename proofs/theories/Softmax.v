@@ -139,3 +139,47 @@ Proof.
   unfold softmax. rewrite !cat_0, (Z_ext n (cat 0 lp lc) lc) by (intros; apply cat_0).
   reflexivity.
 Qed.
+
+(** Equal logits: the head averages its values. *)
+Lemma attend_uniform (n : nat) (a : R) (l : nat -> R) (v : nat -> vec) (c : nat) :
+  (0 < n)%nat -> (forall j, (j < n)%nat -> l j = a) ->
+  attend n l v c = sum n (fun j => v j c) / INR n.
+Proof.
+  intros Hn Hl. rewrite attend_closed.
+  rewrite (sum_ext n _ (fun j => exp a * v j c)) by (intros j Hj; rewrite Hl by exact Hj; reflexivity).
+  unfold Z. rewrite (sum_ext n (fun j => exp (l j)) (fun _ => exp a))
+    by (intros j Hj; rewrite Hl by exact Hj; reflexivity).
+  rewrite sum_scal_l, sum_const. pose proof (exp_pos a).
+  assert (0 < INR n) by (apply lt_0_INR; exact Hn).
+  field. split; lra.
+Qed.
+
+(** Softmax ratios depend only on logit differences. *)
+Lemma softmax_ratio (n : nat) (l : nat -> R) (j k : nat) :
+  (0 < n)%nat -> softmax n l j / softmax n l k = exp (l j - l k).
+Proof.
+  intro Hn. unfold softmax. unfold Rminus. rewrite exp_plus, exp_Ropp.
+  pose proof (Z_pos n l Hn). pose proof (exp_pos (l k)).
+  field. split; lra.
+Qed.
+
+(** Two content keys: equal softmax weights force equal logit differences. *)
+Lemma softmax2_eq (a b : nat -> R) :
+  softmax 2 a 0 = softmax 2 b 0 -> a 1%nat - a 0%nat = b 1%nat - b 0%nat.
+Proof.
+  intro H. unfold softmax, Z in H. simpl in H.
+  set (x0 := exp (a 0%nat)) in *. set (x1 := exp (a 1%nat)) in *.
+  set (y0 := exp (b 0%nat)) in *. set (y1 := exp (b 1%nat)) in *.
+  assert (0 < x0) by apply exp_pos. assert (0 < x1) by apply exp_pos.
+  assert (0 < y0) by apply exp_pos. assert (0 < y1) by apply exp_pos.
+  assert (Hx : x1 * y0 = y1 * x0).
+  { apply (f_equal (fun t => t * ((0 + x0 + x1) * (0 + y0 + y1)))) in H.
+    replace (x0 / (0 + x0 + x1) * ((0 + x0 + x1) * (0 + y0 + y1)))
+      with (x0 * (0 + y0 + y1)) in H by (field; lra).
+    replace (y0 / (0 + y0 + y1) * ((0 + x0 + x1) * (0 + y0 + y1)))
+      with (y0 * (0 + x0 + x1)) in H by (field; lra).
+    nra. }
+  apply exp_inv. unfold Rminus. rewrite !exp_plus, !exp_Ropp. fold x0 x1 y0 y1.
+  apply (Rmult_eq_reg_r (x0 * y0)); [| nra].
+  field_simplify; [| lra | lra]. lra.
+Qed.

@@ -174,3 +174,10 @@ Proof.
   rewrite Nat.div_add, Nat.mod_add by lia.
   rewrite Nat.div_small, Nat.mod_small by lia. reflexivity.
 Qed.
+
+Lemma sum_skip_lt (n k : nat) (f : nat -> R) :
+  (k < n)%nat -> sum n f = f k + sum (n - 1) (fun i => f (skip k i)).
+Proof.
+  intro H. destruct n as [| n]; [lia |].
+  replace (S n - 1)%nat with n by lia. apply sum_skip. lia.
+Qed.
