@@ -4,6 +4,7 @@
                          [--method NAME]... [--json PATH]
     prefix-theory verify --model minilm [--out DIR] [--steps N] [--prefix-length N] [--trials N] [--seed S]
     prefix-theory derive THEOREM [--latex] | --list
+    prefix-theory prove [THEOREM ...] [--negative-controls] [--json PATH]
 
 Exit codes: 0 every verdict as expected, 1 some verdict unexpected, 2 usage error.
 """
@@ -201,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     import constructions.cli
 
     constructions.cli.add_parser(sub)  # noqa: E401,E702  (prefix-theory construct)
+    import proofs.cli
+
+    proofs.cli.add_parser(sub)  # prefix-theory prove (Coq)
     return parser
 
 
