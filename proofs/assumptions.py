@@ -32,7 +32,7 @@ ALLOWED_AXIOMS = {
 REFERENCE_LEMMAS = ("Rplus_comm", "completeness", "exp_increasing")
 
 _DECLARATION = re.compile(
-    r"^\s*(?:Theorem|Lemma|Corollary|Proposition|Fact|Remark)\s+([A-Za-z_][\w']*)", re.M
+    r"^\s*(?:Theorem|Lemma|Corollary|Proposition|Fact|Remark)\s+([A-Za-z_][\w']*)", re.MULTILINE
 )
 _MARKER = re.compile(r'"@@ ([\w.\']+)"')
 _HEADER = re.compile(r"^[A-Z][\w /-]*:$")
@@ -214,7 +214,11 @@ def standard_axioms(coqc: str) -> set[str]:
         path = Path(tmp) / "StdlibAssumptions.v"
         path.write_text(_query(REFERENCE_LEMMAS, "Require Import Reals."))
         proc = subprocess.run(
-            [coqc, "-q", path.name], cwd=tmp, capture_output=True, text=True,
+            [coqc, "-q", path.name],
+            check=False,
+            cwd=tmp,
+            capture_output=True,
+            text=True,
             timeout=COQC_TIMEOUT_S,
         )
     if proc.returncode != 0:

@@ -210,9 +210,7 @@ REGISTERED_IDS = tuple(i for i, e in ENTRIES.items() if e.registered)
 
 def get_entry(theorem_id: str) -> CoqEntry:
     if theorem_id not in ENTRIES:
-        raise ProofsError(
-            f"unknown theorem {theorem_id!r}; expected one of: {', '.join(ENTRIES)}"
-        )
+        raise ProofsError(f"unknown theorem {theorem_id!r}; expected one of: {', '.join(ENTRIES)}")
     return ENTRIES[theorem_id]
 
 
@@ -250,9 +248,7 @@ def theorem_lines(module: str, name: str, source: Path = ROOT) -> int:
 def theorem_statement(module: str, name: str, source: Path = ROOT) -> str:
     """The Coq text of a theorem's statement, with its doc comment."""
     lines, doc, start, end = _span(module, name, source)
-    proof = next(
-        (i for i in range(start, end + 1) if re.match(r"^\s*Proof\b", lines[i])), end + 1
-    )
+    proof = next((i for i in range(start, end + 1) if re.match(r"^\s*Proof\b", lines[i])), end + 1)
     return "\n".join(lines[doc:proof]).rstrip()
 
 
@@ -270,7 +266,9 @@ def coq_statement(theorem_id: str, source: Path = ROOT) -> str:
     entry = get_entry(theorem_id)
     parts = [f"Coq ({', '.join(entry.modules)}; general in: {entry.general_in})"]
     for module, name in entry.coq:
-        parts.append(f"-- proofs/theories/{module}.v: {name}\n{theorem_statement(module, name, source)}")
+        parts.append(
+            f"-- proofs/theories/{module}.v: {name}\n{theorem_statement(module, name, source)}"
+        )
     if entry.gap:
         parts.append(f"Not proved in Coq: {entry.gap}")
     return "\n\n".join(parts)

@@ -28,7 +28,9 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("--json", metavar="PATH", help="write the report as JSON")
     p.add_argument(
-        "--build-dir", metavar="DIR", help="compile in DIR and keep it (default: a temporary directory)"
+        "--build-dir",
+        metavar="DIR",
+        help="compile in DIR and keep it (default: a temporary directory)",
     )
     p.add_argument("--jobs", type=int, default=2, help="coqc processes at a time (default 2)")
     p.set_defaults(run=run)
@@ -47,9 +49,7 @@ def run(args) -> int:
     try:
         if args.jobs < 1:
             raise ProofsError(f"--jobs must be an int >= 1, got {args.jobs}")
-        report = prove(
-            args.theorems, args.build_dir, args.jobs, controls=args.negative_controls
-        )
+        report = prove(args.theorems, args.build_dir, args.jobs, controls=args.negative_controls)
     except (ProofsError, CoqNotFound) as exc:
         print(f"prefix-theory prove: error: {exc}", file=sys.stderr)
         return 2

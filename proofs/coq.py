@@ -33,8 +33,10 @@ def find_coqc() -> str:
     """Path of coqc (``$COQC`` if set), or CoqNotFound naming the install command."""
     path = os.environ.get("COQC") or shutil.which("coqc")
     if not path or not Path(path).exists():
-        where = f"$COQC={os.environ['COQC']!r} does not exist" if os.environ.get("COQC") else (
-            "coqc is not on PATH"
+        where = (
+            f"$COQC={os.environ['COQC']!r} does not exist"
+            if os.environ.get("COQC")
+            else ("coqc is not on PATH")
         )
         raise CoqNotFound(
             f"the Coq proof checker is missing ({where}); install Debian's Coq {TESTED_VERSION} "
@@ -45,14 +47,18 @@ def find_coqc() -> str:
 
 
 def coq_version(coqc: str) -> str:
-    out = subprocess.run([coqc, "--version"], capture_output=True, text=True, timeout=60).stdout
+    out = subprocess.run(
+        [coqc, "--version"], check=False, capture_output=True, text=True, timeout=60
+    ).stdout
     match = re.search(r"version (\S+)", out)
     return match.group(1) if match else out.strip()
 
 
 def check_libraries(coqc: str) -> None:
     """CoqNotFound unless Coquelicot (used by the derivative theorem) is installed."""
-    where = subprocess.run([coqc, "-where"], capture_output=True, text=True, timeout=60)
+    where = subprocess.run(
+        [coqc, "-where"], check=False, capture_output=True, text=True, timeout=60
+    )
     lib = Path(where.stdout.strip()) / "user-contrib" / "Coquelicot"
     if where.returncode != 0 or not lib.is_dir():
         raise CoqNotFound(
@@ -108,6 +114,7 @@ class FileResult:
     seconds: float
     message: str = ""  # coqc's error output (empty when ok)
     skipped: bool = False  # not compiled because a dependency failed
+    cached: bool = False  # up to date in a reused build directory: not recompiled
 
 
 @dataclass
@@ -135,6 +142,7 @@ class Build:
         """Compile one file of the build directory (theories/..., negative/..., or a new one)."""
         return subprocess.run(
             self.coqc_args() + [path],
+            check=False,
             cwd=self.directory,
             capture_output=True,
             text=True,
@@ -150,15 +158,17 @@ def _copy_sources(source: Path, target: Path) -> None:
     shutil.copy2(Path(source) / "_CoqProject", target / "_CoqProject")
 
 
-def compile_development(
-    build_dir=None, modules=None, jobs: int = 2, source: Path = ROOT
-) -> Build:
+def compile_development(build_dir=None, modules=None, jobs: int = 2, source: Path = ROOT) -> Build:
     """Copy the development into ``build_dir`` (a new temporary directory by default) and
-    compile the files ``modules`` need (every file when None).  Raises CoqNotFound."""
+    compile the files ``modules`` need (every file when None).  In a reused ``build_dir`` a
+    file whose ``.vo`` is newer than its source and its dependencies is not recompiled.
+    Raises CoqNotFound."""
     coqc = find_coqc()
     check_libraries(coqc)
     source = Path(source)
-    directory = Path(build_dir) if build_dir else Path(tempfile.mkdtemp(prefix="prefix-theory-coq-"))
+    directory = (
+        Path(build_dir) if build_dir else Path(tempfile.mkdtemp(prefix="prefix-theory-coq-"))
+    )
     directory.mkdir(parents=True, exist_ok=True)
     _copy_sources(source, directory)
     files = closure(source, modules)
@@ -166,7 +176,18 @@ def compile_development(
     deps = {module_of(f): dependencies(source, f) & {module_of(g) for g in files} for f in files}
     path_of = {module_of(f): f for f in files}
 
+    def up_to_date(module: str) -> bool:
+        vo = directory / (path_of[module][: -len(".v")] + ".vo")
+        if not vo.exists():
+            return False
+        newest = (directory / path_of[module]).stat().st_mtime
+        for dep in deps[module]:
+            newest = max(newest, (directory / (path_of[dep][: -len(".v")] + ".vo")).stat().st_mtime)
+        return vo.stat().st_mtime >= newest
+
     def compile_one(module: str) -> FileResult:
+        if up_to_date(module):
+            return FileResult(path_of[module], True, 0.0, cached=True)
         start = time.perf_counter()
         proc = build.run_coqc(path_of[module])
         elapsed = time.perf_counter() - start
@@ -190,7 +211,10 @@ def compile_development(
                     failed = sorted(d for d in deps[module] if not build.files[d].ok)
                     if failed:
                         build.files[module] = FileResult(
-                            path_of[module], False, 0.0, f"not compiled: {', '.join(failed)} failed",
+                            path_of[module],
+                            False,
+                            0.0,
+                            f"not compiled: {', '.join(failed)} failed",
                             skipped=True,
                         )
                     else:

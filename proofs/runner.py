@@ -47,7 +47,15 @@ class ProveReport:
 
     @property
     def ok(self) -> bool:
-        return all(r.proved for r in self.results) and all(c.ok for c in self.controls)
+        """Every theorem proved, no exported theorem resting on a disallowed axiom, no hole in
+        the sources, and (when run) every negative control meaningfully rejected."""
+        return (
+            all(r.proved for r in self.results)
+            and not self.assumptions.violations()
+            and not self.assumptions.error
+            and not self.forbidden
+            and all(c.ok for c in self.controls)
+        )
 
     def table(self) -> str:
         rows = [f"{'theorem':26s} {'verdict':8s} {'time (s)':>8s} {'lines':>5s}  Coq theorems"]
@@ -67,16 +75,22 @@ class ProveReport:
                 else f"only the standard real-number axioms ({len(ALLOWED_AXIOMS)} allowed)"
             )
         )
+        for path, hits in sorted(self.forbidden.items()):
+            rows.append(f"{path} contains {', '.join(hits)} (a hole or an axiom)")
+        cached = sum(r.cached for r in self.build.files.values())
+        if cached:
+            rows.append(f"{cached} file(s) up to date in the build directory, not recompiled")
         for c in self.controls:
-            rows.append(
-                f"negative control {c.control.name}: "
-                + (
-                    f"rejected by coqc at line {c.error_line} inside the false proof (as required)"
-                    if c.ok
-                    else f"NOT a meaningful rejection (rc {c.returncode}, line {c.error_line}): "
-                    + c.message.splitlines()[-1:][0] if c.message else "accepted"
+            if c.ok:
+                what = (
+                    f"rejected by coqc at line {c.error_line}, inside the false proof (as required)"
                 )
-            )
+            elif not c.rejected:
+                what = "ACCEPTED by coqc (the false variant compiled)"
+            else:
+                last = c.message.splitlines()[-1] if c.message else ""
+                what = f"rejected for another reason (line {c.error_line}): {last}"
+            rows.append(f"negative control {c.control.name}: {what}")
         proved = sum(r.proved for r in self.results)
         rows.append(
             f"{proved}/{len(self.results)} proved with coqc {self.build.version} in "
@@ -113,8 +127,12 @@ class ProveReport:
             },
             "allowed_axioms": sorted(ALLOWED_AXIOMS),
             "negative_controls": [
-                {"control": c.control.name, "rejected": c.rejected, "meaningful": c.ok,
-                 "error_line": c.error_line}
+                {
+                    "control": c.control.name,
+                    "rejected": c.rejected,
+                    "meaningful": c.ok,
+                    "error_line": c.error_line,
+                }
                 for c in self.controls
             ],
         }
@@ -123,31 +141,39 @@ class ProveReport:
         Path(path).write_text(json.dumps(self.to_json(), indent=2) + "\n")
 
 
-def _judge(theorem_id: str, build: Build, assumptions: AssumptionReport, forbidden: dict,
-           source: Path) -> TheoremResult:
+def _judge(
+    theorem_id: str, build: Build, assumptions: AssumptionReport, forbidden: dict, source: Path
+) -> TheoremResult:
     entry = get_entry(theorem_id)
     files = {m: build.files.get(m) for m in entry.modules}
     seconds = sum(r.seconds for r in files.values() if r is not None)
     reasons = []
+    compiled = True
     for module, result in files.items():
         if result is None or not result.ok:
-            message = result.message.splitlines()[-1] if result and result.message else "not compiled"
+            compiled = False
+            message = (
+                result.message.splitlines()[-1] if result and result.message else "not compiled"
+            )
             reasons.append(f"{module}.v did not compile: {message}")
         path = f"theories/{module}.v"
         if path in forbidden:
             reasons.append(f"{path} contains {', '.join(forbidden[path])}")
-    if not reasons:
-        for name in entry.names:
-            verdict = assumptions.allowed(name)
-            if verdict is None:
-                reasons.append(
-                    f"{name}: no Print Assumptions output ({assumptions.error[-300:] or 'not checked'})"
-                )
-            elif not verdict:
-                extra = [a for a in assumptions.axioms[name] if a not in ALLOWED_AXIOMS]
-                reasons.append(f"{name} rests on {', '.join(extra)}")
+    for name in entry.names if compiled else ():
+        verdict = assumptions.allowed(name)
+        if verdict is None:
+            reasons.append(
+                f"{name}: no Print Assumptions output ({assumptions.error[-300:] or 'not checked'})"
+            )
+        elif not verdict:
+            extra = [a for a in assumptions.axioms[name] if a not in ALLOWED_AXIOMS]
+            reasons.append(f"{name} rests on {', '.join(extra)}")
     return TheoremResult(
-        theorem_id, not reasons, seconds, entry.names, entry_lines(theorem_id, source),
+        theorem_id,
+        not reasons,
+        seconds,
+        entry.names,
+        entry_lines(theorem_id, source),
         "; ".join(reasons),
     )
 
@@ -172,7 +198,9 @@ def prove(
     ids = list(theorem_ids) if theorem_ids else list(ENTRIES)
     entries = [get_entry(i) for i in ids]  # unknown ids fail before any compilation
     # a subset compiles only the files its theorems need; the controls need the whole development
-    modules = None if (not theorem_ids or controls) else sorted({m for e in entries for m in e.modules})
+    modules = (
+        None if (not theorem_ids or controls) else sorted({m for e in entries for m in e.modules})
+    )
     build = compile_development(build_dir, modules, jobs, source)
     compiled = {m for m, r in build.files.items() if r.ok}
     names = [(m, n) for m, n in exported_theorems(source) if m in compiled]
