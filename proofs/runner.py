@@ -100,6 +100,22 @@ class ProveReport:
         )
         return "\n".join(rows)
 
+    def markdown_table(self) -> str:
+        """theorem | Coq theorems | lines | compile time | general in (docs/proofs.md)."""
+        rows = [
+            "| theorem | Coq theorems | lines | compile time (s) | general in |",
+            "|---|---|---|---|---|",
+        ]
+        for r in self.results:
+            entry = ENTRIES[r.theorem_id]
+            names = ", ".join(f"`{n}`" for n in r.coq)
+            verdict = "" if r.proved else " (FAILED)"
+            rows.append(
+                f"| {r.theorem_id}{verdict} | {names} | {r.lines} | {r.seconds:.1f} | "
+                f"{entry.general_in} |"
+            )
+        return "\n".join(rows)
+
     def to_json(self) -> dict:
         return {
             "coqc_version": self.build.version,
