@@ -106,13 +106,15 @@ def _planted_source(tmp_path):
     return source
 
 
-def test_planted_axiom_and_admitted_are_detected(tmp_path, monkeypatch, capsys):
-    """Negative control of the assumption check, through `prefix-theory prove` (exit 1)."""
+def test_planted_axiom_and_admitted_are_detected(build, tmp_path, monkeypatch, capsys):
+    """Negative control of the assumption check, through `prefix-theory prove` (exit 1).  The
+    compiled build is copied, so only the planted file is compiled again."""
     import json
 
     import proofs.runner
 
     source = _planted_source(tmp_path)
+    shutil.copytree(build.directory, tmp_path / "build")
     assert forbidden_commands(source) == {"theories/ConvexOutput.v": ["Admitted", "Axiom"]}
     real_prove = proofs.runner.prove
     monkeypatch.setattr(

@@ -18,12 +18,14 @@ Open Scope R_scope.
 Definition avg_layer : layer :=
   mk_layer 1 0 1 (fun x => x) (fun _ _ x => x) (fun _ _ x => x) (fun _ x => x) (fun _ a => a 0%nat).
 
-Lemma avg_layer_run (E P : nat -> vec) (c : context) (x : nat -> vec) (pos : nat -> nat) :
-  match c with Hard _ _ | Soft _ _ | Prefix _ _ | KV _ _ _ => True end ->
-  forall s, to_kv avg_layer E P c = kv_of_states avg_layer 1 s ->
+(** With one virtual position whose state is [s] and one content token, the output is the
+    average of the two states (coordinate 0). *)
+Lemma avg_layer_run (E P : nat -> vec) (c : context) (x : nat -> vec) (pos : nat -> nat)
+    (s : nat -> vec) :
+  to_kv avg_layer E P c = kv_of_states avg_layer 1 s ->
   run avg_layer E P c x pos 1 0 0%nat = (s 0%nat 0%nat + x 0%nat 0%nat) / 2.
 Proof.
-  intros _ s Hc. unfold run. rewrite Hc. unfold layer_out. simpl post.
+  intro Hc. unfold run. rewrite Hc. unfold layer_out. simpl post.
   unfold head_out, head_pt. simpl np.
   rewrite (attend_uniform 2 (1 * 0)) by (lia || (intros j Hj; unfold cat;
     destruct (Nat.ltb j 1); reflexivity)).
@@ -37,9 +39,9 @@ Theorem soft_not_hard (V : nat) (E P : nat -> vec) (x : nat -> vec) (pos : nat -
 Proof.
   set (big := fun c => 1 + sum V (fun t => Rabs (E t c))).
   exists (fun _ c => big c). intros tok Htok.
-  rewrite (avg_layer_run E P (Soft 1 (fun _ c => big c)) x pos I
+  rewrite (avg_layer_run E P (Soft 1 (fun _ c => big c)) x pos
              (fun p => vadd big (P p))) by reflexivity.
-  rewrite (avg_layer_run E P (Hard 1 (fun _ => tok)) x pos I
+  rewrite (avg_layer_run E P (Hard 1 (fun _ => tok)) x pos
              (fun p => vadd (E tok) (P p))) by reflexivity.
   unfold vadd. intro H.
   assert (Habs : Rabs (E tok 0%nat) <= sum V (fun t => Rabs (E t 0%nat)))
