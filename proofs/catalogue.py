@@ -90,13 +90,13 @@ ENTRIES = {
                 ("KVConverse", "kv_converse"),
                 ("KVConverse", "kv_converse_witness"),
                 ("KVConverse", "kv_strictly_wider_when_wide"),
+                ("KVConverse", "kv_converse_rotated"),
                 ("Linear", "independent_iff_onto"),
             ),
             "every d_model, number of key/value heads G and d_head (W_K and W_V stack G d_head "
-            "rows each), with biases b_K, b_V",
-            gap="A positional rotation of the key (RoPE's R_p) is not modelled: it is an invertible "
-            "map of the target key, undone before the system is solved (as the numeric check "
-            "does). The statement is about the attention input h; which h a pre-LN LayerNorm can "
+            "rows each), with biases b_K, b_V, and with an orthogonal positional rotation of the "
+            "key (RoPE)",
+            gap="The statement is about the attention input h; which h a pre-LN LayerNorm can "
             "output is not claimed (as in the numeric check).",
         ),
         CoqEntry(

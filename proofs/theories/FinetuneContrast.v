@@ -12,20 +12,7 @@ Require Import PrefixTheory.Sums PrefixTheory.Linear PrefixTheory.Softmax.
 Require Import PrefixTheory.RelativeAttention.
 Open Scope R_scope.
 
-Definition transpose (M : mat) : mat := fun r c => M c r.
 Definition vsub (u v : vec) : vec := fun c => u c - v c.
-Definition identity : mat := fun r c => delta r c.
-
-Definition orthogonal (k : nat) (Rm : mat) : Prop :=
-  forall v r, (r < k)%nat -> mv k Rm (mv k (transpose Rm) v) r = v r.
-
-Lemma identity_orthogonal (k : nat) : orthogonal k identity.
-Proof.
-  intros v r Hr. unfold mv, transpose, identity.
-  rewrite (sum_ext k _ (fun c => delta r c * v c)).
-  - apply sum_delta_r, Hr.
-  - intros c Hc. f_equal. apply sum_delta_l, Hc.
-Qed.
 
 Definition logits (d k : nat) (T : R) (Rm WQ : mat) (h : vec) (kc : nat -> vec) : nat -> R :=
   fun j => T * dot k (mv k Rm (mv d WQ h)) (kc j).

@@ -7,7 +7,8 @@
     rows.  Every free [(k, v)] is reached by some [h] iff the [rk + rv] rows of [M] are
     independent; otherwise an explicit [(k, v)] is reached by none (the KV-prefix is strictly
     wider), which is always the case when [rk + rv > d_model].  General in [d_model], [G],
-    [d_head].  A positional rotation of the key ([R_p], orthogonal) is undone first. *)
+    [d_head]; with a positional rotation of the key ([R_p] of RoPE, orthogonal) the same holds
+    ([kv_converse_rotated]). *)
 
 Require Import Reals Lra Lia.
 Require Import PrefixTheory.Sums PrefixTheory.Linear.
@@ -92,4 +93,23 @@ Theorem kv_strictly_wider_when_wide (d rk rv : nat) (WK WV : mat) (bK bV : vec) 
   (d < rk + rv)%nat -> exists k v : vec, ~ kv_reachable d rk rv WK WV bK bV k v.
 Proof.
   intro H. apply kv_converse_witness, wide_rank_deficient, H.
+Qed.
+
+(** With the key rotated by its position, [k = R (W_K h + b_K)] ([R] orthogonal, as RoPE's
+    [R_p]), the same condition decides whether every KV-prefix is a hidden state. *)
+Theorem kv_converse_rotated (d rk rv : nat) (WK WV Rm : mat) (bK bV : vec) :
+  orthogonal rk Rm -> orthogonal rk (transpose Rm) ->
+  rows_independent (rk + rv) d (stack rk WK WV) <->
+  forall k v : vec, exists h : vec,
+    (forall r, (r < rk)%nat -> mv rk Rm (fun c => mv d WK h c + bK c) r = k r) /\
+    (forall r, (r < rv)%nat -> mv d WV h r + bV r = v r).
+Proof.
+  intros HR HRt. rewrite kv_converse. split.
+  - intros H k v. destruct (H (mv rk (transpose Rm) k) v) as [h [Hk Hv]].
+    exists h. split; [| exact Hv]. intros r Hr.
+    rewrite (mv_ext rk Rm _ (mv rk (transpose Rm) k)) by exact Hk. apply HR, Hr.
+  - intros H k v. destruct (H (mv rk Rm k) v) as [h [Hk Hv]].
+    exists h. split; [| exact Hv]. intros r Hr.
+    rewrite <- (HRt (fun c => mv d WK h c + bK c) r Hr).
+    rewrite <- (HRt k r Hr). apply mv_ext. intros c Hc. apply Hk, Hc.
 Qed.

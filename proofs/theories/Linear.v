@@ -283,3 +283,23 @@ Proof.
     rewrite sum_scal_r, (Hlam c Hc). ring. }
   exact (Hl (dot_self_zero m lam Hzero r Hr)).
 Qed.
+
+(** Transpose, identity, and orthogonality ([R R^T = I] on the first [k] coordinates), used
+    for positional rotations (RoPE is orthogonal). *)
+Definition transpose (M : mat) : mat := fun r c => M c r.
+Definition identity : mat := fun r c => delta r c.
+
+Definition orthogonal (k : nat) (Rm : mat) : Prop :=
+  forall v r, (r < k)%nat -> mv k Rm (mv k (transpose Rm) v) r = v r.
+
+Lemma identity_orthogonal (k : nat) : orthogonal k identity.
+Proof.
+  intros v r Hr. unfold mv, transpose, identity.
+  rewrite (sum_ext k _ (fun c => delta r c * v c)).
+  - apply sum_delta_r, Hr.
+  - intros c Hc. f_equal. apply sum_delta_l, Hc.
+Qed.
+
+Lemma mv_ext (k : nat) (M : mat) (u w : vec) (r : nat) :
+  (forall c, (c < k)%nat -> u c = w c) -> mv k M u r = mv k M w r.
+Proof. intro H. unfold mv. apply sum_ext. intros c Hc. rewrite H by exact Hc. reflexivity. Qed.
