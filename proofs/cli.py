@@ -26,6 +26,12 @@ def add_parser(subparsers) -> None:
         action="store_true",
         help="also check that coqc rejects the false variants (proofs/negative)",
     )
+    p.add_argument(
+        "--each-theorem",
+        action="store_true",
+        help="Print Assumptions on every exported theorem separately (about 1 s each; default: "
+        "once on a term using all of them, which shows the union)",
+    )
     p.add_argument("--json", metavar="PATH", help="write the report as JSON")
     p.add_argument(
         "--build-dir",
@@ -49,7 +55,13 @@ def run(args) -> int:
     try:
         if args.jobs < 1:
             raise ProofsError(f"--jobs must be an int >= 1, got {args.jobs}")
-        report = prove(args.theorems, args.build_dir, args.jobs, controls=args.negative_controls)
+        report = prove(
+            args.theorems,
+            args.build_dir,
+            args.jobs,
+            controls=args.negative_controls,
+            each_theorem=args.each_theorem,
+        )
     except (ProofsError, CoqNotFound) as exc:
         print(f"prefix-theory prove: error: {exc}", file=sys.stderr)
         return 2

@@ -200,15 +200,17 @@ def prove(
     jobs: int = 2,
     controls: bool = False,
     source: Path = ROOT,
+    each_theorem: bool = False,
 ) -> ProveReport:
     """Compile what ``theorem_ids`` need (every theorem when None or empty) in ``build_dir``
     (kept) or a temporary directory (removed), run Print Assumptions on every exported theorem
-    of the compiled files, optionally the negative controls, and judge each theorem.
+    of the compiled files (their union; ``each_theorem``: one by one), optionally the negative
+    controls, and judge each theorem.
     Raises ProofsError for an unknown id and CoqNotFound when coqc is missing."""
     start = time.perf_counter()
     if build_dir is None:  # a temporary build, removed when the report is made
         with tempfile.TemporaryDirectory(prefix="prefix-theory-coq-") as tmp:
-            report = prove(theorem_ids, tmp, jobs, controls, source)
+            report = prove(theorem_ids, tmp, jobs, controls, source, each_theorem)
         report.kept = False
         return report
     ids = list(theorem_ids) if theorem_ids else list(ENTRIES)
@@ -220,7 +222,7 @@ def prove(
     build = compile_development(build_dir, modules, jobs, source)
     compiled = {m for m, r in build.files.items() if r.ok}
     names = [(m, n) for m, n in exported_theorems(source) if m in compiled]
-    assumptions = print_assumptions(build, names)
+    assumptions = print_assumptions(build, names, each=each_theorem)
     forbidden = forbidden_commands(source)
     results = [_judge(i, build, assumptions, forbidden, source) for i in ids]
     control_results: list[ControlResult] = run_negative_controls(build) if controls else []

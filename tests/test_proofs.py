@@ -120,8 +120,8 @@ def test_planted_axiom_and_admitted_are_detected(build, tmp_path, monkeypatch, c
     monkeypatch.setattr(
         proofs.runner,
         "prove",
-        lambda ids, build_dir, jobs, controls: real_prove(
-            ids, tmp_path / "build", jobs, controls, source=source
+        lambda ids, build_dir, jobs, controls, each_theorem: real_prove(
+            ids, tmp_path / "build", jobs, controls, source=source, each_theorem=each_theorem
         ),
     )
     assert main(["prove", "convex_output", "--json", str(tmp_path / "r.json")]) == 1
