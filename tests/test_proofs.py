@@ -156,3 +156,17 @@ def test_prove_exit_codes(build, capsys, monkeypatch):
     assert INSTALL_COMMAND in capsys.readouterr().err
     with pytest.raises(CoqNotFound, match="apt-get install -y coq libcoq-coquelicot"):
         find_coqc()
+
+
+def test_negative_control_check_fails_when_the_claim_is_made_true(build, tmp_path):
+    """The rejection check itself can fail: with the false claim replaced by the true one
+    (V behaviours instead of V + 1), coqc accepts the file and the control is not ok."""
+    import dataclasses
+
+    copy = dataclasses.replace(build, directory=tmp_path / "build")
+    shutil.copytree(build.directory, copy.directory)
+    control = next(c for c in CONTROLS if c.name == "hard_prompt_V_plus_1")
+    path = copy.directory / control.file
+    path.write_text(path.read_text().replace("S V", "V").replace("seq 0 (S V)", "seq 0 V"))
+    result = run_control(copy, control)
+    assert not result.rejected and not result.ok
