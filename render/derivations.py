@@ -30,9 +30,15 @@ INTRO = (
 
 def coverage(theorem: Theorem) -> list[str]:
     """Which checks cover a theorem: Coq proof, sympy derivation, numeric twin, property test."""
-    coq = ", ".join(f"`{name}`" for name in theorem.coq) if theorem.coq else "none"
+    if theorem.coq is None:
+        coq = "none"
+    else:
+        names = ", ".join(f"`{name}`" for name in theorem.coq.names)
+        coq = f"{names}; general in: {theorem.coq.general_in}"
+        if theorem.coq.gap:
+            coq += f". Not proved in Coq: {theorem.coq.gap}"
     return [
-        f"- Coq (general proof, `proofs/`): {coq}",
+        f"- Coq (`prefix-theory prove {theorem.id}`, proofs/theories): {coq}",
         f"- sympy derivation: {len(theorem.derivation().steps)} checked steps (below)",
         f"- numeric twin: `prefix-theory verify --theorem {theorem.id}` "
         f"(methods: {', '.join(theorem.method_names())})",

@@ -33,7 +33,7 @@ from theory.registry import (
     Registry,
 )
 from theory.runtime import configure_jax
-from theory.theorem import Control, Theorem, get_theorem, register_theorem
+from theory.theorem import Control, CoqProof, Theorem, get_theorem, register_theorem
 from theory.tolerances import TOL_F32, TOL_F64, VIOLATION
 from theory.trials import Trial, TrialShape, draw_trial
 from theory.zoo import load_env_plugins, load_plugin
@@ -52,6 +52,7 @@ __all__ = [
     "AttentionKind",
     "BlockKind",
     "Control",
+    "CoqProof",
     "HardPrompt",
     "KVPrefix",
     "Method",

@@ -13,7 +13,7 @@ A :class:`Theorem` holds everything the toolkit knows about one result, under on
 * ``controls``: the negative controls (:class:`Control`), inputs on which the check must come
   out the other way. The test suite runs every control of every registered theorem, and fails
   for a theorem without one;
-* ``coq``: the names of the Coq theorems that prove the statement in general (``proofs/``).
+* ``coq``: the Coq theorems that prove the statement in general (:class:`CoqProof`, ``proofs/``).
 
 Most checks measure an identity that should hold (residual ~ 0). A *witness* check measures how
 far a REFUTED claim misses ("the wider method is no wider"): its expected verdict is "fails" and
@@ -23,7 +23,7 @@ a large residual is the witness; its controls remove the witness (outcome ``"hol
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from theory.architecture import Architecture
 from theory.errors import ToolkitError
@@ -66,6 +66,20 @@ class Control:
 
 
 @dataclass(frozen=True)
+class CoqProof:
+    """The Coq theorems of ``proofs/theories`` that prove a theorem in general dimension.
+
+    ``names`` are ``"Module.theorem"`` (the first is the headline), ``general_in`` says for which
+    sizes and maps the proof holds, ``gap`` what is not proved in Coq and why ("" for nothing).
+    ``prefix-theory prove`` compiles them and checks their axioms.
+    """
+
+    names: tuple
+    general_in: str
+    gap: str = ""
+
+
+@dataclass(frozen=True)
 class Theorem:
     id: str
     statement: str
@@ -80,7 +94,7 @@ class Theorem:
     instance: Callable | None = None
     default_run: Callable | None = None  # arch -> bool: in a `verify` that names nothing
     tolerance: float = TOL_F64
-    coq: tuple = field(default=())
+    coq: CoqProof | None = None
 
     def in_default_run(self, arch: Architecture) -> bool:
         return self.default_run is None or bool(self.default_run(arch))
@@ -109,6 +123,13 @@ def _check_theorem(theorem: Theorem) -> None:
     for name in ("derivation", "check"):
         if not callable(getattr(theorem, name)):
             raise ToolkitError(f"theorem {theorem.id!r}: {name} must be callable")
+    if theorem.coq is not None and not (
+        isinstance(theorem.coq, CoqProof) and theorem.coq.names and theorem.coq.general_in
+    ):
+        raise ToolkitError(
+            f"theorem {theorem.id!r}: coq must be a CoqProof with names and general_in, "
+            f"got {theorem.coq!r}"
+        )
     for control in theorem.controls:
         if not isinstance(control, Control) or control.outcome not in CONTROL_OUTCOMES:
             raise ToolkitError(

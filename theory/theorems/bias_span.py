@@ -17,7 +17,7 @@ from theory.compare import layer_pairs
 from theory.context import n_virtual
 from theory.hooks import act_name
 from theory.symbolic import Derivation, Step
-from theory.theorem import Control, Theorem
+from theory.theorem import Control, CoqProof, Theorem
 from theory.theorems.common import core_architecture, relative_singular_tail
 
 PATTERN, V, Z_HOOK = act_name("pattern"), act_name("v"), act_name("z")
@@ -183,6 +183,25 @@ THEOREM = Theorem(
             "inputs its biases span more than n_p dimensions",
             "bert",
             "soft_prompt",
+        ),
+    ),
+    coq=CoqProof(
+        names=(
+            "BiasSpan.bias_cone",
+            "BiasSpan.bias_direction",
+            "BiasSpan.bias_span_head",
+            "BiasSpan.bias_span_heads",
+        ),
+        general_in=(
+            "every n_p, H, value dimension d_v, model dimension, and n per input; 'at most n_p "
+            "dimensions' is proved as: any n_p + 1 biases of a head (any H n_p + 1 after W_O) are "
+            "linearly dependent"
+        ),
+        gap=(
+            "The virtual values are the same for every input, as for a prefix or KV-prefix and "
+            "for prompts in causal models (Layer.soft_prefix_universal_causal); a bidirectional "
+            "encoder's prompt states depend on the content, where the numeric check expects the "
+            "bound to fail and nothing is claimed."
         ),
     ),
 )

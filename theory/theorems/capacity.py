@@ -19,7 +19,7 @@ import sympy as sp
 from theory.context import HardPrompt, SoftPrompt
 from theory.model import forward
 from theory.symbolic import Derivation, Step
-from theory.theorem import Control, Theorem
+from theory.theorem import Control, CoqProof, Theorem
 from theory.theorems.common import core_architecture
 
 N_SOFT = 64  # soft prompts per trial
@@ -225,6 +225,25 @@ THEOREM = Theorem(
             "soft_prompt",
             outcome="holds",
             check=soft_prompts_from_rows_check,
+        ),
+    ),
+    coq=CoqProof(
+        names=(
+            "Capacity.capacity",
+            "Capacity.hard_token_at_most_V",
+            "Capacity.hard_prompt_at_most_V_pow",
+            "Capacity.hard_prompt_needs_V_tokens",
+            "Capacity.virtual_token_any_sequence",
+            "Capacity.capacity_maps",
+            "Capacity.hard_token_not_V_plus_1",
+        ),
+        general_in=(
+            "hard tokens: any model and behaviour type, every V and prompt length n; virtual "
+            "token: every V >= 2, N >= 2 and T above the threshold (V^N completions, V^V maps)"
+        ),
+        gap=(
+            "The virtual-token counts are proved for the constructions' decoding computation (see "
+            "construction_thresholds), not for their weight matrices."
         ),
     ),
 )

@@ -7,7 +7,7 @@ import sympy as sp
 
 from theory.compare import compare
 from theory.symbolic import Derivation, Step
-from theory.theorem import Control, Theorem
+from theory.theorem import Control, CoqProof, Theorem
 
 Z = sp.Symbol("Z_i", positive=True)  # sum_r exp(l_ir)
 P = sp.Symbol("P_i", positive=True)  # sum_p exp(l_ip)
@@ -94,5 +94,13 @@ THEOREM = Theorem(
             "broken-denominator",
             "prefix",
         ),
+    ),
+    coq=CoqProof(
+        names=(
+            "ConvexOutput.convex_output",
+            "ConvexOutput.convex_output_weights",
+            "ConvexOutput.convex_output_displacement",
+        ),
+        general_in=("every n >= 1, n_p, value dimension (each coordinate), any logits and values"),
     ),
 )

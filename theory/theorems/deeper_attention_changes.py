@@ -16,7 +16,7 @@ from theory.context import n_virtual
 from theory.hooks import act_name
 from theory.model import forward
 from theory.symbolic import Derivation, Step
-from theory.theorem import Control, Theorem
+from theory.theorem import Control, CoqProof, Theorem
 from theory.theorems.common import base_run, core_architecture
 
 T, q, k1, k2, dq = sp.symbols("T q k_1 k_2 delta_q", real=True)
@@ -134,5 +134,9 @@ THEOREM = Theorem(
             outcome="holds",
             transform=silence_layer_0,
         ),
+    ),
+    coq=CoqProof(
+        names=("DeeperAttention.deeper_attention_changes",),
+        general_in=("one two-layer model, for every context of its second layer"),
     ),
 )

@@ -24,7 +24,7 @@ from theory.hooks import act_name
 from theory.layers import apply_norm
 from theory.positional import rotate
 from theory.symbolic import Derivation, Step
-from theory.theorem import Control, Theorem
+from theory.theorem import Control, CoqProof, Theorem
 from theory.theorems.common import base_run, core_architecture
 
 EPS = 1e-2  # finite-difference step (the central difference of a quadratic is exact for any step)
@@ -185,6 +185,19 @@ THEOREM = Theorem(
             "gpt",
             "prefix",
             changes=(("positional", "rope"), ("qk_norm", True)),
+        ),
+    ),
+    coq=CoqProof(
+        names=(
+            "DeeperFirstOrder.deeper_first_order",
+            "DeeperFirstOrder.deeper_first_order_reals",
+            "DeeperFirstOrder.moved_logit_expansion",
+            "DeeperFirstOrder.central_difference_exact",
+            "DeeperFirstOrder.deeper_first_order_qk",
+        ),
+        general_in=(
+            "every dimension d, bilinear form H = W_Q^T W_K, temperature T and activation changes "
+            "d_i, d_j; query/key form for any head dimension (biases, RoPE)"
         ),
     ),
 )

@@ -23,7 +23,7 @@ from theory.hooks import act_name
 from theory.layers import apply_norm
 from theory.positional import rotate
 from theory.symbolic import Derivation, Step
-from theory.theorem import Control, Theorem
+from theory.theorem import Control, CoqProof, Theorem
 from theory.theorems.common import core_architecture
 
 PATTERN, K = act_name("pattern"), act_name("k")
@@ -201,6 +201,17 @@ THEOREM = Theorem(
             "gpt",
             "prefix",
             changes=(("positional", "rope"), ("qk_norm", True)),
+        ),
+    ),
+    coq=CoqProof(
+        names=(
+            "FinetuneContrast.finetune_contrast",
+            "FinetuneContrast.finetune_changes_relative_attention",
+        ),
+        general_in=(
+            "every model dimension d, head dimension k, number of keys n >= 1, W_Q, orthogonal "
+            "query rotation (the identity without RoPE), temperature; any context for the "
+            "contrast"
         ),
     ),
 )

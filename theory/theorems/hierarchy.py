@@ -22,7 +22,7 @@ from theory.context import HardPrompt, KVPrefix, Prefix, SoftPrompt, n_virtual
 from theory.hooks import act_name
 from theory.model import forward
 from theory.symbolic import Derivation, Step
-from theory.theorem import Control, Theorem
+from theory.theorem import Control, CoqProof, Theorem
 from theory.theorems.common import core_architecture, max_abs
 
 E_tok, p0, e, x0 = sp.symbols("E_{tok} p_0 e x^0")
@@ -167,5 +167,24 @@ THEOREM = Theorem(
             seed=1,
         )
         for method in ("hard_prompt", "prefix")
+    ),
+    coq=CoqProof(
+        names=(
+            "Layer.hard_as_soft",
+            "Layer.soft_as_prefix",
+            "Layer.prefix_as_kv",
+            "Layer.soft_as_prefix_deep",
+            "Layer.soft_prefix_universal_causal",
+        ),
+        general_in=(
+            "one layer with any H and any query/key/value/norm/output maps (so any d, biases, "
+            "RoPE/ALiBi, grouped keys/values, pre-LN), every n, n_p; soft prompt as prefix in a "
+            "model of any depth whose blocks are arbitrary functions of the sequence"
+        ),
+        gap=(
+            "The one-layer inclusions hold by the definitions of the context methods (the wider "
+            "method's input is built from the narrower one's); the deep statement models a block "
+            "as any pointwise function of the states, not as the toolkit's block."
+        ),
     ),
 )

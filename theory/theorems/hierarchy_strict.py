@@ -23,7 +23,7 @@ from theory.context import HardPrompt, Prefix, SoftPrompt, n_virtual
 from theory.hooks import act_name
 from theory.model import forward
 from theory.symbolic import Derivation, Step
-from theory.theorem import Control, Theorem
+from theory.theorem import Control, CoqProof, Theorem
 from theory.theorems.common import core_architecture, logits_of, max_abs, single_virtual_trial
 
 V = sp.Symbol("V", positive=True, integer=True)
@@ -169,6 +169,18 @@ THEOREM = Theorem(
             "prefix",
             outcome="holds",
             transform=prefix_of_a_soft_prompt,
+        ),
+    ),
+    coq=CoqProof(
+        names=(
+            "HierarchyStrict.soft_not_hard",
+            "HierarchyStrict.prefix_not_soft",
+            "KVConverse.kv_converse_witness",
+        ),
+        general_in=(
+            "soft vs hard: every vocabulary size V, embedding, position codes and content; prefix "
+            "vs soft: one two-layer causal residual model; KV vs prefix: every rank-deficient "
+            "[W_K; W_V]"
         ),
     ),
 )

@@ -19,7 +19,7 @@ import sympy as sp
 from theory.context import Prefix, n_virtual
 from theory.positional import rotate
 from theory.symbolic import Derivation, Step
-from theory.theorem import Control, Theorem
+from theory.theorem import Control, CoqProof, Theorem
 from theory.theorems.common import logits_of, max_abs
 
 # a 2 x 2 instance of M = [W_K; W_V] (one key row, one value row over d = 2 coordinates) and its inverse
@@ -163,6 +163,24 @@ THEOREM = Theorem(
             "kv_prefix",
             changes=(("d_head", 4),),
             transform=tie_values_to_keys,
+        ),
+    ),
+    coq=CoqProof(
+        names=(
+            "KVConverse.kv_converse",
+            "KVConverse.kv_converse_witness",
+            "KVConverse.kv_strictly_wider_when_wide",
+            "KVConverse.kv_converse_rotated",
+            "Linear.independent_iff_onto",
+        ),
+        general_in=(
+            "every d_model, number of key/value heads G and d_head (W_K and W_V stack G d_head "
+            "rows each), with biases b_K, b_V, and with an orthogonal positional rotation of the "
+            "key (RoPE)"
+        ),
+        gap=(
+            "The statement is about the attention input h; which h a pre-LN LayerNorm can output "
+            "is not claimed (as in the numeric check)."
         ),
     ),
 )

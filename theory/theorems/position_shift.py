@@ -18,7 +18,7 @@ from theory.hooks import act_name
 from theory.model import forward
 from theory.registry import POSITIONAL_SCHEMES
 from theory.symbolic import Derivation, Step
-from theory.theorem import Control, Theorem
+from theory.theorem import Control, CoqProof, Theorem
 
 i, j, n_p = sp.symbols("i j n_p", integer=True)
 theta, m_h, T = sp.symbols("theta m_h T", real=True)
@@ -145,6 +145,20 @@ THEOREM = Theorem(
             "prefix",
             outcome="holds",
             changes=(("positional", "rope"),),
+        ),
+    ),
+    coq=CoqProof(
+        names=(
+            "PositionShift.position_shift_relative",
+            "PositionShift.rope_relative",
+            "PositionShift.rope_scheme_relative",
+            "PositionShift.alibi_scheme_relative",
+            "PositionShift.position_shift_absolute_witness",
+        ),
+        general_in=(
+            "any relative scheme (RoPE with any number of frequency pairs and frequencies, ALiBi "
+            "with any slope), every n >= 1, n_p, shift; absolute positions: a witness for every "
+            "shift n_p >= 1 and every context"
         ),
     ),
 )

@@ -17,7 +17,7 @@ from theory.hooks import act_name
 from theory.layers import apply_norm
 from theory.positional import rotate
 from theory.symbolic import Derivation, Step
-from theory.theorem import Control, Theorem
+from theory.theorem import Control, CoqProof, Theorem
 from theory.theorems.common import core_architecture, max_abs
 
 PATTERN, K, V, Z_HOOK = act_name("pattern"), act_name("k"), act_name("v"), act_name("z")
@@ -140,6 +140,13 @@ THEOREM = Theorem(
             "gpt",
             "prefix",
             check=raw_state_check,
+        ),
+    ),
+    coq=CoqProof(
+        names=("Layer.pre_ln",),
+        general_in=(
+            "any pre-attention norm (LayerNorm, RMSNorm, or the identity for post-LN and no-norm "
+            "blocks), any key/value maps (with biases), every head, n >= 1, n_p"
         ),
     ),
 )

@@ -11,7 +11,7 @@ from theory.compare import compare, layer_pairs
 from theory.context import n_virtual
 from theory.hooks import act_name
 from theory.symbolic import Derivation, Step
-from theory.theorem import Control, Theorem
+from theory.theorem import Control, CoqProof, Theorem
 
 e_ij = sp.Symbol("e_{ij}", positive=True)  # exp(T x_i^T H x_j), one content key
 Z = sp.Symbol("Z_i", positive=True)  # content normaliser sum_{r in C(i)} exp(l_ir)
@@ -110,6 +110,19 @@ THEOREM = Theorem(
             "a wrong softmax that leaves the prefix keys out of the denominator",
             "broken-denominator",
             "prefix",
+        ),
+    ),
+    coq=CoqProof(
+        names=(
+            "RelativeAttention.relative_attention",
+            "RelativeAttention.relative_attention_ratio",
+            "Layer.layer_relative_attention",
+            "RelativeAttention.prefix_outside_denominator_refuted",
+        ),
+        general_in=(
+            "every number of content keys n >= 1 (the query's visible keys: any mask), of virtual "
+            "positions n_p, any logits (any d, head dimension, temperature, positional scheme); "
+            "per head of a layer with any number of heads H and any of the four context methods"
         ),
     ),
 )

@@ -17,7 +17,7 @@ from theory.attention import mask_matrix
 from theory.compare import layer_pairs
 from theory.hooks import act_name
 from theory.symbolic import Derivation, Step
-from theory.theorem import Control, Theorem
+from theory.theorem import Control, CoqProof, Theorem
 from theory.theorems.common import core_architecture, max_abs, single_virtual_trial
 
 PATTERN, SCORES, V, Z_HOOK = act_name("pattern"), act_name("scores"), act_name("v"), act_name("z")
@@ -169,5 +169,9 @@ THEOREM = Theorem(
             "broken-denominator",
             "prefix",
         ),
+    ),
+    coq=CoqProof(
+        names=("SinglePrefix.single_prefix",),
+        general_in=("every n >= 1, value dimension, prefix logit and value (prefix or KV-prefix)"),
     ),
 )
