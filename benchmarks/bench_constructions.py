@@ -28,8 +28,6 @@ import jax.numpy as jnp
 import numpy as np
 
 import theory
-
-theory.configure_jax()  # float64 and the XLA CPU workaround, as the command line
 from constructions import (
     all_pairs,
     conditional_model,
@@ -45,19 +43,27 @@ from constructions import (
 from constructions.certificates import max_digits_float
 from theory.context import SoftPrompt
 
+theory.configure_jax()  # float64 and the XLA CPU workaround, as the command line
 
-def timed(fn, repeats=1):
+
+def timed(fn, *args, repeats=1, **kwargs):
+    """``fn(*args, **kwargs)``: (its result, first call's seconds, best of ``repeats`` more)."""
     t0 = time.perf_counter()
-    out = fn()
+    out = fn(*args, **kwargs)
     jax.block_until_ready(out)
     first = time.perf_counter() - t0
     best = math.inf
     for _ in range(repeats):
         t0 = time.perf_counter()
-        out = fn()
+        out = fn(*args, **kwargs)
         jax.block_until_ready(out)
         best = min(best, time.perf_counter() - t0)
     return out, first, best
+
+
+def batched(context, n: int):
+    """The context's arrays broadcast to a leading batch axis of length ``n``."""
+    return jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (n,) + x.shape), context)
 
 
 def slope(ns, ts):
@@ -76,7 +82,7 @@ def bench_unconditional(max_n, seq_max_n, rng):
         c = unconditional_model(95, n)
         seq = rng.integers(0, 95, n)
         ctx = virtual_token(c, seq)
-        gen, first, best = timed(lambda: greedy_generate(c, ctx))
+        gen, first, best = timed(greedy_generate, c, ctx)
         ok = bool((np.asarray(gen.tokens) == seq).all())
         row = {
             "N": n,
@@ -89,7 +95,7 @@ def bench_unconditional(max_n, seq_max_n, rng):
             "compile_s": first - best,
         }
         if n <= seq_max_n:
-            gen_s, _, best_s = timed(lambda: greedy_generate(c, ctx, method="sequential"))
+            gen_s, _, best_s = timed(greedy_generate, c, ctx, method="sequential")
             row["correct"] = ok and bool((np.asarray(gen_s.tokens) == seq).all())
             row["sequential_s_per_token"] = best_s / n
         rows.append(row)
@@ -144,9 +150,7 @@ def bench_two_token(rng, exact_pairs):
     c = two_token_model(16)
     table = rng.integers(0, 16, (16, 16))
     pairs = all_pairs(16)
-    ctx = jax.tree_util.tree_map(
-        lambda x: jnp.broadcast_to(x, (len(pairs),) + x.shape), pair_token(c, table)
-    )
+    ctx = batched(pair_token(c, table), len(pairs))
     gen, first, best = timed(lambda: greedy_generate_batch(c, ctx, pairs))
     correct = int((np.asarray(gen.tokens)[:, 0] == table[pairs[:, 0], pairs[:, 1]]).sum())
     print(
@@ -164,10 +168,8 @@ def bench_two_token(rng, exact_pairs):
         cv = two_token_model(V)
         tv = rng.integers(0, V, (V, V))
         pv = all_pairs(V)
-        cx = jax.tree_util.tree_map(
-            lambda x: jnp.broadcast_to(x, (len(pv),) + x.shape), pair_token(cv, tv)
-        )
-        gv, _, bv = timed(lambda: greedy_generate_batch(cv, cx, pv))
+        cx = batched(pair_token(cv, tv), len(pv))
+        gv, _, bv = timed(greedy_generate_batch, cv, cx, pv)
         ok = int((np.asarray(gv.tokens)[:, 0] == tv[pv[:, 0], pv[:, 1]]).sum())
         print(
             f"  float64, V={V}: k={cv.extra['k']} digits/coordinate (G={cv.extra['G']}), d_model={cv.arch.d_model}: "

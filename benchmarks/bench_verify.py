@@ -33,13 +33,13 @@ import jax
 import jax.numpy as jnp
 
 import theory
-
-theory.configure_jax()  # float64 and the XLA CPU workaround, as the command line
 from theory.architecture import Architecture
 from theory.methods import METHODS
 from theory.registry import THEOREMS
 from theory.trials import TrialShape, draw_trial
 from theory.verify import trial_keys
+
+theory.configure_jax()  # float64 and the XLA CPU workaround, as the command line
 
 ARCH = Architecture(
     name="bench-1L-4H-d64",

@@ -29,10 +29,10 @@ import time
 import jax
 
 import theory
-
-theory.configure_jax()  # float64 and the XLA CPU workaround, as the command line
 from theory.trials import TrialShape
 from theory.verify import FAST_COMPILE, groups_function, plan, trial_keys
+
+theory.configure_jax()  # float64 and the XLA CPU workaround, as the command line
 
 STRATEGIES = {
     "per method": (False, {"xla_backend_optimization_level": 0}),

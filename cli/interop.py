@@ -165,7 +165,9 @@ def read_context(path):
         with np.load(path) as data:
             arrays = {k: data[k] for k in data.files}
     except (OSError, ValueError, EOFError) as exc:
-        raise ToolkitError(f"--context {path}: expected an .npz file, could not read it ({exc})")
+        raise ToolkitError(
+            f"--context {path}: expected an .npz file, could not read it ({exc})"
+        ) from exc
     for names, cls in CONTEXT_ARRAYS.items():
         if set(arrays) == set(names):
             return cls(*(np.asarray(arrays[n]) for n in names))

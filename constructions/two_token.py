@@ -280,7 +280,7 @@ def pair_token_exact(construction: Construction, table) -> list[list[Fraction]]:
     c = construction
     L = c.extra["layout"]
     row = [Fraction(0)] * c.arch.d_model
-    for idx, v in zip(L["val"], packed_values(c, table)):
+    for idx, v in zip(L["val"], packed_values(c, table), strict=True):
         row[int(idx)] = v
     return [row]
 

@@ -38,12 +38,12 @@ import numpy as np
 from theory.compare import compare
 from theory.context import Prefix, n_virtual
 from theory.errors import ToolkitError
+from theory.hooks import act_name
 from theory.methods import rank1_update
 from theory.model import forward
 from theory.tolerances import TOL_F64
 from theory.trials import Trial
 from theory.verify import FAST_COMPILE
-from theory.hooks import act_name
 
 # docs/theory.md §3 [paper]: LLaMA-7B fp16, layer 0, head 12, one-token prefix trained on DART.
 PAPER_LLAMA_ATTENTION = 4.88e-4
@@ -381,7 +381,9 @@ def format_report(report: Report) -> str:
                 + ["", "layer 0 holds, deeper changes"]
             )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    table = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    table = [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
     table.insert(1, "  ".join("-" * w for w in widths))
     lines += table
     t, w = report.training, report.witness

@@ -32,10 +32,10 @@ from interop.hf import HFModel, load_hf
 from interop.peft import read_adapter
 from theory.context import KVPrefix, Prefix, SoftPrompt, n_virtual
 from theory.errors import ToolkitError
+from theory.hooks import act_name
 from theory.model import apply_norm, forward
 from theory.tolerances import TOL_F64
 from theory.verify import FAST_COMPILE
-from theory.hooks import act_name
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "hf"
 FAMILIES = ("gpt2", "llama", "bert")

@@ -24,13 +24,12 @@
 import os
 
 import jax.numpy as jnp
-from IPython.display import Image, Markdown, display
+from IPython.display import Image, display
 
 import theory
 from cli.main import main
 from render.atlas import write_atlas
 from render.table import format_table
-from theory import THEOREMS, get_theorem
 from theory.architecture import ARCHITECTURES, Architecture, register_architecture
 from theory.attention import (
     AttentionKind,

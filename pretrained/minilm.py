@@ -38,8 +38,8 @@ from pretrained.optional import require
 from theory.architecture import Architecture
 from theory.context import n_virtual
 from theory.errors import ToolkitError
-from theory.model import forward
 from theory.hooks import act_name
+from theory.model import forward
 
 IGNORED_TENSORS = bert.IGNORED
 

@@ -41,7 +41,7 @@ def parity(dtype="float32", fixture_path=None) -> dict:
     fx = load_fixture(fixture_path)
     model = load_minilm(dtype)
     ids, mask = tokenize(model.tokenizer, fx["sentences"])
-    ours_ids = [row[m].tolist() for row, m in zip(ids, mask)]
+    ours_ids = [row[m].tolist() for row, m in zip(ids, mask, strict=True)]
     emb = encode(model, fx["sentences"])
     pooled = encode(model, fx["sentences"], normalise=False)
     ref = np.asarray(fx["embeddings"])

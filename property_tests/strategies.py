@@ -9,7 +9,7 @@ architecture is property-tested with no edit here.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import jax
 import jax.numpy as jnp
@@ -49,7 +49,7 @@ def with_temperature(params, T):
     return dict(params, blocks=blocks)
 
 
-@lru_cache(maxsize=None)
+@cache
 def comparison_fn(arch_name: str, method_name: str, shape: TrialShape):
     """Compiled ``(key, content_mask [n], T) -> Comparison`` for one bucket."""
     arch, method = ARCHITECTURES[arch_name], METHODS[method_name]

@@ -75,7 +75,10 @@ def bias_geometry(t, t_pt, prefix_value, title: str = ""):
     points = np.concatenate([t, t_pt, v[None]])
     centre = points.mean(0)
     _, _, vt = np.linalg.svd(points - centre, full_matrices=False)
-    project = lambda x: (x - centre) @ vt[:2].T  # noqa: E731
+
+    def project(x):
+        return (x - centre) @ vt[:2].T
+
     P, Ppt, Pv = project(t), project(t_pt), project(v[None])[0]
     fig, ax = plt.subplots(figsize=(5, 5))
     for a, b in zip(P, Ppt, strict=False):

@@ -9,11 +9,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from theory.architecture import ARCHITECTURES
+from cli.main import main
 from render.atlas import grid, to_markdown, write_atlas
+from theory.architecture import ARCHITECTURES
 from theory.attention import ATTENTION_KINDS, AttentionKind
 from theory.blocks import BLOCK_KINDS
-from cli.main import main
 from theory.errors import ToolkitError
 from theory.methods import METHODS
 from theory.params import param_shapes

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import theory  # noqa: F401
+from cli.main import main
 from constructions import (
     ASCII,
     all_pairs,
@@ -32,10 +32,9 @@ from constructions import (
     worst_sequence,
 )
 from constructions.checks import construction_trial, section3_residuals
-from constructions.examples import animals_map, load_map, map_table, swapcase_map
 from constructions.exact import ExactModel
+from constructions.examples import animals_map, load_map, map_table, swapcase_map
 from constructions.two_token import pair_token_exact
-from cli.main import main
 from theory.compare import compare
 from theory.context import Prefix, SoftPrompt
 from theory.errors import ToolkitError
@@ -260,7 +259,7 @@ def test_exact_evaluator_agrees_with_the_float_model():
     )
     logits, _ = forward(c.params, c.arch, jnp.array([3, 7]), pair_token(c, table))
     np.testing.assert_array_equal(np.array([float(x) for x in lo[0]]), np.asarray(logits[1]))
-    assert all(h - l < 1e-30 for l, h in zip(lo[0], hi[0]))
+    assert all(h - l < 1e-30 for l, h in zip(lo[0], hi[0], strict=True))
     small = unconditional_model(5, 3, T=3.0)  # softmax with real leakage
     ctx = virtual_token(small, [4, 0, 2])
     from fractions import Fraction
@@ -270,7 +269,12 @@ def test_exact_evaluator_agrees_with_the_float_model():
         [5, 4, 0], virtual
     )
     logits, _ = forward(small.params, small.arch, jnp.array([5, 4, 0]), ctx)
-    mid = np.array([[float((a + b) / 2) for a, b in zip(r_lo, r_hi)] for r_lo, r_hi in zip(lo, hi)])
+    mid = np.array(
+        [
+            [float((a + b) / 2) for a, b in zip(r_lo, r_hi, strict=True)]
+            for r_lo, r_hi in zip(lo, hi, strict=True)
+        ]
+    )
     np.testing.assert_allclose(mid, np.asarray(logits), atol=1e-13)
 
 

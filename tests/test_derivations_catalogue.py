@@ -7,11 +7,10 @@ from pathlib import Path
 import pytest
 import sympy as sp
 
-import theory  # noqa: F401
 from cli.main import main
-from theory.registry import THEOREMS
 from render.derivations import markdown_document
 from theory.instance import symbolic_instance
+from theory.registry import THEOREMS
 
 CATALOGUE = (
     "single_prefix",

@@ -2,12 +2,10 @@
 
 import os
 
-import numpy as np
-import pytest
-
-import theory  # noqa: F401
 import jax
 import jax.numpy as jnp
+import numpy as np
+import pytest
 
 from experiments import adapt as A
 from experiments import checkpoint, tasks

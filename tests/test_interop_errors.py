@@ -7,12 +7,11 @@ import struct
 import numpy as np
 import pytest
 
-import theory  # noqa: F401  (float64)
+from cli.main import main
 from interop import oracle
 from interop.files import read_safetensors, write_safetensors
 from interop.hf import load_hf
 from interop.peft import read_adapter, write_adapter
-from cli.main import main
 from theory.context import KVPrefix, SoftPrompt
 from theory.errors import ToolkitError
 

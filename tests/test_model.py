@@ -5,10 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import theory
+from property_tests.strategies import with_temperature
 from theory import ARCHITECTURES, HardPrompt, KVPrefix, Prefix, SoftPrompt, forward, init_params
 from theory.hooks import act_name
-from property_tests.strategies import with_temperature
 
 GPT = ARCHITECTURES["gpt"]
 

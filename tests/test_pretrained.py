@@ -8,12 +8,12 @@ import jax
 import numpy as np
 import pytest
 
-import theory  # noqa: F401  (float64)
+import theory
 from cli.main import main
-from theory.errors import ToolkitError
 from pretrained import minilm
 from pretrained.optional import require
 from pretrained.parity import PARITY_TOL, load_fixture, parity
+from theory.errors import ToolkitError
 
 
 @pytest.fixture(scope="module")

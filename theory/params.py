@@ -158,7 +158,7 @@ def validate_params(params, arch: Architecture) -> None:
     except Exception as exc:  # pragma: no cover - exotic containers
         raise ToolkitError(
             f"parameters must be a pytree of arrays, got {type(params).__name__}: {exc}"
-        )
+        ) from exc
     missing = sorted(set(exp_leaves) - set(got_leaves))
     if missing:
         raise ToolkitError(

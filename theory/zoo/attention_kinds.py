@@ -139,7 +139,10 @@ def _sigmoid_derivation():
     l, v, u = sp.IndexedBase("l"), sp.IndexedBase("v"), sp.IndexedBase("u")
     lij, bias = sp.symbols("l_{ij} b", real=True)
     A, Apt, t, tpt, B, m = sp.symbols("A_{ij} A^{pt}_{ij} t_i t^{pt}_i b_i m_i")
-    sigma = lambda x: 1 / (1 + sp.exp(-x))  # noqa: E731
+
+    def sigma(x):
+        return 1 / (1 + sp.exp(-x))
+
     return Derivation(
         title="Sigmoid attention (modified form): content weights are untouched and the prefix adds a bias",
         definitions=(
