@@ -74,8 +74,8 @@ def slope(ns, ts):
 def bench_unconditional(max_n, seq_max_n, rng):
     print("== unconditional (Theorem 1), V = 95")
     print(
-        f"{'N':>6} {'T':>5} {'d_model':>7} {'cert':>8} {'correct':>7} {'passes':>6} {'jacobi ms/token':>15} "
-        f"{'sequential ms/token':>19} {'compile s':>9}"
+        f"{'N':>6} {'T':>5} {'d_model':>7} {'cert':>8} {'correct':>7} {'passes':>6} "
+        f"{'jacobi ms/token':>15} {'sequential ms/token':>19} {'compile s':>9}"
     )
     rows, n = [], 64
     while n <= max_n:
@@ -103,8 +103,9 @@ def bench_unconditional(max_n, seq_max_n, rng):
             f"{1e3 * row['sequential_s_per_token']:.3f}" if "sequential_s_per_token" in row else "-"
         )
         print(
-            f"{n:>6} {c.T:>5g} {c.arch.d_model:>7} {c.certificate.verdict:>8.8} {str(row['correct']):>7} "
-            f"{row['passes']:>6} {1e3 * row['jacobi_s_per_token']:>15.3f} {seq_ms:>19} {row['compile_s']:>9.1f}"
+            f"{n:>6} {c.T:>5g} {c.arch.d_model:>7} {c.certificate.verdict:>8.8} "
+            f"{str(row['correct']):>7} {row['passes']:>6} "
+            f"{1e3 * row['jacobi_s_per_token']:>15.3f} {seq_ms:>19} {row['compile_s']:>9.1f}"
         )
         n *= 2
     ns = [r["N"] for r in rows]
@@ -115,8 +116,8 @@ def bench_unconditional(max_n, seq_max_n, rng):
         [r["N"] for r in seq_rows], [r["sequential_s_per_token"] * r["N"] for r in seq_rows]
     )
     print(
-        f"cost growth (total generation time ~ N^a): jacobi a = {g_j:.2f}, sequential a = {g_s:.2f} "
-        f"(one forward pass of the O(N)-wide model costs ~N^3 dense flops)"
+        f"cost growth (total generation time ~ N^a): jacobi a = {g_j:.2f}, sequential a "
+        f"= {g_s:.2f} (one forward pass of the O(N)-wide model costs ~N^3 dense flops)"
     )
     return {"rows": rows, "growth_jacobi": g_j, "growth_sequential": g_s}
 
@@ -154,9 +155,9 @@ def bench_two_token(rng, exact_pairs):
     gen, first, best = timed(lambda: greedy_generate_batch(c, ctx, pairs))
     correct = int((np.asarray(gen.tokens)[:, 0] == table[pairs[:, 0], pairs[:, 1]]).sum())
     print(
-        f"  float64, k={c.extra['k']} digits/coordinate (G={c.extra['G']}), d_model={c.arch.d_model}, MLP depth "
-        f"{c.arch.mlp_depth}: {correct}/256 correct, certificate {c.certificate.verdict}; {1e3 * best:.1f} ms "
-        f"for the batch"
+        f"  float64, k={c.extra['k']} digits/coordinate (G={c.extra['G']}), "
+        f"d_model={c.arch.d_model}, MLP depth {c.arch.mlp_depth}: {correct}/256 correct, "
+        f"certificate {c.certificate.verdict}; {1e3 * best:.1f} ms for the batch"
     )
     out["float64"] = {
         "k": c.extra["k"],
@@ -172,8 +173,9 @@ def bench_two_token(rng, exact_pairs):
         gv, _, bv = timed(greedy_generate_batch, cv, cx, pv)
         ok = int((np.asarray(gv.tokens)[:, 0] == tv[pv[:, 0], pv[:, 1]]).sum())
         print(
-            f"  float64, V={V}: k={cv.extra['k']} digits/coordinate (G={cv.extra['G']}), d_model={cv.arch.d_model}: "
-            f"{ok}/{len(pv)} correct, certificate {cv.certificate.verdict}; {1e3 * bv:.1f} ms for the batch"
+            f"  float64, V={V}: k={cv.extra['k']} digits/coordinate "
+            f"(G={cv.extra['G']}), d_model={cv.arch.d_model}: {ok}/{len(pv)} correct, "
+            f"certificate {cv.certificate.verdict}; {1e3 * bv:.1f} ms for the batch"
         )
         out[f"float64_V{V}"] = {
             "k": cv.extra["k"],
@@ -189,9 +191,9 @@ def bench_two_token(rng, exact_pairs):
     dt = time.perf_counter() - t0
     correct = int((res == table[sel[:, 0], sel[:, 1]]).sum())
     print(
-        f"  exact mode, full packing k=16 (64 bits per coordinate, d_model={ce.arch.d_model}): {correct}/{len(sel)} "
-        f"proved correct by interval evaluation, certificate {ce.certificate.verdict} (T={ce.T:g}); "
-        f"{dt / len(sel):.3f} s per input"
+        f"  exact mode, full packing k=16 (64 bits per coordinate, d_model={ce.arch.d_model}): "
+        f"{correct}/{len(sel)} proved correct by interval evaluation, certificate "
+        f"{ce.certificate.verdict} (T={ce.T:g}); {dt / len(sel):.3f} s per input"
     )
     out["exact"] = {
         "k": 16,
@@ -202,8 +204,8 @@ def bench_two_token(rng, exact_pairs):
     }
     full = [V for V in range(2, 40) if max_digits_float(V, "float64") >= V]
     print(
-        f"  full packing (k = V) certifiable in float64 up to V = {max(full)} (companion code: exact up to V = 11); "
-        f"with k < V any V runs in float64 (hidden size V*ceil(V/k))"
+        f"  full packing (k = V) certifiable in float64 up to V = {max(full)} (companion code: "
+        "exact up to V = 11); with k < V any V runs in float64 (hidden size V*ceil(V/k))"
     )
     out["float64_full_packing_max_V"] = max(full)
     return out

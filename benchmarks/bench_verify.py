@@ -134,15 +134,17 @@ def measure(name, fn, batch, args) -> dict:
     rates = {way: trials * n_checks / s for way, (trials, s) in seconds.items()}
     best = max(rates["batched"], rates[f"chunked ({args.chunk})"])
     print(
-        f"\n{name}: worst residual {float(reference.max()):.2e} over {args.trials} trials (tolerance 1e-10); "
-        f"the four ways agree to {agree:.1e}; batched compile {t_compile:.1f} s (excluded)"
+        f"\n{name}: worst residual {float(reference.max()):.2e} over "
+        f"{args.trials} trials (tolerance 1e-10); the four ways agree "
+        f"to {agree:.1e}; batched compile {t_compile:.1f} s (excluded)"
     )
     print(f"  {'way':<14}{'trials':>8}{'seconds':>10}{'checks/s':>12}{'best batched / this':>22}")
     for way, (trials, s) in seconds.items():
         print(f"  {way:<14}{trials:>8}{s:>10.4f}{rates[way]:>12.0f}{best / rates[way]:>21.1f}x")
     print(
-        f"  memory: batched program {mib(memory_bytes(batched))} ({mib((memory_bytes(batched) or 0) / args.trials)}"
-        f" per trial), chunked {mib(memory_bytes(chunked))}, single-trial {mib(memory_bytes(single))}"
+        f"  memory: batched program {mib(memory_bytes(batched))} "
+        f"({mib((memory_bytes(batched) or 0) / args.trials)} per trial), chunked "
+        f"{mib(memory_bytes(chunked))}, single-trial {mib(memory_bytes(single))}"
     )
     return {"best": best, **rates}
 
@@ -171,8 +173,8 @@ def main(argv=None) -> int:
 
     device = jax.devices()[0]
     print(
-        f"device: {device.platform} ({device.device_kind}); model {ARCH.name}: n={SHAPE.n}, n_p={SHAPE.n_p}, "
-        f"float64, method prefix, {len(THEOREM_IDS)} checks per trial"
+        f"device: {device.platform} ({device.device_kind}); model {ARCH.name}: n={SHAPE.n}, "
+        f"n_p={SHAPE.n_p}, float64, method prefix, {len(THEOREM_IDS)} checks per trial"
     )
     keys = trial_keys(args.seed, args.trials)
     end_to_end = measure("draw+check (verify's per-trial work)", draw_and_check, keys, args)

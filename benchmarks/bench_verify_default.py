@@ -63,7 +63,8 @@ def time_command(runs: int) -> None:
         cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         summary = [line for line in proc.stdout.splitlines() if "verdicts as expected" in line]
         print(
-            f"| {i + 1} | {wall:.1f} | {cpu:.1f} | {proc.returncode} | {summary[0] if summary else proc.stderr[-200:]} |"
+            f"| {i + 1} | {wall:.1f} | {cpu:.1f} | {proc.returncode} "
+            f"| {summary[0] if summary else proc.stderr[-200:]} |"
         )
 
 
@@ -74,8 +75,9 @@ def time_strategies() -> None:
     for a, m, ids in plan():
         by_arch.setdefault(a, []).append((a, m, ids))
     print(
-        f"\n## Compile strategies over the default plan ({sum(map(len, by_arch.values()))} (architecture, "
-        f"method) groups, {len(by_arch)} architectures), single-threaded, one process\n"
+        "\n## Compile strategies over the default plan "
+        f"({sum(map(len, by_arch.values()))} (architecture, method) groups, "
+        f"{len(by_arch)} architectures), single-threaded, one process\n"
     )
     print("| strategy | functions | trace+lower s | compile CPU s | run s |")
     print("|---|---:|---:|---:|---:|")

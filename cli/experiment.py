@@ -64,7 +64,8 @@ def run(args) -> int:
         ok &= all(c["holds"] for c in result["claims"])
         for c in result["claims"]:
             print(
-                f"[{'ok' if c['holds'] else 'FAILS'}] {name}: {c['claim']}: {c['value']:.4g} {c['op']} {c['target']:g}"
+                f"[{'ok' if c['holds'] else 'FAILS'}] {name}: "
+                f"{c['claim']}: {c['value']:.4g} {c['op']} {c['target']:g}"
             )
     md = report.write_markdown(runner.out)
     print(f"results: {md}  (elapsed {time.perf_counter() - start:.1f} s, mode {args.mode})")

@@ -197,8 +197,9 @@ def run_export(args) -> int:
     out = write_adapter(context, model, args.out, task_type=args.task_type, overwrite=args.force)
     config = json.loads((out / "adapter_config.json").read_text())
     print(
-        f"wrote {out}: {config['peft_type']}, {config['num_virtual_tokens']} virtual tokens, "
-        f"task_type {config['task_type']} (load it with PeftModel.from_pretrained(base, {str(out)!r}))"
+        f"wrote {out}: {config['peft_type']}, {config['num_virtual_tokens']} "
+        f"virtual tokens, task_type {config['task_type']} (load it with "
+        f"PeftModel.from_pretrained(base, {str(out)!r}))"
     )
     return 0
 

@@ -52,8 +52,9 @@ def conditional_model(
         cert0 = scalar_certificate("conditional", V, N0, 1.0, name)
         if not math.isfinite(cert0.T_min):
             raise ToolkitError(
-                f"conditional construction with V={V}, N0={N0} cannot be certified in {name} at any temperature "
-                f"(largest safe V: {cert0.V_max}, largest safe N0: {cert0.N_max}); use float64 or smaller V/N0"
+                f"conditional construction with V={V}, N0={N0} cannot be certified "
+                f"in {name} at any temperature (largest safe V: {cert0.V_max}, "
+                f"largest safe N0: {cert0.N_max}); use float64 or smaller V/N0"
             )
         T = math.ceil(cert0.T_min) + 1.0
     T = check_temperature(T)
@@ -76,7 +77,10 @@ def conditional_model(
             mlp_depth=3,
             temperature=T,
             final_norm=False,
-            description="Theorem 2 construction: N0 virtual tokens encode any map from a user token to N0 tokens",
+            description=(
+                "Theorem 2 construction: N0 virtual tokens "
+                "encode any map from a user token to N0 tokens"
+            ),
         )
     )
     P = zero_params(arch)

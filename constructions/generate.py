@@ -146,7 +146,8 @@ def greedy_generate(
         )
     if int(prompt.min()) < 0 or int(prompt.max()) >= c.arch.d_vocab:
         raise ToolkitError(
-            f"prompt: token ids must lie in [0, {c.arch.d_vocab}), got {np.asarray(prompt).tolist()}"
+            "prompt: token ids must lie in [0, "
+            f"{c.arch.d_vocab}), got {np.asarray(prompt).tolist()}"
         )
     return _generate(c.params if params is None else params, c.arch, context, prompt, n_new, method)
 
@@ -175,7 +176,8 @@ def greedy_generate_batch(
         )
     if prompts.size and (prompts.min() < 0 or prompts.max() >= c.arch.d_vocab):
         raise ToolkitError(
-            f"prompts: token ids must lie in [0, {c.arch.d_vocab}), got {prompts.min()}..{prompts.max()}"
+            f"prompts: token ids must lie in [0, {c.arch.d_vocab}), "
+            f"got {prompts.min()}..{prompts.max()}"
         )
     prompts = jnp.asarray(prompts.astype(np.int32))
     n_new = c.n_out if n_new is None else n_new

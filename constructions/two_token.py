@@ -80,16 +80,17 @@ def two_token_model(
         k = V if exact else min(V, k_float)
         if k < 1:
             raise ToolkitError(
-                f"two-token construction with V={V} cannot hold one base-{B} digit exactly in {name}; "
-                f"use exact=True (exact mode) or float64"
+                f"two-token construction with V={V} cannot hold one base-{B} "
+                f"digit exactly in {name}; use exact=True (exact mode) or float64"
             )
     k = check_size("k (digits per coordinate)", k, 1, V)
     if not exact and k > k_float:
         raise ToolkitError(
-            f"two-token construction: V={V} with k={k} base-{B} digits per coordinate needs {(k + 1) * b + 3} "
-            f"mantissa bits, {name} has {MANTISSA[name]} (largest certifiable: k={k_float}); remedies: exact mode "
-            f"(exact=True / --exact), fewer digits per coordinate (k <= {k_float}, hidden size grows)"
-            f"{', or float64' if name == 'float32' else ''}"
+            f"two-token construction: V={V} with k={k} base-{B} digits per coordinate "
+            f"needs {(k + 1) * b + 3} mantissa bits, {name} has {MANTISSA[name]} "
+            f"(largest certifiable: k={k_float}); remedies: exact mode (exact=True / "
+            f"--exact), fewer digits per coordinate (k <= {k_float}, hidden size "
+            f"grows){', or float64' if name == 'float32' else ''}"
         )
     if T is None:
         if exact:
@@ -118,7 +119,10 @@ def two_token_model(
             mlp_depth=2 * k + 3,
             temperature=T,
             final_norm=False,
-            description="two-token construction: one virtual token encodes any map [V]^2 -> [V], decoded by the MLP",
+            description=(
+                "two-token construction: one virtual token "
+                "encodes any map [V]^2 -> [V], decoded by the MLP"
+            ),
         )
     )
     P = zero_params(arch)

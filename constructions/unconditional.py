@@ -62,9 +62,9 @@ def unconditional_model(V: int, N: int, T: float | None = None, dtype=jnp.float6
         cert0 = scalar_certificate("unconditional", V, N, 1.0, name)
         if not math.isfinite(cert0.T_min):
             raise ToolkitError(
-                f"unconditional construction with V={V}, N={N} cannot be certified in {name} at any temperature "
-                f"(largest safe V for this N: {cert0.V_max}, largest safe N for this V: {cert0.N_max}); "
-                f"use a larger dtype (float64) or smaller V/N"
+                f"unconditional construction with V={V}, N={N} cannot be certified in {name} "
+                f"at any temperature (largest safe V for this N: {cert0.V_max}, largest safe "
+                f"N for this V: {cert0.N_max}); use a larger dtype (float64) or smaller V/N"
             )
         T = default_temperature(V, N, name)
     T = check_temperature(T)
@@ -86,7 +86,9 @@ def unconditional_model(V: int, N: int, T: float | None = None, dtype=jnp.float6
             mlp_depth=3,
             temperature=T,
             final_norm=False,
-            description="Theorem 1 construction: one virtual token controls the whole greedy output",
+            description=(
+                "Theorem 1 construction: one virtual token controls the whole greedy output"
+            ),
         )
     )
     P = zero_params(arch)

@@ -356,7 +356,10 @@ def format_report(report: Report) -> str:
     )
     rows = [header]
     for r in report.rows:
-        verdict = f"{r.verdict} (expected {r.expected}){'' if r.verdict == r.expected else '  UNEXPECTED'}"
+        verdict = (
+            f"{r.verdict} (expected "
+            f"{r.expected}){'' if r.verdict == r.expected else '  UNEXPECTED'}"
+        )
         lead = [r.prefix, r.dtype]
         if "relative_attention" in r.theorems:
             rows.append(
@@ -390,9 +393,9 @@ def format_report(report: Report) -> str:
     lines.append("")
     if t:
         lines.append(
-            f"optimised prefix: {t['steps']} Adam steps, cos(emb({t['source']!r}), emb({t['target']!r})): "
-            f"no prefix {t['cos_no_prefix']:.4f}, initial prefix {t['cos_init']:.4f}, "
-            f"trained {t['cos_trained']:.4f}"
+            f"optimised prefix: {t['steps']} Adam steps, cos(emb({t['source']!r}), "
+            f"emb({t['target']!r})): no prefix {t['cos_no_prefix']:.4f}, initial "
+            f"prefix {t['cos_init']:.4f}, trained {t['cos_trained']:.4f}"
         )
     if w.get("changes") is not None:
         lines.append(

@@ -78,9 +78,9 @@ def format_parity(results: list[dict]) -> str:
     for r in results:
         cls = ", ".join(f"{x:.1e}" for x in r["cls_state_max_abs_diff_per_layer"])
         lines.append(
-            f"  ours in {r['dtype']}: token ids match {r['token_ids_match']}; embeddings max |diff| "
-            f"{r['embedding_max_abs_diff']:.2e} (target {r['tolerance']:.0e}: "
-            f"{'agrees' if r['agrees'] else 'DISAGREES'}); pooled norms {r['pooled_norm_max_abs_diff']:.2e}; "
-            f"[CLS] state per layer (embeddings, 0..): {cls}"
+            f"  ours in {r['dtype']}: token ids match {r['token_ids_match']}; embeddings max "
+            f"|diff| {r['embedding_max_abs_diff']:.2e} (target {r['tolerance']:.0e}: "
+            f"{'agrees' if r['agrees'] else 'DISAGREES'}); pooled norms "
+            f"{r['pooled_norm_max_abs_diff']:.2e}; [CLS] state per layer (embeddings, 0..): {cls}"
         )
     return "\n".join(lines)

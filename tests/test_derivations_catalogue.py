@@ -62,7 +62,8 @@ def test_breaking_a_definition_breaks_the_conclusion():
 
 def test_checked_in_document_is_fresh():
     assert DOC.read_text() == markdown_document(), (
-        "docs/derivations.md is stale: run `prefix-theory derive --all --markdown --output docs/derivations.md`"
+        "docs/derivations.md is stale: run `prefix-theory "
+        "derive --all --markdown --output docs/derivations.md`"
     )
 
 

@@ -154,7 +154,8 @@ def forward(
             )
         if token_types is not None and tuple(getattr(token_types, "shape", ())) != (n,):
             raise ToolkitError(
-                f"token_types: expected shape ({n},), got {tuple(getattr(token_types, 'shape', ()))}"
+                f"token_types: expected shape ({n},), got "
+                f"{tuple(getattr(token_types, 'shape', ()))}"
             )
     key_mask = (
         jnp.ones(n_p + tokens.shape[0], bool)

@@ -92,7 +92,10 @@ register_positional(
     PositionalScheme(
         "learned",
         relative=False,
-        description="learned absolute position embeddings W_pos [n_ctx, d_model] added to the token embedding",
+        description=(
+            "learned absolute position embeddings W_pos "
+            "[n_ctx, d_model] added to the token embedding"
+        ),
         learned_shapes=lambda arch: {"W_pos": (arch.n_ctx, arch.d_model)},
         embed=_learned_embed,
     )

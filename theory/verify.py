@@ -195,7 +195,10 @@ def run_verify(
         arch, method = ARCHITECTURES[a], METHODS[m]
         if isinstance(residuals, Exception):
             exc = residuals
-            message = f"the check raised {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            message = (
+                f"the check raised {type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''}"
+            )
             for tid in ids:
                 expected, _ = THEOREMS[tid].expectation(arch, method)
                 results.append(

@@ -35,8 +35,10 @@ hard1, virt_u, virt_c, hard_n = sp.symbols("B_hard B_virtual^uncond B_virtual^co
 
 def derivation() -> Derivation:
     return Derivation(
-        title="Counting: one hard token <= V behaviours; one virtual token V^N completions and V^V maps; "
-        "a hard prompt needs n >= V tokens",
+        title=(
+            "Counting: one hard token <= V behaviours; one virtual token "
+            "V^N completions and V^V maps; a hard prompt needs n >= V tokens"
+        ),
         definitions=(
             (V, 2 + a, "vocabulary size V >= 2"),
             (N, 2 + b, "completion length N >= 2"),
@@ -85,10 +87,10 @@ def derivation() -> Derivation:
             ),
         ),
         notes=(
-            "Counts are compared through logarithms (log is increasing), which lets sympy prove the strict "
-            "inequalities for every V >= 2, N >= 2 and n <= V - 1. The constructions (constructions package) "
-            "attain V^N and V^V; their certificates are checked there, and constructions.capacity enumerates "
-            "them for small V, N.",
+            "Counts are compared through logarithms (log is increasing), which lets sympy "
+            "prove the strict inequalities for every V >= 2, N >= 2 and n <= V - 1. The "
+            "constructions (constructions package) attain V^N and V^V; their certificates "
+            "are checked there, and constructions.capacity enumerates them for small V, N.",
         ),
     )
 

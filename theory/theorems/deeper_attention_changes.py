@@ -52,8 +52,8 @@ def derivation() -> Derivation:
             ),
         ),
         notes=(
-            "A one-dimensional instance suffices for an existence statement; the numeric check exhibits the "
-            "change in random multi-layer models (with a prefix in every layer).",
+            "A one-dimensional instance suffices for an existence statement; the numeric check "
+            "exhibits the change in random multi-layer models (with a prefix in every layer).",
         ),
     )
 

@@ -57,8 +57,9 @@ def derivation() -> Derivation:
             Step(
                 s1,
                 Fn(E_tok + p0),
-                "soft ⊆ prefix: setting every layer's state to what the soft prompt produces "
-                "reproduces the run (per input in a bidirectional model, where F also reads the content)",
+                "soft ⊆ prefix: setting every layer's state to what the "
+                "soft prompt produces reproduces the run (per input in "
+                "a bidirectional model, where F also reads the content)",
             ),
             Step(
                 k - b_K,
@@ -73,9 +74,9 @@ def derivation() -> Derivation:
             ),
         ),
         notes=(
-            "Scalars stand for vectors and maps (every step is an identity of the same shape). The numeric "
-            "check replays the narrower run through the wider method and compares the logits of every content "
-            "position: exact up to float64 rounding.",
+            "Scalars stand for vectors and maps (every step is an identity of the same "
+            "shape). The numeric check replays the narrower run through the wider method and "
+            "compares the logits of every content position: exact up to float64 rounding.",
         ),
     )
 

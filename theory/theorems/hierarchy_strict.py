@@ -65,10 +65,11 @@ def derivation() -> Derivation:
             ),
         ),
         notes=(
-            "Counting parameters shows the parameterisations differ; the numeric check exhibits concrete "
-            "witnesses: a soft prompt whose logits are at a positive distance from those of every one-token "
-            "hard prompt (exhaustive over the vocabulary), and a prefix whose layer-(l+1) state is not "
-            "F_l(layer-l state). For L = 1 the second witness cannot exist and the check expects 'holds'.",
+            "Counting parameters shows the parameterisations differ; the numeric check "
+            "exhibits concrete witnesses: a soft prompt whose logits are at a positive "
+            "distance from those of every one-token hard prompt (exhaustive over the "
+            "vocabulary), and a prefix whose layer-(l+1) state is not F_l(layer-l state). "
+            "For L = 1 the second witness cannot exist and the check expects 'holds'.",
         ),
     )
 
@@ -107,7 +108,8 @@ def expect(arch, method):
     if method.name == "prefix" and arch.n_layers == 1:
         return (
             "holds",
-            "one layer: a prefix is the soft prompt of its layer-0 state (nothing deeper to differ)",
+            "one layer: a prefix is the soft prompt of "
+            "its layer-0 state (nothing deeper to differ)",
         )
     if method.name == "prefix":
         return "fails", "witness: prefix states that no soft prompt produces (strict inclusion)"

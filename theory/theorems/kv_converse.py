@@ -57,19 +57,20 @@ def derivation() -> Derivation:
             Step(
                 (c * w11) * x1 + (c * w12) * x2,
                 c * (w11 * x1 + w12 * x2),
-                "rank-deficient M (value row = c * key row): for EVERY state x the value is c times the key, "
-                "so a free (k, v) with v != c k is no state's image",
+                "rank-deficient M (value row = c * key row): for EVERY state x the value "
+                "is c times the key, so a free (k, v) with v != c k is no state's image",
             ),
         ),
         notes=(
-            "The 2 x 2 case shows the mechanism: reachable (k, v) = the column space of M. In general M has "
-            "2 G d_head rows (keys and values of all G key/value heads share one state) and d_model columns; "
-            "its column space is all of R^{2 G d_head} exactly when it has full row rank, which requires "
-            "2 G d_head <= d_model (random weights: generically sufficient). With RoPE the key is rotated "
-            "by the virtual position (R_p orthogonal, undone first). With pre-LN the statement is about the "
-            "attention input h = LN_1(s); which h are LayerNorm outputs is a further restriction not claimed "
-            "here. The decomposition of §3 holds for any (k, v): relative_attention, convex_output and "
-            "single_prefix run with the kv_prefix method.",
+            "The 2 x 2 case shows the mechanism: reachable (k, v) = the column space of M. In "
+            "general M has 2 G d_head rows (keys and values of all G key/value heads share one "
+            "state) and d_model columns; its column space is all of R^{2 G d_head} exactly "
+            "when it has full row rank, which requires 2 G d_head <= d_model (random weights: "
+            "generically sufficient). With RoPE the key is rotated by the virtual position "
+            "(R_p orthogonal, undone first). With pre-LN the statement is about the attention "
+            "input h = LN_1(s); which h are LayerNorm outputs is a further restriction not "
+            "claimed here. The decomposition of §3 holds for any (k, v): relative_attention, "
+            "convex_output and single_prefix run with the kv_prefix method.",
         ),
     )
 

@@ -38,7 +38,10 @@ def _rope_logit(pi, pj):
 
 def derivation() -> Derivation:
     return Derivation(
-        title="Relative schemes: shifting every content position by n_p leaves content-to-content logits unchanged",
+        title=(
+            "Relative schemes: shifting every content position "
+            "by n_p leaves content-to-content logits unchanged"
+        ),
         definitions=(
             (rope, _rope_logit(i, j), "RoPE logit of one frequency pair: (R_i q) . (R_j k)"),
             (
@@ -60,10 +63,11 @@ def derivation() -> Derivation:
             ),
         ),
         notes=(
-            "With learned or sinusoidal absolute codes the content embedding is E[tok] + p_{i+n_p} instead of "
-            "E[tok] + p_i: the layer-0 inputs differ, so in general the content logits differ too (the "
-            "numeric witness). Relative attention is then unchanged after the shift only for relative "
-            "schemes; the paper's statements assume equal positions (docs/theory.md §1.7).",
+            "With learned or sinusoidal absolute codes the content embedding is E[tok] "
+            "+ p_{i+n_p} instead of E[tok] + p_i: the layer-0 inputs differ, so in "
+            "general the content logits differ too (the numeric witness). Relative "
+            "attention is then unchanged after the shift only for relative schemes; "
+            "the paper's statements assume equal positions (docs/theory.md §1.7).",
         ),
     )
 

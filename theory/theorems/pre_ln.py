@@ -35,7 +35,10 @@ e0, Z = sp.symbols("e_{i0} Z_i", positive=True)
 
 def derivation() -> Derivation:
     return Derivation(
-        title="Pre-LN: the prefix enters attention as LN(s), so the value (bias direction) is W_V LN(s) + b_V",
+        title=(
+            "Pre-LN: the prefix enters attention as LN(s), "
+            "so the value (bias direction) is W_V LN(s) + b_V"
+        ),
         definitions=(
             (
                 h,
@@ -60,10 +63,11 @@ def derivation() -> Derivation:
             Step(1 - A, Z / (e0 + Z), "content share; relative attention unchanged as before"),
         ),
         notes=(
-            "The §3 derivations never use what the key and value are made from, only that they are the same "
-            "for every query; replacing s by h = LN_1(s) changes nothing in them. The scalars W_V, b_V stand "
-            "for one row of the value map. Post-LN blocks read the block input directly (h = s); with RoPE the "
-            "key is additionally rotated by the virtual position, which the logit absorbs.",
+            "The §3 derivations never use what the key and value are made from, only "
+            "that they are the same for every query; replacing s by h = LN_1(s) changes "
+            "nothing in them. The scalars W_V, b_V stand for one row of the value map. "
+            "Post-LN blocks read the block input directly (h = s); with RoPE the key is "
+            "additionally rotated by the virtual position, which the logit absorbs.",
         ),
     )
 

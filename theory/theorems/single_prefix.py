@@ -36,7 +36,10 @@ tpt_i = sp.Symbol("t^{pt}_i")
 
 def derivation() -> Derivation:
     return Derivation(
-        title="One prefix position: closed-form prefix weight, rescaled content attention, convex output",
+        title=(
+            "One prefix position: closed-form prefix weight, "
+            "rescaled content attention, convex output"
+        ),
         definitions=(
             (A0, e0 / (e0 + Z), "softmax weight of the prefix position (closed form)"),
             (A_ij, e_ij / Z, "softmax without the prefix"),
@@ -57,11 +60,12 @@ def derivation() -> Derivation:
             Step(A0, 1, "the prefix weight is a proper share (so the combination is convex)", "<"),
         ),
         notes=(
-            "Z_i = sum_{r in C(i)} exp(l_ir) > 0 and S_i = sum_{r in C(i)} exp(l_ir) v_r are kept as symbols "
-            "(Z_i positive), so nothing depends on the number of content keys. "
-            "Z_i stands for a sum of any length, so the steps hold for every n, head, query, temperature and "
-            "mask; the value steps are linear, so one coordinate proves every coordinate. With a KV-prefix "
-            "u is the free value v_0 and e_i0 = exp(T q_i . k_0 / sqrt(k)).",
+            "Z_i = sum_{r in C(i)} exp(l_ir) > 0 and S_i = sum_{r in C(i)} exp(l_ir) "
+            "v_r are kept as symbols (Z_i positive), so nothing depends on the "
+            "number of content keys. Z_i stands for a sum of any length, so the "
+            "steps hold for every n, head, query, temperature and mask; the value "
+            "steps are linear, so one coordinate proves every coordinate. With a "
+            "KV-prefix u is the free value v_0 and e_i0 = exp(T q_i . k_0 / sqrt(k)).",
         ),
     )
 

@@ -52,9 +52,9 @@ SIGMOID_REASON = (
     "capped at 1; derivation: docs/atlas.md"
 )
 SSMAX_REASON = (
-    "the logit scale log(N_i) grows with the number of visible keys, which the prefix raises by n_p: "
-    "content ratios change by ((N_i+n_p)/N_i)^(l_ij-l_ik), so the prefix re-sharpens attention "
-    "(derivation: docs/atlas.md)"
+    "the logit scale log(N_i) grows with the number of visible keys, which the "
+    "prefix raises by n_p: content ratios change by ((N_i+n_p)/N_i)^(l_ij-l_ik), "
+    "so the prefix re-sharpens attention (derivation: docs/atlas.md)"
 )
 
 # The catalogue theorems that state softmax-specific closed forms, and why they fail here.
