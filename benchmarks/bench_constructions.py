@@ -1,6 +1,7 @@
 """Scale targets of the constructions, all through theory.model.forward.
 
-    .venv/bin/python benchmarks/bench_constructions.py [--quick] [--max-n 1024] [--seq-max-n 128] [--json PATH]
+    .venv/bin/python benchmarks/bench_constructions.py [--quick] [--max-n 1024] [--seq-max-n 128]
+                                                       [--json PATH]
 
 1. Unconditional (Theorem 1, V = 95): for N = 64 .. max-n, a random sequence of
    length N is generated greedily from one virtual token and checked; time per

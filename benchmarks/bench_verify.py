@@ -1,4 +1,5 @@
-"""Throughput of the theorem checks: batched (vmap) vs a plain Python loop over trials, side by side.
+"""Throughput of the theorem checks: batched (vmap) vs a plain Python loop over trials,
+side by side.
 
 Model: 1 layer, 4 heads, d_model 64 (d_head 16, d_mlp 256), n = 16 content tokens, n_p = 4 prefix
 positions, softmax, pre-LN, learned positions; method ``prefix``; the two §3 checks (relative
@@ -97,7 +98,8 @@ def index(batch, t):
 
 
 def measure(name, fn, batch, args) -> dict:
-    """Time ``fn`` over the leading axis of ``batch`` four ways; returns rates (checks/s) and memory."""
+    """Time ``fn`` over the leading axis of ``batch`` four ways; returns rates (checks/s) and
+    memory."""
     n_checks = len(THEOREM_IDS)
     start = time.perf_counter()
     batched = jax.jit(jax.vmap(fn)).lower(batch).compile()
@@ -150,7 +152,7 @@ def measure(name, fn, batch, args) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument(
         "--trials", type=int, default=1024, help="trials per batched call (default 1024)"
     )

@@ -1,5 +1,5 @@
-"""Wall time of the default ``prefix-theory verify`` (target: 60 s on 2 cores, compilation included),
-and what the compile strategy buys, measured in one run.
+"""Wall time of the default ``prefix-theory verify`` (target: 60 s on 2 cores, compilation
+included), and what the compile strategy buys, measured in one run.
 
 Part 1 runs the command as a fresh process ``--runs`` times (imports, tracing, XLA compilation
 and the checks: what a user waits for) and prints each wall time and the process's CPU use.

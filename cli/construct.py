@@ -1,9 +1,11 @@
 """``prefix-theory construct``: run the capacity constructions of docs/theory.md §2.
 
-    prefix-theory construct unconditional "I love transformers!" [--N N] [--T T] [--dtype float32] [--section3]
+    prefix-theory construct unconditional "I love transformers!" [--N N] [--T T] [--dtype float32]
+                                         [--section3]
     prefix-theory construct map (--example swapcase|animals | --json FILE) [--input C] [--T T]
     prefix-theory construct pairs [--V 10] [--seed 0] [--digits K] [--exact] [--T T]
-    prefix-theory construct certificate unconditional|conditional|two_token --V V [--N N] [--T T] [--derive]
+    prefix-theory construct certificate unconditional|conditional|two_token --V V [--N N] [--T T]
+                                        [--derive]
     prefix-theory construct ceiling [--V V] [--N N]
 
 Every model is a weight construction of ``theory.model.forward``; every run prints

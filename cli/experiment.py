@@ -2,7 +2,8 @@
 
 Runs the docs/theory.md §4 experiments, prints the Markdown table, writes
 ``{out}/{name}.json``, ``{out}/results.md``, PNGs and checkpoints (``{out}/checkpoints``;
-a rerun resumes them).  Exit 0 when every claim holds (always in --quick mode), 1 otherwise, 2 on usage errors.
+a rerun resumes them).  Exit 0 when every claim holds (always in --quick mode), 1 otherwise, 2 on
+usage errors.
 """
 
 from __future__ import annotations

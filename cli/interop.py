@@ -2,8 +2,10 @@
 
     prefix-theory verify  --model hf:DIR [--adapter ADAPTER_DIR] [--text FILE] [--trials N]
                           [--prefix-length N] [--seed S] [--theorem ID] [--out DIR] [--json PATH]
-    prefix-theory inspect --model hf:DIR --adapter ADAPTER_DIR [--text FILE] [--json PATH] [--png PATH]
-    prefix-theory export  --model hf:DIR --context FILE.npz --out ADAPTER_DIR [--task-type T] [--force]
+    prefix-theory inspect --model hf:DIR --adapter ADAPTER_DIR [--text FILE] [--json PATH]
+                          [--png PATH]
+    prefix-theory export  --model hf:DIR --context FILE.npz --out ADAPTER_DIR [--task-type T]
+                          [--force]
 
 Inputs: ``--text FILE`` (one input per line) is tokenised with ``DIR/tokenizer.json``; without
 it, :data:`DEFAULT_TEXTS` when the folder has a tokenizer, otherwise seeded random token ids

@@ -36,9 +36,9 @@ are multiples of one granularity whose absolute values add up to less than
 decoder is built so that only BOUNDED units are summed).  Then every partial sum,
 in whatever order XLA accumulates it, is exactly representable, and the float
 computation IS the ideal one.  (A first design summed unbounded ramp units and
-lost exactness under vmapped float32 matmuls; the test suite now checks float32.)  In exact arithmetic the selected packed number is
-off by at most ``2(1 + s)/(e^T + 2) < 4/(e^T + 2)`` and every digit is exact when
-that is below ``B^{-k}/4``: ``e^T > 16 B^k - 2`` (sufficient, not tight).
+lost exactness under vmapped float32 matmuls; the test suite now checks float32.)  In exact
+arithmetic the selected packed number is off by at most ``2(1 + s)/(e^T + 2) < 4/(e^T + 2)`` and
+every digit is exact when that is below ``B^{-k}/4``: ``e^T > 16 B^k - 2`` (sufficient, not tight).
 """
 
 from __future__ import annotations
@@ -73,7 +73,8 @@ def gamma(n: int, u: Fraction) -> Fraction:
 
 @contextmanager
 def iv_precision(prec: int):
-    """Temporarily set mpmath's INTERVAL context precision (bits); ``mp.workprec`` does not affect it."""
+    """Temporarily set mpmath's INTERVAL context precision
+    (bits); ``mp.workprec`` does not affect it."""
     old = mpmath.iv.prec
     mpmath.iv.prec = max(prec, old)
     try:
@@ -273,7 +274,7 @@ def scalar_certificate(
     )
 
 
-# --------------------------------------------------------------------------- two-token digit decoder
+# -------------------------------------------------------------------------- two-token digit decoder
 
 
 def digit_base(V: int) -> tuple[int, int]:

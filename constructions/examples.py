@@ -75,7 +75,8 @@ def swapcase_map(vocab: Vocabulary = ASCII) -> dict[str, str]:
 
 
 def animals_map(vocab: Vocabulary = ASCII) -> dict[str, str]:
-    """Capital letters to animal names, small letters to foods, anything else to nothing (padding)."""
+    """Capital letters to animal names, small letters
+    to foods, anything else to nothing (padding)."""
     out = {c: "" for c in vocab.chars}
     for i, letter in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZ"):
         out[letter] = ANIMALS[i]

@@ -162,7 +162,8 @@ def _generate_batch(params, arch, contexts, prompts, n_new, method):
 def greedy_generate_batch(
     construction: Construction, contexts, prompts, n_new: int | None = None, method: str = "jacobi"
 ) -> Generation:
-    """vmapped :func:`greedy_generate`: contexts with a leading batch axis, prompts ``[B, n_prompt]``."""
+    """vmapped :func:`greedy_generate`: contexts with
+    a leading batch axis, prompts ``[B, n_prompt]``."""
     c = construction
     prompts = np.asarray(prompts)
     if (

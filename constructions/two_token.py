@@ -156,7 +156,8 @@ def two_token_model(
 
 
 def _digit_mlp(mlp: dict, L: Layout, V: int, k: int, G: int, B: int) -> None:
-    """Write the digit-extracting ReLU MLP (see the module docstring) into ``mlp`` (numpy, in place).
+    """Write the digit-extracting ReLU MLP (see the
+    module docstring) into ``mlp`` (numpy, in place).
 
     Hidden layers: 1 (row select), 2 (group select), then for each digit i a pair
     A_i (``u_m = ReLU(g_m)``, ``g_m = (2/delta_i)(B r_i - m) + 3/2``) and B_i
@@ -296,7 +297,8 @@ def all_pairs(V: int) -> np.ndarray:
 
 
 def exact_two_token_table(construction: Construction, table, pairs=None, prec: int | None = None):
-    """Exact-mode evaluation: for each input pair, the token the REAL-arithmetic model provably emits.
+    """Exact-mode evaluation: for each input pair, the
+    token the REAL-arithmetic model provably emits.
 
     Returns an int array ``[len(pairs)]`` with -1 where the interval evaluation cannot
     separate the top logit (never for a certified construction).  ``pairs`` default: all V^2.

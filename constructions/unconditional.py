@@ -126,7 +126,8 @@ def unconditional_model(V: int, N: int, T: float | None = None, dtype=jnp.float6
 
 
 def virtual_token(construction: Construction, sequence) -> SoftPrompt:
-    """The single virtual token ``s = sum_i (y_i / V) e_val[i]`` that makes the model emit ``sequence``.
+    """The single virtual token ``s = sum_i (y_i / V) e_val[i]``
+    that makes the model emit ``sequence``.
 
     ``sequence``: token ids in ``[0, V)``, length at most N (shorter ones are padded with
     token 0 and only their first ``len`` outputs are meant).
@@ -153,7 +154,8 @@ def virtual_token(construction: Construction, sequence) -> SoftPrompt:
 
 
 def virtual_tokens(construction: Construction, sequences) -> SoftPrompt:
-    """Batched :func:`virtual_token`: ``sequences [B, N]`` -> SoftPrompt with embeddings ``[B, 1, d_model]``."""
+    """Batched :func:`virtual_token`: ``sequences [B, N]``
+    -> SoftPrompt with embeddings ``[B, 1, d_model]``."""
     c = construction
     ids = np.asarray(sequences)
     if ids.ndim != 2 or ids.shape[1] != c.n_out:
@@ -169,7 +171,8 @@ def virtual_tokens(construction: Construction, sequences) -> SoftPrompt:
 
 
 def worst_sequence(V: int, N: int) -> np.ndarray:
-    """The input that attains the leakage bound: zeros, then V-1 last (the content pulls it down)."""
+    """The input that attains the leakage bound: zeros,
+    then V-1 last (the content pulls it down)."""
     seq = np.zeros(N, np.int64)
     seq[-1] = V - 1
     return seq

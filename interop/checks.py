@@ -53,13 +53,15 @@ THEOREM_IDS = ("relative_attention", "convex_output")
 
 
 def model_trial(params, ids, mask, context) -> Trial:
-    """A Trial of a real model: base = adapted = ``params``, content ``ids [n]``, padding ``mask [n]``."""
+    """A Trial of a real model: base = adapted = ``params``,
+    content ``ids [n]``, padding ``mask [n]``."""
     key_mask = jnp.concatenate([jnp.ones(n_virtual(context), bool), mask])
     return Trial(params, params, ids, context, key_mask)
 
 
 def unconditional_residual(arch, trial: Trial):
-    """Per layer ``max |A^pt_ij - (1 - m_i) A^{no prefix}_ij|`` against the whole model run without prefix."""
+    """Per layer ``max |A^pt_ij - (1 - m_i) A^{no prefix}_ij|``
+    against the whole model run without prefix."""
     n_p = n_virtual(trial.context)
     _, with_prefix = forward(
         trial.params,
@@ -89,7 +91,8 @@ def unconditional_residual(arch, trial: Trial):
 
 
 def context_residuals(arch, params, contexts, ids, mask):
-    """``contexts`` (a context batched over B), ``ids``/``mask [B, n]`` -> dict of ``[B, n_layers]``."""
+    """``contexts`` (a context batched over B),
+    ``ids``/``mask [B, n]`` -> dict of ``[B, n_layers]``."""
 
     def one(context, i, m):
         trial = model_trial(params, i, m, context)
@@ -124,7 +127,8 @@ def compiled(fn, arch, *args):
 
 @dataclass
 class Row:
-    """Per-layer maxima (over heads, queries, keys, inputs and contexts) for one context kind and dtype."""
+    """Per-layer maxima (over heads, queries, keys, inputs
+    and contexts) for one context kind and dtype."""
 
     prefix: str  # e.g. "random" | "optimised" | "adapter" | "rank1_WQ (negative control)"
     dtype: str
@@ -243,7 +247,8 @@ def update_witness(witness: dict, unc, kind: str, dtype: str, inputs, offset: in
 
 
 def rank1_control(params, key, dtype):
-    """The rank-1 ``W_Q`` update, drawn in float64 and rounded, so both dtypes check the same one."""
+    """The rank-1 ``W_Q`` update, drawn in float64
+    and rounded, so both dtypes check the same one."""
     wide = jax.tree_util.tree_map(lambda x: x.astype(jnp.float64), params)
     return jax.tree_util.tree_map(lambda x: x.astype(dtype), rank1_update(wide, "W_Q", key))
 

@@ -37,7 +37,8 @@ def load_fixture(path: str | Path | None = None) -> dict:
 
 
 def parity(dtype="float32", fixture_path=None) -> dict:
-    """Max |difference| to the reference: embeddings (per sentence), pooled norms, [CLS] states per layer."""
+    """Max |difference| to the reference: embeddings (per
+    sentence), pooled norms, [CLS] states per layer."""
     fx = load_fixture(fixture_path)
     model = load_minilm(dtype)
     ids, mask = tokenize(model.tokenizer, fx["sentences"])

@@ -1,4 +1,5 @@
-"""The atlas: the theorem x architecture grid of ``verify`` results (``prefix-theory verify --atlas``).
+"""The atlas: the theorem x architecture grid of
+``verify`` results (``prefix-theory verify --atlas``).
 
 One cell per (theorem, architecture) summarises every method that ran there:
 
@@ -281,7 +282,8 @@ def to_png(results, path: str) -> str:
 
 
 def write_atlas(results, directory: str, *, seed: int, trials: int, elapsed: float | None = None):
-    """Write ``atlas.md`` and ``atlas.png`` into ``directory``; returns (markdown text, md path, png path)."""
+    """Write ``atlas.md`` and ``atlas.png`` into ``directory``;
+    returns (markdown text, md path, png path)."""
     os.makedirs(directory, exist_ok=True)
     text = to_markdown(results, seed=seed, trials=trials, elapsed=elapsed)
     md_path = os.path.join(directory, "atlas.md")

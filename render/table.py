@@ -6,7 +6,8 @@ from theory.verify import Result
 
 
 def format_table(results: list[Result]) -> str:
-    """Plain-text table: theorem x architecture x method, expected, verdict, max residual, trials."""
+    """Plain-text table: theorem x architecture x
+    method, expected, verdict, max residual, trials."""
     header = (
         "theorem",
         "architecture",

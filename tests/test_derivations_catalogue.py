@@ -1,5 +1,5 @@
-"""The catalogue's derivations: every step machine-checked, a broken step caught, the document fresh,
-and the ``derive`` command line (--list, --all --markdown, --substitute, usage errors)."""
+"""The catalogue's derivations: every step machine-checked, a broken step caught, the document
+fresh, and the ``derive`` command line (--list, --all --markdown, --substitute, usage errors)."""
 
 import dataclasses
 from pathlib import Path
@@ -45,7 +45,8 @@ def test_every_step_verifies_and_any_broken_step_is_caught(theorem_id):
 
 
 def test_breaking_a_definition_breaks_the_conclusion():
-    """Negative control at the level of the model: the prefix left out of the softmax denominator."""
+    """Negative control at the level of the model:
+    the prefix left out of the softmax denominator."""
     derivation = THEOREMS["single_prefix"].derivation()
     definitions = list(derivation.definitions)
     k = next(i for i, (symbol, _, _) in enumerate(definitions) if str(symbol) == "A^{pt}_{ij}")

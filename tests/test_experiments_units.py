@@ -211,7 +211,7 @@ def test_claim_reports_violations():
     assert claim("x", 0.01, "<=", 0.05)["holds"] and not claim("x", 0.2, "<=", 0.05)["holds"]
 
 
-# ----------------------------------------------------------------------------- training + checkpoints
+# --------------------------------------------------------------------------- training + checkpoints
 
 
 def test_training_lowers_loss_and_resumes_identically(base, tmp_path):

@@ -1,4 +1,5 @@
-"""Bad input to the Hugging Face / PEFT interop: one clear ToolkitError, CLI exit 2, nothing written."""
+"""Bad input to the Hugging Face / PEFT interop: one
+clear ToolkitError, CLI exit 2, nothing written."""
 
 import json
 import shutil

@@ -1,4 +1,5 @@
-"""all-MiniLM-L6-v2 loader: mapping, parity with the reference fixture, bad input, CLI usage errors."""
+"""all-MiniLM-L6-v2 loader: mapping, parity with the
+reference fixture, bad input, CLI usage errors."""
 
 import json
 import shutil
@@ -132,7 +133,8 @@ def test_unexpected_tensor_is_named(model, tensors):
 
 
 def test_weights_file_on_disk(tmp_path, tensors):
-    """A folder whose safetensors lacks tensors, or is corrupt, or lacks config.json: clear errors."""
+    """A folder whose safetensors lacks tensors, or
+    is corrupt, or lacks config.json: clear errors."""
     from safetensors.numpy import save_file
 
     shutil.copy(minilm.model_dir() / "config.json", tmp_path / "config.json")

@@ -85,8 +85,8 @@ def residual_function(arch: Architecture, method_name: str, theorem_ids: tuple, 
 
 
 def groups_function(groups, shape: TrialShape):
-    """``keys -> [residuals of each group]`` for (architecture, method, theorem ids) ``groups`` as one
-    function (not yet compiled); the groups of one architecture share the base model's draw."""
+    """``keys -> [residuals of each group]`` for (architecture, method, theorem ids) ``groups`` as
+    one function (not yet compiled); the groups of one architecture share the base model's draw."""
     fns = [residual_function(ARCHITECTURES[a], m, ids, shape) for a, m, ids in groups]
     return lambda keys: [fn(keys) for fn in fns]
 

@@ -106,7 +106,8 @@ def _cone_residual(bias, values):
 
 
 def residuals(arch, trial):
-    """[n_layers, 3]: cone residual, per-head rank tail, rank tail after W_O (over N_INPUTS inputs)."""
+    """[n_layers, 3]: cone residual, per-head rank
+    tail, rank tail after W_O (over N_INPUTS inputs)."""
     n_p = n_virtual(trial.context)
     shifts = jnp.arange(N_INPUTS) * 3 + 1
 

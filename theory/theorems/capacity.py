@@ -4,8 +4,8 @@
   (unconditional) and at most ``V`` maps ``[V] -> [V]`` (conditional).
 * One virtual token (a soft prompt) reaches ``V^N`` completions (Theorem 1) and ``V^V`` maps
   (Theorem 2) in the constructions of :mod:`constructions`.
-* A hard prompt of ``n`` tokens selects among at most ``V^n`` behaviours, so reaching all ``V^V`` maps
-  needs ``n >= V``.
+* A hard prompt of ``n`` tokens selects among at most ``V^n`` behaviours, so reaching all ``V^V``
+  maps needs ``n >= V``.
 
 The constructions that attain V^N and V^V live in the ``constructions`` package, above this core:
 ``constructions.capacity`` enumerates them and passes its counts to :func:`instance`.
@@ -148,7 +148,8 @@ def expect(arch, method):
 
 
 def soft_prompts_from_rows_check(arch, trial):
-    """The check with "soft" prompts that are rows of W_E: hard tokens, so no witness (a control)."""
+    """The check with "soft" prompts that are rows of
+    W_E: hard tokens, so no witness (a control)."""
     _, soft = counts(arch, trial, soft_from_rows=True)
     return jnp.maximum(soft - arch.d_vocab, 0).astype(trial.params["embed"]["W_E"].dtype)
 

@@ -7,8 +7,9 @@ For any head (``d_head >= 1``) and a query ``i`` that sees two content keys with
     W_Q <- W_Q + b a^T,    b = h_i / |h_i|^2,    a = R_i^{-1} (k_1 - k_2) / |k_1 - k_2|^2
 
 (TransformerLens layout: ``q = h W_Q``; ``R_i`` the query's RoPE rotation, identity otherwise) moves
-the query by ``R_i a`` and so multiplies ``A_i1 / A_i2`` by exactly ``exp(T / sqrt(d_head))``: relative
-attention changes.  A prefix, on the other hand, rescales every content weight by the same factor.
+the query by ``R_i a`` and so multiplies ``A_i1 / A_i2`` by exactly ``exp(T / sqrt(d_head))``:
+relative attention changes.  A prefix, on the other hand, rescales every content weight by the same
+factor.
 
 """
 
@@ -142,7 +143,8 @@ def check(arch, trial):
 
 
 def instance(arch, trial):
-    """The derived change T/sqrt(k) of log(A_i1/A_i2) next to the measured one (layer 0, every head)."""
+    """The derived change T/sqrt(k) of log(A_i1/A_i2)
+    next to the measured one (layer 0, every head)."""
     predicted = float(sp.N((T / sk).subs({T: arch.temperature, sk: sp.sqrt(arch.d_head)})))
     errors = residuals(arch, trial)[0]
     return [

@@ -5,13 +5,14 @@ narrower one's and compares logits (float64, residual <= TOL_F64):
 
 * a hard prompt ``tok`` is the soft prompt ``E[tok]``;
 * a soft prompt is the prefix made of the hidden states it produces at every layer (the states
-  ``resid_pre`` activations of its virtual positions) -- in a bidirectional encoder these states depend on
-  the content, so this holds PER INPUT: the prefix that reproduces a soft prompt on one input is
-  in general a different prefix on another input;
+  ``resid_pre`` activations of its virtual positions) -- in a bidirectional encoder these states
+  depend on the content, so this holds PER INPUT: the prefix that reproduces a soft prompt on one
+  input is in general a different prefix on another input;
 * a hidden-state prefix ``s`` is the KV-prefix of the keys and values it produces
   (``W_K LN_1(s) + b_K`` rotated by its position, ``W_V LN_1(s) + b_V``; see ``pre_ln``).
 
-Strictness is the separate witness theorem ``hierarchy_strict`` (and ``kv_converse`` for the last step).
+Strictness is the separate witness theorem
+``hierarchy_strict`` (and ``kv_converse`` for the last step).
 """
 
 import jax

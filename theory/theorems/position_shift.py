@@ -4,9 +4,10 @@
 The §3 statements compare runs with the content at the same positions.  If instead the no-prefix run
 has its content at positions ``0..n-1`` (the prefix shifted it by ``n_p``), a relative scheme (RoPE,
 ALiBi, none) gives the same content-to-content logits, so layer 0's relative attention is still
-unchanged; an absolute scheme (learned, sinusoidal) adds different position codes to the content, and
-it is not.  Each positional scheme declares ``relative`` in :mod:`theory.positional`; the expectation
-is read from that registry data, so "fails, as expected" on absolute schemes is a pass (a witness).
+unchanged; an absolute scheme (learned, sinusoidal) adds different position codes to the content,
+and it is not.  Each positional scheme declares ``relative`` in :mod:`theory.positional`; the
+expectation is read from that registry data, so "fails, as expected" on absolute schemes is a pass
+(a witness).
 
 """
 

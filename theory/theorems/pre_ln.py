@@ -1,4 +1,5 @@
-"""Pre-LN: every §3 statement holds with ``s`` replaced by the normalised ``s`` (docs/theory.md §3.5).
+"""Pre-LN: every §3 statement holds with ``s``
+replaced by the normalised ``s`` (docs/theory.md §3.5).
 
 A prefix state ``s`` set at a block's input (the ``resid_pre`` activation) reaches attention as
 ``h = LN_1(s)`` in a pre-LN block (``h = s`` otherwise), so its key and value are
@@ -75,7 +76,8 @@ def derivation() -> Derivation:
 def residuals(arch, trial, normalise: bool = True):
     """[n_layers, 3]: value residual, key residual, output residual with explicitly computed values.
 
-    ``normalise=False`` uses the raw state (the negative control: wrong on a pre-LN architecture)."""
+    ``normalise=False`` uses the raw state (the negative
+    control: wrong on a pre-LN architecture)."""
     n_p = n_virtual(trial.context)
     group = arch.n_heads // arch.kv_heads
     out = []

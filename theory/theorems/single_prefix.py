@@ -6,7 +6,9 @@ For a content query ``i`` with logits ``l_ir`` to the visible content keys and
     A^pt_i0 = exp(l_i0) / (exp(l_i0) + sum_r exp(l_ir))
     A^pt_ij = A_ij (1 - A^pt_i0)
     t^pt_i  = A^pt_i0 W_V s + (1 - A^pt_i0) t_i
-    t^pt_i - t_i = A^pt_i0 (W_V s - t_i)       (every content query pulled towards the one point W_V s)
+    t^pt_i - t_i = A^pt_i0 (W_V s - t_i)
+
+so every content query's output is pulled towards the one point ``W_V s``.
 """
 
 import jax
@@ -71,7 +73,8 @@ def derivation() -> Derivation:
 
 
 def residuals(arch, trial):
-    """Per-check residuals of the four closed-form identities (first virtual position only), all layers."""
+    """Per-check residuals of the four closed-form identities (first virtual position only),
+    all layers."""
     trial = single_virtual_trial(trial)
     group = arch.n_heads // arch.kv_heads
     sees_prefix = mask_matrix(arch, trial.key_mask)[1:, 0]  # [n] content query i sees the prefix
@@ -106,7 +109,8 @@ def check(arch, trial):
 
 
 def instance(arch, trial):
-    """(label, symbolic result at the JAX numbers, JAX value) for layer 0, head 0, the last content query."""
+    """(label, symbolic result at the JAX numbers, JAX value) for layer 0, head 0, the last
+    content query."""
     trial = single_virtual_trial(trial)
     layer = layer_pairs(arch, trial)[0][0]
     i = trial.tokens.shape[0] - 1

@@ -66,7 +66,8 @@ def _sigmoid_weights(q, k, arch, bias, mask, virtual):
 
 
 def _ssmax_weights(q, k, arch, bias, mask, virtual):
-    """Scalable-softmax (Nakanishi, 2025): softmax of ``log(N_i) l_ij``, N_i = number of visible keys."""
+    """Scalable-softmax (Nakanishi, 2025): softmax of
+    ``log(N_i) l_ij``, N_i = number of visible keys."""
     logits = scaled_logits(q, k, arch, bias)
     n_visible = mask.sum(-1).astype(logits.dtype)  # [Nq]
     scaled = logits * jnp.log(jnp.maximum(n_visible, 1.0))[None, :, None]
