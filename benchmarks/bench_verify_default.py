@@ -106,7 +106,7 @@ def time_strategies() -> None:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--skip-strategies", action="store_true")
     args = parser.parse_args(argv)
