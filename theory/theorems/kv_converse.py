@@ -22,8 +22,8 @@ from theory.symbolic import Derivation, Step
 from theory.theorem import Control, CoqProof, Theorem
 from theory.theorems.common import logits_of, max_abs
 
-# a 2 x 2 instance of M = [W_K; W_V] (one key row, one value row over d = 2 coordinates) and its
-# inverse
+# a 2 x 2 instance of M = [W_K; W_V] (one key row, one value row over d = 2 coordinates)
+# and its inverse
 w11, w12, w21, w22 = sp.symbols("w_11 w_12 w_21 w_22")
 k0, v0 = sp.symbols("k v")
 D = sp.Symbol("D")
