@@ -1,6 +1,7 @@
 """Scale targets of the constructions, all through theory.model.forward.
 
-    .venv/bin/python benchmarks/bench_constructions.py [--quick] [--max-n 1024] [--seq-max-n 128] [--json PATH]
+    .venv/bin/python benchmarks/bench_constructions.py [--quick] [--max-n 1024] [--seq-max-n 128]
+                                                       [--json PATH]
 
 1. Unconditional (Theorem 1, V = 95): for N = 64 .. max-n, a random sequence of
    length N is generated greedily from one virtual token and checked; time per
@@ -28,8 +29,6 @@ import jax.numpy as jnp
 import numpy as np
 
 import theory
-
-theory.configure_jax()  # float64 and the XLA CPU workaround, as the command line
 from constructions import (
     all_pairs,
     conditional_model,
@@ -45,19 +44,27 @@ from constructions import (
 from constructions.certificates import max_digits_float
 from theory.context import SoftPrompt
 
+theory.configure_jax()  # float64 and the XLA CPU workaround, as the command line
 
-def timed(fn, repeats=1):
+
+def timed(fn, *args, repeats=1, **kwargs):
+    """``fn(*args, **kwargs)``: (its result, first call's seconds, best of ``repeats`` more)."""
     t0 = time.perf_counter()
-    out = fn()
+    out = fn(*args, **kwargs)
     jax.block_until_ready(out)
     first = time.perf_counter() - t0
     best = math.inf
     for _ in range(repeats):
         t0 = time.perf_counter()
-        out = fn()
+        out = fn(*args, **kwargs)
         jax.block_until_ready(out)
         best = min(best, time.perf_counter() - t0)
     return out, first, best
+
+
+def batched(context, n: int):
+    """The context's arrays broadcast to a leading batch axis of length ``n``."""
+    return jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (n,) + x.shape), context)
 
 
 def slope(ns, ts):
@@ -68,15 +75,15 @@ def slope(ns, ts):
 def bench_unconditional(max_n, seq_max_n, rng):
     print("== unconditional (Theorem 1), V = 95")
     print(
-        f"{'N':>6} {'T':>5} {'d_model':>7} {'cert':>8} {'correct':>7} {'passes':>6} {'jacobi ms/token':>15} "
-        f"{'sequential ms/token':>19} {'compile s':>9}"
+        f"{'N':>6} {'T':>5} {'d_model':>7} {'cert':>8} {'correct':>7} {'passes':>6} "
+        f"{'jacobi ms/token':>15} {'sequential ms/token':>19} {'compile s':>9}"
     )
     rows, n = [], 64
     while n <= max_n:
         c = unconditional_model(95, n)
         seq = rng.integers(0, 95, n)
         ctx = virtual_token(c, seq)
-        gen, first, best = timed(lambda: greedy_generate(c, ctx))
+        gen, first, best = timed(greedy_generate, c, ctx)
         ok = bool((np.asarray(gen.tokens) == seq).all())
         row = {
             "N": n,
@@ -89,7 +96,7 @@ def bench_unconditional(max_n, seq_max_n, rng):
             "compile_s": first - best,
         }
         if n <= seq_max_n:
-            gen_s, _, best_s = timed(lambda: greedy_generate(c, ctx, method="sequential"))
+            gen_s, _, best_s = timed(greedy_generate, c, ctx, method="sequential")
             row["correct"] = ok and bool((np.asarray(gen_s.tokens) == seq).all())
             row["sequential_s_per_token"] = best_s / n
         rows.append(row)
@@ -97,8 +104,9 @@ def bench_unconditional(max_n, seq_max_n, rng):
             f"{1e3 * row['sequential_s_per_token']:.3f}" if "sequential_s_per_token" in row else "-"
         )
         print(
-            f"{n:>6} {c.T:>5g} {c.arch.d_model:>7} {c.certificate.verdict:>8.8} {str(row['correct']):>7} "
-            f"{row['passes']:>6} {1e3 * row['jacobi_s_per_token']:>15.3f} {seq_ms:>19} {row['compile_s']:>9.1f}"
+            f"{n:>6} {c.T:>5g} {c.arch.d_model:>7} {c.certificate.verdict:>8.8} "
+            f"{str(row['correct']):>7} {row['passes']:>6} "
+            f"{1e3 * row['jacobi_s_per_token']:>15.3f} {seq_ms:>19} {row['compile_s']:>9.1f}"
         )
         n *= 2
     ns = [r["N"] for r in rows]
@@ -109,8 +117,8 @@ def bench_unconditional(max_n, seq_max_n, rng):
         [r["N"] for r in seq_rows], [r["sequential_s_per_token"] * r["N"] for r in seq_rows]
     )
     print(
-        f"cost growth (total generation time ~ N^a): jacobi a = {g_j:.2f}, sequential a = {g_s:.2f} "
-        f"(one forward pass of the O(N)-wide model costs ~N^3 dense flops)"
+        f"cost growth (total generation time ~ N^a): jacobi a = {g_j:.2f}, sequential a "
+        f"= {g_s:.2f} (one forward pass of the O(N)-wide model costs ~N^3 dense flops)"
     )
     return {"rows": rows, "growth_jacobi": g_j, "growth_sequential": g_s}
 
@@ -144,15 +152,13 @@ def bench_two_token(rng, exact_pairs):
     c = two_token_model(16)
     table = rng.integers(0, 16, (16, 16))
     pairs = all_pairs(16)
-    ctx = jax.tree_util.tree_map(
-        lambda x: jnp.broadcast_to(x, (len(pairs),) + x.shape), pair_token(c, table)
-    )
+    ctx = batched(pair_token(c, table), len(pairs))
     gen, first, best = timed(lambda: greedy_generate_batch(c, ctx, pairs))
     correct = int((np.asarray(gen.tokens)[:, 0] == table[pairs[:, 0], pairs[:, 1]]).sum())
     print(
-        f"  float64, k={c.extra['k']} digits/coordinate (G={c.extra['G']}), d_model={c.arch.d_model}, MLP depth "
-        f"{c.arch.mlp_depth}: {correct}/256 correct, certificate {c.certificate.verdict}; {1e3 * best:.1f} ms "
-        f"for the batch"
+        f"  float64, k={c.extra['k']} digits/coordinate (G={c.extra['G']}), "
+        f"d_model={c.arch.d_model}, MLP depth {c.arch.mlp_depth}: {correct}/256 correct, "
+        f"certificate {c.certificate.verdict}; {1e3 * best:.1f} ms for the batch"
     )
     out["float64"] = {
         "k": c.extra["k"],
@@ -164,14 +170,13 @@ def bench_two_token(rng, exact_pairs):
         cv = two_token_model(V)
         tv = rng.integers(0, V, (V, V))
         pv = all_pairs(V)
-        cx = jax.tree_util.tree_map(
-            lambda x: jnp.broadcast_to(x, (len(pv),) + x.shape), pair_token(cv, tv)
-        )
-        gv, _, bv = timed(lambda: greedy_generate_batch(cv, cx, pv))
+        cx = batched(pair_token(cv, tv), len(pv))
+        gv, _, bv = timed(greedy_generate_batch, cv, cx, pv)
         ok = int((np.asarray(gv.tokens)[:, 0] == tv[pv[:, 0], pv[:, 1]]).sum())
         print(
-            f"  float64, V={V}: k={cv.extra['k']} digits/coordinate (G={cv.extra['G']}), d_model={cv.arch.d_model}: "
-            f"{ok}/{len(pv)} correct, certificate {cv.certificate.verdict}; {1e3 * bv:.1f} ms for the batch"
+            f"  float64, V={V}: k={cv.extra['k']} digits/coordinate "
+            f"(G={cv.extra['G']}), d_model={cv.arch.d_model}: {ok}/{len(pv)} correct, "
+            f"certificate {cv.certificate.verdict}; {1e3 * bv:.1f} ms for the batch"
         )
         out[f"float64_V{V}"] = {
             "k": cv.extra["k"],
@@ -187,9 +192,9 @@ def bench_two_token(rng, exact_pairs):
     dt = time.perf_counter() - t0
     correct = int((res == table[sel[:, 0], sel[:, 1]]).sum())
     print(
-        f"  exact mode, full packing k=16 (64 bits per coordinate, d_model={ce.arch.d_model}): {correct}/{len(sel)} "
-        f"proved correct by interval evaluation, certificate {ce.certificate.verdict} (T={ce.T:g}); "
-        f"{dt / len(sel):.3f} s per input"
+        f"  exact mode, full packing k=16 (64 bits per coordinate, d_model={ce.arch.d_model}): "
+        f"{correct}/{len(sel)} proved correct by interval evaluation, certificate "
+        f"{ce.certificate.verdict} (T={ce.T:g}); {dt / len(sel):.3f} s per input"
     )
     out["exact"] = {
         "k": 16,
@@ -200,8 +205,8 @@ def bench_two_token(rng, exact_pairs):
     }
     full = [V for V in range(2, 40) if max_digits_float(V, "float64") >= V]
     print(
-        f"  full packing (k = V) certifiable in float64 up to V = {max(full)} (companion code: exact up to V = 11); "
-        f"with k < V any V runs in float64 (hidden size V*ceil(V/k))"
+        f"  full packing (k = V) certifiable in float64 up to V = {max(full)} (companion code: "
+        "exact up to V = 11); with k < V any V runs in float64 (hidden size V*ceil(V/k))"
     )
     out["float64_full_packing_max_V"] = max(full)
     return out

@@ -1,4 +1,5 @@
-"""Throughput of the theorem checks: batched (vmap) vs a plain Python loop over trials, side by side.
+"""Throughput of the theorem checks: batched (vmap) vs a plain Python loop over trials,
+side by side.
 
 Model: 1 layer, 4 heads, d_model 64 (d_head 16, d_mlp 256), n = 16 content tokens, n_p = 4 prefix
 positions, softmax, pre-LN, learned positions; method ``prefix``; the two §3 checks (relative
@@ -33,13 +34,13 @@ import jax
 import jax.numpy as jnp
 
 import theory
-
-theory.configure_jax()  # float64 and the XLA CPU workaround, as the command line
 from theory.architecture import Architecture
 from theory.methods import METHODS
 from theory.registry import THEOREMS
 from theory.trials import TrialShape, draw_trial
 from theory.verify import trial_keys
+
+theory.configure_jax()  # float64 and the XLA CPU workaround, as the command line
 
 ARCH = Architecture(
     name="bench-1L-4H-d64",
@@ -97,7 +98,8 @@ def index(batch, t):
 
 
 def measure(name, fn, batch, args) -> dict:
-    """Time ``fn`` over the leading axis of ``batch`` four ways; returns rates (checks/s) and memory."""
+    """Time ``fn`` over the leading axis of ``batch`` four ways; returns rates (checks/s) and
+    memory."""
     n_checks = len(THEOREM_IDS)
     start = time.perf_counter()
     batched = jax.jit(jax.vmap(fn)).lower(batch).compile()
@@ -134,21 +136,23 @@ def measure(name, fn, batch, args) -> dict:
     rates = {way: trials * n_checks / s for way, (trials, s) in seconds.items()}
     best = max(rates["batched"], rates[f"chunked ({args.chunk})"])
     print(
-        f"\n{name}: worst residual {float(reference.max()):.2e} over {args.trials} trials (tolerance 1e-10); "
-        f"the four ways agree to {agree:.1e}; batched compile {t_compile:.1f} s (excluded)"
+        f"\n{name}: worst residual {float(reference.max()):.2e} over "
+        f"{args.trials} trials (tolerance 1e-10); the four ways agree "
+        f"to {agree:.1e}; batched compile {t_compile:.1f} s (excluded)"
     )
     print(f"  {'way':<14}{'trials':>8}{'seconds':>10}{'checks/s':>12}{'best batched / this':>22}")
     for way, (trials, s) in seconds.items():
         print(f"  {way:<14}{trials:>8}{s:>10.4f}{rates[way]:>12.0f}{best / rates[way]:>21.1f}x")
     print(
-        f"  memory: batched program {mib(memory_bytes(batched))} ({mib((memory_bytes(batched) or 0) / args.trials)}"
-        f" per trial), chunked {mib(memory_bytes(chunked))}, single-trial {mib(memory_bytes(single))}"
+        f"  memory: batched program {mib(memory_bytes(batched))} "
+        f"({mib((memory_bytes(batched) or 0) / args.trials)} per trial), chunked "
+        f"{mib(memory_bytes(chunked))}, single-trial {mib(memory_bytes(single))}"
     )
     return {"best": best, **rates}
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument(
         "--trials", type=int, default=1024, help="trials per batched call (default 1024)"
     )
@@ -171,8 +175,8 @@ def main(argv=None) -> int:
 
     device = jax.devices()[0]
     print(
-        f"device: {device.platform} ({device.device_kind}); model {ARCH.name}: n={SHAPE.n}, n_p={SHAPE.n_p}, "
-        f"float64, method prefix, {len(THEOREM_IDS)} checks per trial"
+        f"device: {device.platform} ({device.device_kind}); model {ARCH.name}: n={SHAPE.n}, "
+        f"n_p={SHAPE.n_p}, float64, method prefix, {len(THEOREM_IDS)} checks per trial"
     )
     keys = trial_keys(args.seed, args.trials)
     end_to_end = measure("draw+check (verify's per-trial work)", draw_and_check, keys, args)

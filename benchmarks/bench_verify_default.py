@@ -1,5 +1,5 @@
-"""Wall time of the default ``prefix-theory verify`` (target: 60 s on 2 cores, compilation included),
-and what the compile strategy buys, measured in one run.
+"""Wall time of the default ``prefix-theory verify`` (target: 60 s on 2 cores, compilation
+included), and what the compile strategy buys, measured in one run.
 
 Part 1 runs the command as a fresh process ``--runs`` times (imports, tracing, XLA compilation
 and the checks: what a user waits for) and prints each wall time and the process's CPU use.
@@ -29,10 +29,10 @@ import time
 import jax
 
 import theory
-
-theory.configure_jax()  # float64 and the XLA CPU workaround, as the command line
 from theory.trials import TrialShape
 from theory.verify import FAST_COMPILE, groups_function, plan, trial_keys
+
+theory.configure_jax()  # float64 and the XLA CPU workaround, as the command line
 
 STRATEGIES = {
     "per method": (False, {"xla_backend_optimization_level": 0}),
@@ -63,7 +63,8 @@ def time_command(runs: int) -> None:
         cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         summary = [line for line in proc.stdout.splitlines() if "verdicts as expected" in line]
         print(
-            f"| {i + 1} | {wall:.1f} | {cpu:.1f} | {proc.returncode} | {summary[0] if summary else proc.stderr[-200:]} |"
+            f"| {i + 1} | {wall:.1f} | {cpu:.1f} | {proc.returncode} "
+            f"| {summary[0] if summary else proc.stderr[-200:]} |"
         )
 
 
@@ -74,8 +75,9 @@ def time_strategies() -> None:
     for a, m, ids in plan():
         by_arch.setdefault(a, []).append((a, m, ids))
     print(
-        f"\n## Compile strategies over the default plan ({sum(map(len, by_arch.values()))} (architecture, "
-        f"method) groups, {len(by_arch)} architectures), single-threaded, one process\n"
+        "\n## Compile strategies over the default plan "
+        f"({sum(map(len, by_arch.values()))} (architecture, method) groups, "
+        f"{len(by_arch)} architectures), single-threaded, one process\n"
     )
     print("| strategy | functions | trace+lower s | compile CPU s | run s |")
     print("|---|---:|---:|---:|---:|")
@@ -104,7 +106,7 @@ def time_strategies() -> None:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--skip-strategies", action="store_true")
     args = parser.parse_args(argv)

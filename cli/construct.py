@@ -1,9 +1,11 @@
 """``prefix-theory construct``: run the capacity constructions of docs/theory.md §2.
 
-    prefix-theory construct unconditional "I love transformers!" [--N N] [--T T] [--dtype float32] [--section3]
+    prefix-theory construct unconditional "I love transformers!" [--N N] [--T T] [--dtype float32]
+                                         [--section3]
     prefix-theory construct map (--example swapcase|animals | --json FILE) [--input C] [--T T]
     prefix-theory construct pairs [--V 10] [--seed 0] [--digits K] [--exact] [--T T]
-    prefix-theory construct certificate unconditional|conditional|two_token --V V [--N N] [--T T] [--derive]
+    prefix-theory construct certificate unconditional|conditional|two_token --V V [--N N] [--T T]
+                                        [--derive]
     prefix-theory construct ceiling [--V V] [--N N]
 
 Every model is a weight construction of ``theory.model.forward``; every run prints
@@ -131,9 +133,9 @@ def _common(p) -> None:
 def _header(c) -> str:
     a = c.arch
     return (
-        f"construction {c.kind}: V={c.V}, T={c.T:g}, {np.dtype(c.dtype).name}; model: {a.n_layers} layer, "
-        f"{a.n_heads} head(s), d_model={a.d_model}, ReLU MLP depth {a.mlp_depth} width {a.d_mlp}, "
-        f"n_ctx={a.n_ctx} (theory.model.forward)"
+        f"construction {c.kind}: V={c.V}, T={c.T:g}, {np.dtype(c.dtype).name}; model: "
+        f"{a.n_layers} layer, {a.n_heads} head(s), d_model={a.d_model}, ReLU MLP "
+        f"depth {a.mlp_depth} width {a.d_mlp}, n_ctx={a.n_ctx} (theory.model.forward)"
     )
 
 
@@ -170,13 +172,14 @@ def _run_unconditional(args) -> int:
         so_far = ASCII.decode(out[:i])
         so_far = "<BOS> " + repr(so_far if len(so_far) <= 16 else "..." + so_far[-13:])
         print(
-            f"{i + 1:>4}  {so_far:<24} -> {ASCII.decode(out[i : i + 1])!r:<6} {mass[i]:.6f}    {margins[i]:.3e}"
+            f"{i + 1:>4}  {so_far:<24} -> {ASCII.decode(out[i : i + 1])!r:<6} "
+            f"{mass[i]:.6f}    {margins[i]:.3e}"
         )
     text = ASCII.decode(out[: len(ids)])
     ok = text == args.text
     print(
-        f"generated: {text!r}  ({'matches' if ok else 'DOES NOT match'} the target; {int(gen.passes)} forward "
-        f"passes, {args.method})"
+        f"generated: {text!r}  ({'matches' if ok else 'DOES NOT match'} "
+        f"the target; {int(gen.passes)} forward passes, {args.method})"
     )
     print(c.certificate.summary())
     print(hard_token_ceiling(c).summary(c))
@@ -224,7 +227,8 @@ def _run_map(args) -> int:
     out = np.asarray(gen.tokens)
     print(_header(c))
     print(
-        f"map: {args.example or args.json}; responses of up to N0={N0} token(s), {N0} virtual token(s)"
+        f"map: {args.example or args.json}; responses of "
+        f"up to N0={N0} token(s), {N0} virtual token(s)"
     )
     if defaulted:
         print(f"note: {len(defaulted)} characters not in the map file respond with themselves")
@@ -268,8 +272,8 @@ def _run_pairs(args) -> int:
         how = f"{np.dtype(c.dtype).name}, batched"
     print(_header(c))
     print(
-        f"random map [V]^2 -> [V] (seed {args.seed}); base B={c.extra['B']}, {c.extra['k']} digits per coordinate, "
-        f"{c.extra['G']} coordinate(s) per first token"
+        f"random map [V]^2 -> [V] (seed {args.seed}); base B={c.extra['B']}, {c.extra['k']} "
+        f"digits per coordinate, {c.extra['G']} coordinate(s) per first token"
     )
     correct = out == table[pairs[:, 0], pairs[:, 1]]
     if c.V <= 16:

@@ -2,7 +2,8 @@
 
 Runs the docs/theory.md §4 experiments, prints the Markdown table, writes
 ``{out}/{name}.json``, ``{out}/results.md``, PNGs and checkpoints (``{out}/checkpoints``;
-a rerun resumes them).  Exit 0 when every claim holds (always in --quick mode), 1 otherwise, 2 on usage errors.
+a rerun resumes them).  Exit 0 when every claim holds (always in --quick mode), 1 otherwise, 2 on
+usage errors.
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ def run(args) -> int:
         ok &= all(c["holds"] for c in result["claims"])
         for c in result["claims"]:
             print(
-                f"[{'ok' if c['holds'] else 'FAILS'}] {name}: {c['claim']}: {c['value']:.4g} {c['op']} {c['target']:g}"
+                f"[{'ok' if c['holds'] else 'FAILS'}] {name}: "
+                f"{c['claim']}: {c['value']:.4g} {c['op']} {c['target']:g}"
             )
     md = report.write_markdown(runner.out)
     print(f"results: {md}  (elapsed {time.perf_counter() - start:.1f} s, mode {args.mode})")

@@ -2,8 +2,10 @@
 
     prefix-theory verify  --model hf:DIR [--adapter ADAPTER_DIR] [--text FILE] [--trials N]
                           [--prefix-length N] [--seed S] [--theorem ID] [--out DIR] [--json PATH]
-    prefix-theory inspect --model hf:DIR --adapter ADAPTER_DIR [--text FILE] [--json PATH] [--png PATH]
-    prefix-theory export  --model hf:DIR --context FILE.npz --out ADAPTER_DIR [--task-type T] [--force]
+    prefix-theory inspect --model hf:DIR --adapter ADAPTER_DIR [--text FILE] [--json PATH]
+                          [--png PATH]
+    prefix-theory export  --model hf:DIR --context FILE.npz --out ADAPTER_DIR [--task-type T]
+                          [--force]
 
 Inputs: ``--text FILE`` (one input per line) is tokenised with ``DIR/tokenizer.json``; without
 it, :data:`DEFAULT_TEXTS` when the folder has a tokenizer, otherwise seeded random token ids
@@ -165,7 +167,9 @@ def read_context(path):
         with np.load(path) as data:
             arrays = {k: data[k] for k in data.files}
     except (OSError, ValueError, EOFError) as exc:
-        raise ToolkitError(f"--context {path}: expected an .npz file, could not read it ({exc})")
+        raise ToolkitError(
+            f"--context {path}: expected an .npz file, could not read it ({exc})"
+        ) from exc
     for names, cls in CONTEXT_ARRAYS.items():
         if set(arrays) == set(names):
             return cls(*(np.asarray(arrays[n]) for n in names))
@@ -195,8 +199,9 @@ def run_export(args) -> int:
     out = write_adapter(context, model, args.out, task_type=args.task_type, overwrite=args.force)
     config = json.loads((out / "adapter_config.json").read_text())
     print(
-        f"wrote {out}: {config['peft_type']}, {config['num_virtual_tokens']} virtual tokens, "
-        f"task_type {config['task_type']} (load it with PeftModel.from_pretrained(base, {str(out)!r}))"
+        f"wrote {out}: {config['peft_type']}, {config['num_virtual_tokens']} "
+        f"virtual tokens, task_type {config['task_type']} (load it with "
+        f"PeftModel.from_pretrained(base, {str(out)!r}))"
     )
     return 0
 

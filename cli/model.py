@@ -1,4 +1,5 @@
-"""``prefix-theory verify --model minilm``: the §3 checks on real weights, parity, figures, in one command.
+"""``prefix-theory verify --model minilm``: the §3
+checks on real weights, parity, figures, in one command.
 
 ``--model hf:DIR [--adapter ADAPTER_DIR]`` (a Hugging Face folder and a PEFT adapter) is handed to
 :func:`cli.interop.run_hf_verify` (docs/interop.md).

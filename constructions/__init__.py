@@ -10,7 +10,7 @@ API (small and stable; used by the capacity-counting code)::
     c = unconditional_model(V, N, T=None, dtype=float64)     # Theorem 1 (BOS = V)
     ctx = virtual_token(c, sequence)                          # SoftPrompt [1, d_model]
     greedy_generate(c, ctx).tokens                            # == sequence (jitted)
-    hard_token_ceiling(c)                                     # distinct completions of every hard token
+    hard_token_ceiling(c)                                     # distinct completions, hard tokens
 
     c = conditional_model(V, N0=1)                            # Theorem 2 (+ longer responses)
     greedy_generate(c, map_tokens(c, table), [x]).tokens      # == table[x]
@@ -21,10 +21,10 @@ API (small and stable; used by the capacity-counting code)::
 
     c.certificate.certified / .T_min / .V_max / .N_max        # proof-checked correctness
     scalar_certificate(kind, V, n, T, dtype), two_token_certificate(V, k, T, dtype, exact_mode)
-    derivation(kind)                                          # the sympy derivation of the condition
-    section3_residuals(c, ctx, tokens)                        # the §3 theorem checks on a construction
+    derivation(kind)                                          # sympy derivation of the condition
+    section3_residuals(c, ctx, tokens)                        # the §3 checks on a construction
 
-``prefix-theory construct ...`` is the command line (see :mod:`constructions.cli`).
+``prefix-theory construct ...`` is the command line (see :mod:`cli.construct`).
 """
 
 from constructions.ceiling import Ceiling, hard_token_ceiling

@@ -49,8 +49,8 @@ class Ceiling(NamedTuple):
             else "virtual tokens: not certified at this temperature"
         )
         return (
-            f"hard-prompt ceiling: {self.hard_tokens} single hard tokens give {self.hard_distinct} distinct "
-            f"{what} (at most {c.arch.d_vocab}); {reach}"
+            f"hard-prompt ceiling: {self.hard_tokens} single hard tokens give "
+            f"{self.hard_distinct} distinct {what} (at most {c.arch.d_vocab}); {reach}"
         )
 
 
@@ -59,8 +59,8 @@ def hard_token_ceiling(construction: Construction) -> Ceiling:
     c = construction
     if c.n_virtual != 1:
         raise ToolkitError(
-            f"hard_token_ceiling: enumerates single hard tokens, but this {c.kind} construction reads "
-            f"{c.n_virtual} virtual tokens; use N0 = 1"
+            "hard_token_ceiling: enumerates single hard tokens, but this "
+            f"{c.kind} construction reads {c.n_virtual} virtual tokens; use N0 = 1"
         )
     ids = jnp.arange(c.arch.d_vocab, dtype=jnp.int32)
     if c.kind == "unconditional":

@@ -36,9 +36,9 @@ are multiples of one granularity whose absolute values add up to less than
 decoder is built so that only BOUNDED units are summed).  Then every partial sum,
 in whatever order XLA accumulates it, is exactly representable, and the float
 computation IS the ideal one.  (A first design summed unbounded ramp units and
-lost exactness under vmapped float32 matmuls; the test suite now checks float32.)  In exact arithmetic the selected packed number is
-off by at most ``2(1 + s)/(e^T + 2) < 4/(e^T + 2)`` and every digit is exact when
-that is below ``B^{-k}/4``: ``e^T > 16 B^k - 2`` (sufficient, not tight).
+lost exactness under vmapped float32 matmuls; the test suite now checks float32.)  In exact
+arithmetic the selected packed number is off by at most ``2(1 + s)/(e^T + 2) < 4/(e^T + 2)`` and
+every digit is exact when that is below ``B^{-k}/4``: ``e^T > 16 B^k - 2`` (sufficient, not tight).
 """
 
 from __future__ import annotations
@@ -73,7 +73,8 @@ def gamma(n: int, u: Fraction) -> Fraction:
 
 @contextmanager
 def iv_precision(prec: int):
-    """Temporarily set mpmath's INTERVAL context precision (bits); ``mp.workprec`` does not affect it."""
+    """Temporarily set mpmath's INTERVAL context precision
+    (bits); ``mp.workprec`` does not affect it."""
     old = mpmath.iv.prec
     mpmath.iv.prec = max(prec, old)
     try:
@@ -153,10 +154,11 @@ class Certificate:
             f"certificate [{self.construction}] V={self.V}, {sizes}, T={self.T:g}, {self.dtype}: "
             f"{self.verdict.upper()}",
             f"  condition: {self.condition}",
-            f"  exact arithmetic: {'correct for every input' if self.exact else 'NOT correct for every input'}"
-            f" (threshold T > {self.T_exact:.6f})",
-            f"  leakage bound {self.leak_bound:.3e} + floating-point slack {self.fp_slack:.3e} vs margin "
-            f"{self.margin:.3e}",
+            "  exact arithmetic: "
+            f"{'correct for every input' if self.exact else 'NOT correct for every input'} "
+            f"(threshold T > {self.T_exact:.6f})",
+            f"  leakage bound {self.leak_bound:.3e} + floating-point "
+            f"slack {self.fp_slack:.3e} vs margin {self.margin:.3e}",
             f"  smallest safe T in {self.dtype}: {self.T_min:.6f}",
         ]
         if self.V_max is not None:
@@ -245,9 +247,9 @@ def scalar_certificate(
         B2 = scalar_bounds(kind, V, n, T_min, dtype)[1]
         T_min = log_up(B2) if B2 is not None else math.inf
     size_name = "N" if kind == "unconditional" else "N0"
-    cond = (
-        ("e^T > (2V-3) N" if kind == "unconditional" else "e^T > (4V-3)(2 N0 - 1)")
-        + f"  [= {float(B_exact):.6g}; with {dtype} rounding > {float(B_fp) if B_fp else math.inf:.6g}]"
+    cond = ("e^T > (2V-3) N" if kind == "unconditional" else "e^T > (4V-3)(2 N0 - 1)") + (
+        f"  [= {float(B_exact):.6g}; with {dtype} rounding "
+        f"> {float(B_fp) if B_fp else math.inf:.6g}]"
     )
     V_max = N_max = None
     if with_limits:
@@ -272,7 +274,7 @@ def scalar_certificate(
     )
 
 
-# --------------------------------------------------------------------------- two-token digit decoder
+# -------------------------------------------------------------------------- two-token digit decoder
 
 
 def digit_base(V: int) -> tuple[int, int]:
@@ -378,8 +380,9 @@ def derivation(kind: str = "unconditional") -> Derivation:
         up = {_cbar: (V - 1) / V * (1 - _al), _y: (V - 1) * _be}  # alpha, beta in [0, 1]
         dn = {_cbar: (V - 1) / V * _al, _y: (V - 1) * (1 - _be)}
         what = (
-            "z = A y/V + L cbar: the decoding query (position p) puts A = e^T/(e^T+p) on the virtual "
-            "token (value y/V) and L = p/(e^T+p) on p content keys (mean value cbar in [0,(V-1)/V])"
+            "z = A y/V + L cbar: the decoding query (position p) puts A "
+            "= e^T/(e^T+p) on the virtual token (value y/V) and L = "
+            "p/(e^T+p) on p content keys (mean value cbar in [0,(V-1)/V])"
         )
     else:
         c = (2 * V - 1) / V
@@ -391,9 +394,9 @@ def derivation(kind: str = "unconditional") -> Derivation:
         up = {S: m_up(n0, V) - sig, C: r - kap, _p: n0 + 1 + r, _y: (V - 1) * _be}
         dn = {_y: (V - 1) * (1 - _be)}
         what = (
-            "z = val[x] + user[x] - 1 with val[x] = A m(x)/V + S/(e^T+p) (S >= 0: the other virtual tokens' "
-            "values, S <= (N0-1)(V-1)/V) and user[x] = A + C/(e^T+p) (C: repeats of x among the r earlier "
-            "response tokens, C <= r); p = N0 + r."
+            "z = val[x] + user[x] - 1 with val[x] = A m(x)/V + S/(e^T+p) (S >= 0: the "
+            "other virtual tokens' values, S <= (N0-1)(V-1)/V) and user[x] = A + C/(e^T+p) "
+            "(C: repeats of x among the r earlier response tokens, C <= r); p = N0 + r."
         )
     steps = [
         Step(A + L, 1, "attention weights of the intended key and the p leaking keys sum to 1")
@@ -424,7 +427,8 @@ def derivation(kind: str = "unconditional") -> Derivation:
             Step(
                 other,
                 -((_e + n0) / V + 1) / (_e + n0 + 1 + r),
-                "a non-selected slot i != x: val[i] <= (V-1)/V (e^T + N0 - 1)/(e^T+p), user[i] <= r/(e^T+p)",
+                "a non-selected slot i != x: val[i] <= (V-1)/V "
+                "(e^T + N0 - 1)/(e^T+p), user[i] <= r/(e^T+p)",
             )
         )
         steps.append(
@@ -476,7 +480,8 @@ def derivation(kind: str = "unconditional") -> Derivation:
         Step(
             lam - L * c,
             (lam * _e - _p * (c - lam)) / (_e + _p),
-            "with a floating-point slack epsilon: need e^T > p (c - lambda)/lambda, lambda = 1/(2V) - eps",
+            "with a floating-point slack epsilon: need e^T "
+            "> p (c - lambda)/lambda, lambda = 1/(2V) - eps",
         )
     )
     cond = "(2V-3) p, p = N" if kind == "unconditional" else "(4V-3) p, p = 2 N0 - 1"
@@ -511,7 +516,8 @@ def _two_token_derivation() -> Derivation:
         Step(
             1 - (A * (1 - s) + (1 - qc) * b),
             A * s + qc * b + b,
-            "a row x1' != x1: 1 - (val + u1) with val = A s', s' = 1 - s < 1, u1 = [x1'=x2] b = (1 - qc) b ...",
+            "a row x1' != x1: 1 - (val + u1) with val = A s', "
+            "s' = 1 - s < 1, u1 = [x1'=x2] b = (1 - qc) b ...",
         ),
         Step(
             A * s + qc * b + b,
@@ -539,8 +545,10 @@ def _two_token_derivation() -> Derivation:
         title="two-token construction: packed number recovered within B^-k/4  <=  e^T > 16 B^k - 2",
         steps=steps,
         notes=(
-            "Each of the k digit steps B r - d multiplies the error by B and thresholds sit B^-(k-1-i)/4 "
-            "away from every attainable value, so an initial error below B^-k/4 never flips a digit.",
-            "float path: exact when (k+1) log2 B + 3 <= mantissa bits and the leaked mass rounds away.",
+            "Each of the k digit steps B r - d multiplies the error by B "
+            "and thresholds sit B^-(k-1-i)/4 away from every attainable "
+            "value, so an initial error below B^-k/4 never flips a digit.",
+            "float path: exact when (k+1) log2 B + 3 <= "
+            "mantissa bits and the leaked mass rounds away.",
         ),
     )

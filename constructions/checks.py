@@ -21,7 +21,8 @@ CORE = ("relative_attention", "convex_output")
 
 
 def construction_trial(construction: Construction, context, tokens) -> Trial:
-    """A :class:`theory.trials.Trial` of the construction (base = adapted params: a context method)."""
+    """A :class:`theory.trials.Trial` of the construction
+    (base = adapted params: a context method)."""
     c = construction
     validate_context(context, c.arch)
     tokens = jnp.asarray(np.asarray(tokens, np.int32))
@@ -36,7 +37,8 @@ def construction_trial(construction: Construction, context, tokens) -> Trial:
 
 
 def section3_residuals(construction: Construction, context, tokens, theorem_ids=CORE) -> dict:
-    """Residual of each registered theorem's numeric check on the construction (<= TOL_F64: holds)."""
+    """Residual of each registered theorem's numeric
+    check on the construction (<= TOL_F64: holds)."""
     trial = construction_trial(construction, context, tokens)
     out = {}
     for tid in theorem_ids:

@@ -44,7 +44,8 @@ from theory.errors import ToolkitError
 def conditional_model(
     V: int, N0: int = 1, T: float | None = None, dtype=jnp.float64
 ) -> Construction:
-    """The map construction for vocabulary ``V`` and responses of ``N0`` tokens (Theorem 2: ``N0 = 1``)."""
+    """The map construction for vocabulary ``V`` and
+    responses of ``N0`` tokens (Theorem 2: ``N0 = 1``)."""
     V = check_size("V (vocabulary size)", V, 2)
     N0 = check_size("N0 (response length)", N0, 1)
     name = dtype_name(dtype)
@@ -52,8 +53,9 @@ def conditional_model(
         cert0 = scalar_certificate("conditional", V, N0, 1.0, name)
         if not math.isfinite(cert0.T_min):
             raise ToolkitError(
-                f"conditional construction with V={V}, N0={N0} cannot be certified in {name} at any temperature "
-                f"(largest safe V: {cert0.V_max}, largest safe N0: {cert0.N_max}); use float64 or smaller V/N0"
+                f"conditional construction with V={V}, N0={N0} cannot be certified "
+                f"in {name} at any temperature (largest safe V: {cert0.V_max}, "
+                f"largest safe N0: {cert0.N_max}); use float64 or smaller V/N0"
             )
         T = math.ceil(cert0.T_min) + 1.0
     T = check_temperature(T)
@@ -76,7 +78,10 @@ def conditional_model(
             mlp_depth=3,
             temperature=T,
             final_norm=False,
-            description="Theorem 2 construction: N0 virtual tokens encode any map from a user token to N0 tokens",
+            description=(
+                "Theorem 2 construction: N0 virtual tokens "
+                "encode any map from a user token to N0 tokens"
+            ),
         )
     )
     P = zero_params(arch)
@@ -117,7 +122,8 @@ def conditional_model(
 
 
 def check_table(construction: Construction, table) -> np.ndarray:
-    """A map as an int array ``[V]`` (N0 = 1) or ``[V, N0]``; ToolkitError on bad shape or values."""
+    """A map as an int array ``[V]`` (N0 = 1) or
+    ``[V, N0]``; ToolkitError on bad shape or values."""
     c = construction
     arr = np.asarray(table)
     if arr.ndim == 1 and c.n_out == 1:
@@ -136,7 +142,8 @@ def check_table(construction: Construction, table) -> np.ndarray:
 
 
 def map_tokens(construction: Construction, table) -> SoftPrompt:
-    """The N0 virtual tokens for a map ``table [V, N0]`` (``table[x, r]`` = response token r to x)."""
+    """The N0 virtual tokens for a map ``table [V, N0]``
+    (``table[x, r]`` = response token r to x)."""
     c = construction
     arr = check_table(c, table)
     L = c.extra["layout"]

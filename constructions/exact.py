@@ -121,7 +121,7 @@ class _Sparse:
 
 def _add(a: list, b: list) -> list:
     out = []
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         t = dict(x.t)
         for key, v in y.t.items():
             t[key] = t.get(key, 0) + v
@@ -145,7 +145,10 @@ class ExactModel:
 
     def __init__(self, params, arch: Architecture, prec: int = 256):
         _check_arch(arch)
-        to_np = lambda x: np.asarray(x, np.float64)  # noqa: E731
+
+        def to_np(x):
+            return np.asarray(x, np.float64)
+
         self.arch, self.prec = arch, prec
         self.W_E = to_np(params["embed"]["W_E"])
         self.W_pos = to_np(params["embed"]["W_pos"])
@@ -214,7 +217,7 @@ class ExactModel:
                         logits = []
                         for j in range(i + 1):
                             s_lo = s_hi = Fraction(0)
-                            for (a_lo, a_hi), (b_lo, b_hi) in zip(q, k[j]):
+                            for (a_lo, a_hi), (b_lo, b_hi) in zip(q, k[j], strict=True):
                                 if (a_lo == a_hi == 0) or (b_lo == b_hi == 0):
                                     continue
                                 lo_, hi_ = _imul(a_lo, a_hi, b_lo, b_hi)

@@ -75,7 +75,8 @@ def swapcase_map(vocab: Vocabulary = ASCII) -> dict[str, str]:
 
 
 def animals_map(vocab: Vocabulary = ASCII) -> dict[str, str]:
-    """Capital letters to animal names, small letters to foods, anything else to nothing (padding)."""
+    """Capital letters to animal names, small letters
+    to foods, anything else to nothing (padding)."""
     out = {c: "" for c in vocab.chars}
     for i, letter in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZ"):
         out[letter] = ANIMALS[i]
@@ -101,11 +102,11 @@ def load_map(path: str, vocab: Vocabulary = ASCII) -> tuple[dict[str, str], list
         with open(path) as fh:
             raw = json.load(fh)
     except OSError as exc:
-        raise ToolkitError(f"map file {path!r}: cannot read it ({exc.strerror})")
+        raise ToolkitError(f"map file {path!r}: cannot read it ({exc.strerror})") from exc
     except json.JSONDecodeError as exc:
         raise ToolkitError(
             f'map file {path!r}: expected a JSON object {{"a": "b", ...}}, got invalid JSON ({exc})'
-        )
+        ) from exc
     if not isinstance(raw, dict) or not raw:
         raise ToolkitError(
             f"map file {path!r}: expected a non-empty JSON object of single characters to strings, "

@@ -146,7 +146,8 @@ def greedy_generate(
         )
     if int(prompt.min()) < 0 or int(prompt.max()) >= c.arch.d_vocab:
         raise ToolkitError(
-            f"prompt: token ids must lie in [0, {c.arch.d_vocab}), got {np.asarray(prompt).tolist()}"
+            "prompt: token ids must lie in [0, "
+            f"{c.arch.d_vocab}), got {np.asarray(prompt).tolist()}"
         )
     return _generate(c.params if params is None else params, c.arch, context, prompt, n_new, method)
 
@@ -161,7 +162,8 @@ def _generate_batch(params, arch, contexts, prompts, n_new, method):
 def greedy_generate_batch(
     construction: Construction, contexts, prompts, n_new: int | None = None, method: str = "jacobi"
 ) -> Generation:
-    """vmapped :func:`greedy_generate`: contexts with a leading batch axis, prompts ``[B, n_prompt]``."""
+    """vmapped :func:`greedy_generate`: contexts with
+    a leading batch axis, prompts ``[B, n_prompt]``."""
     c = construction
     prompts = np.asarray(prompts)
     if (
@@ -175,7 +177,8 @@ def greedy_generate_batch(
         )
     if prompts.size and (prompts.min() < 0 or prompts.max() >= c.arch.d_vocab):
         raise ToolkitError(
-            f"prompts: token ids must lie in [0, {c.arch.d_vocab}), got {prompts.min()}..{prompts.max()}"
+            f"prompts: token ids must lie in [0, {c.arch.d_vocab}), "
+            f"got {prompts.min()}..{prompts.max()}"
         )
     prompts = jnp.asarray(prompts.astype(np.int32))
     n_new = c.n_out if n_new is None else n_new

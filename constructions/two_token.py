@@ -80,16 +80,17 @@ def two_token_model(
         k = V if exact else min(V, k_float)
         if k < 1:
             raise ToolkitError(
-                f"two-token construction with V={V} cannot hold one base-{B} digit exactly in {name}; "
-                f"use exact=True (exact mode) or float64"
+                f"two-token construction with V={V} cannot hold one base-{B} "
+                f"digit exactly in {name}; use exact=True (exact mode) or float64"
             )
     k = check_size("k (digits per coordinate)", k, 1, V)
     if not exact and k > k_float:
         raise ToolkitError(
-            f"two-token construction: V={V} with k={k} base-{B} digits per coordinate needs {(k + 1) * b + 3} "
-            f"mantissa bits, {name} has {MANTISSA[name]} (largest certifiable: k={k_float}); remedies: exact mode "
-            f"(exact=True / --exact), fewer digits per coordinate (k <= {k_float}, hidden size grows)"
-            f"{', or float64' if name == 'float32' else ''}"
+            f"two-token construction: V={V} with k={k} base-{B} digits per coordinate "
+            f"needs {(k + 1) * b + 3} mantissa bits, {name} has {MANTISSA[name]} "
+            f"(largest certifiable: k={k_float}); remedies: exact mode (exact=True / "
+            f"--exact), fewer digits per coordinate (k <= {k_float}, hidden size "
+            f"grows){', or float64' if name == 'float32' else ''}"
         )
     if T is None:
         if exact:
@@ -118,7 +119,10 @@ def two_token_model(
             mlp_depth=2 * k + 3,
             temperature=T,
             final_norm=False,
-            description="two-token construction: one virtual token encodes any map [V]^2 -> [V], decoded by the MLP",
+            description=(
+                "two-token construction: one virtual token "
+                "encodes any map [V]^2 -> [V], decoded by the MLP"
+            ),
         )
     )
     P = zero_params(arch)
@@ -152,7 +156,8 @@ def two_token_model(
 
 
 def _digit_mlp(mlp: dict, L: Layout, V: int, k: int, G: int, B: int) -> None:
-    """Write the digit-extracting ReLU MLP (see the module docstring) into ``mlp`` (numpy, in place).
+    """Write the digit-extracting ReLU MLP (see the
+    module docstring) into ``mlp`` (numpy, in place).
 
     Hidden layers: 1 (row select), 2 (group select), then for each digit i a pair
     A_i (``u_m = ReLU(g_m)``, ``g_m = (2/delta_i)(B r_i - m) + 3/2``) and B_i
@@ -280,7 +285,7 @@ def pair_token_exact(construction: Construction, table) -> list[list[Fraction]]:
     c = construction
     L = c.extra["layout"]
     row = [Fraction(0)] * c.arch.d_model
-    for idx, v in zip(L["val"], packed_values(c, table)):
+    for idx, v in zip(L["val"], packed_values(c, table), strict=True):
         row[int(idx)] = v
     return [row]
 
@@ -292,7 +297,8 @@ def all_pairs(V: int) -> np.ndarray:
 
 
 def exact_two_token_table(construction: Construction, table, pairs=None, prec: int | None = None):
-    """Exact-mode evaluation: for each input pair, the token the REAL-arithmetic model provably emits.
+    """Exact-mode evaluation: for each input pair, the
+    token the REAL-arithmetic model provably emits.
 
     Returns an int array ``[len(pairs)]`` with -1 where the interval evaluation cannot
     separate the top logit (never for a certified construction).  ``pairs`` default: all V^2.

@@ -62,9 +62,9 @@ def unconditional_model(V: int, N: int, T: float | None = None, dtype=jnp.float6
         cert0 = scalar_certificate("unconditional", V, N, 1.0, name)
         if not math.isfinite(cert0.T_min):
             raise ToolkitError(
-                f"unconditional construction with V={V}, N={N} cannot be certified in {name} at any temperature "
-                f"(largest safe V for this N: {cert0.V_max}, largest safe N for this V: {cert0.N_max}); "
-                f"use a larger dtype (float64) or smaller V/N"
+                f"unconditional construction with V={V}, N={N} cannot be certified in {name} "
+                f"at any temperature (largest safe V for this N: {cert0.V_max}, largest safe "
+                f"N for this V: {cert0.N_max}); use a larger dtype (float64) or smaller V/N"
             )
         T = default_temperature(V, N, name)
     T = check_temperature(T)
@@ -86,7 +86,9 @@ def unconditional_model(V: int, N: int, T: float | None = None, dtype=jnp.float6
             mlp_depth=3,
             temperature=T,
             final_norm=False,
-            description="Theorem 1 construction: one virtual token controls the whole greedy output",
+            description=(
+                "Theorem 1 construction: one virtual token controls the whole greedy output"
+            ),
         )
     )
     P = zero_params(arch)
@@ -124,7 +126,8 @@ def unconditional_model(V: int, N: int, T: float | None = None, dtype=jnp.float6
 
 
 def virtual_token(construction: Construction, sequence) -> SoftPrompt:
-    """The single virtual token ``s = sum_i (y_i / V) e_val[i]`` that makes the model emit ``sequence``.
+    """The single virtual token ``s = sum_i (y_i / V) e_val[i]``
+    that makes the model emit ``sequence``.
 
     ``sequence``: token ids in ``[0, V)``, length at most N (shorter ones are padded with
     token 0 and only their first ``len`` outputs are meant).
@@ -151,7 +154,8 @@ def virtual_token(construction: Construction, sequence) -> SoftPrompt:
 
 
 def virtual_tokens(construction: Construction, sequences) -> SoftPrompt:
-    """Batched :func:`virtual_token`: ``sequences [B, N]`` -> SoftPrompt with embeddings ``[B, 1, d_model]``."""
+    """Batched :func:`virtual_token`: ``sequences [B, N]``
+    -> SoftPrompt with embeddings ``[B, 1, d_model]``."""
     c = construction
     ids = np.asarray(sequences)
     if ids.ndim != 2 or ids.shape[1] != c.n_out:
@@ -167,7 +171,8 @@ def virtual_tokens(construction: Construction, sequences) -> SoftPrompt:
 
 
 def worst_sequence(V: int, N: int) -> np.ndarray:
-    """The input that attains the leakage bound: zeros, then V-1 last (the content pulls it down)."""
+    """The input that attains the leakage bound: zeros,
+    then V-1 last (the content pulls it down)."""
     seq = np.zeros(N, np.int64)
     seq[-1] = V - 1
     return seq

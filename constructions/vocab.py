@@ -36,8 +36,9 @@ class Vocabulary:
         for pos, ch in enumerate(text):
             if ch not in index:
                 raise ToolkitError(
-                    f"{what}: character {ch!r} at index {pos} is outside the vocabulary of {self.size} characters "
-                    f"({self.describe()}); use only those characters or pass a vocabulary that contains it"
+                    f"{what}: character {ch!r} at index {pos} is outside the "
+                    f"vocabulary of {self.size} characters ({self.describe()}); use "
+                    "only those characters or pass a vocabulary that contains it"
                 )
         return [index[c] for c in text]
 

@@ -38,12 +38,12 @@ import numpy as np
 from theory.compare import compare
 from theory.context import Prefix, n_virtual
 from theory.errors import ToolkitError
+from theory.hooks import act_name
 from theory.methods import rank1_update
 from theory.model import forward
 from theory.tolerances import TOL_F64
 from theory.trials import Trial
 from theory.verify import FAST_COMPILE
-from theory.hooks import act_name
 
 # docs/theory.md §3 [paper]: LLaMA-7B fp16, layer 0, head 12, one-token prefix trained on DART.
 PAPER_LLAMA_ATTENTION = 4.88e-4
@@ -53,13 +53,15 @@ THEOREM_IDS = ("relative_attention", "convex_output")
 
 
 def model_trial(params, ids, mask, context) -> Trial:
-    """A Trial of a real model: base = adapted = ``params``, content ``ids [n]``, padding ``mask [n]``."""
+    """A Trial of a real model: base = adapted = ``params``,
+    content ``ids [n]``, padding ``mask [n]``."""
     key_mask = jnp.concatenate([jnp.ones(n_virtual(context), bool), mask])
     return Trial(params, params, ids, context, key_mask)
 
 
 def unconditional_residual(arch, trial: Trial):
-    """Per layer ``max |A^pt_ij - (1 - m_i) A^{no prefix}_ij|`` against the whole model run without prefix."""
+    """Per layer ``max |A^pt_ij - (1 - m_i) A^{no prefix}_ij|``
+    against the whole model run without prefix."""
     n_p = n_virtual(trial.context)
     _, with_prefix = forward(
         trial.params,
@@ -89,7 +91,8 @@ def unconditional_residual(arch, trial: Trial):
 
 
 def context_residuals(arch, params, contexts, ids, mask):
-    """``contexts`` (a context batched over B), ``ids``/``mask [B, n]`` -> dict of ``[B, n_layers]``."""
+    """``contexts`` (a context batched over B),
+    ``ids``/``mask [B, n]`` -> dict of ``[B, n_layers]``."""
 
     def one(context, i, m):
         trial = model_trial(params, i, m, context)
@@ -124,7 +127,8 @@ def compiled(fn, arch, *args):
 
 @dataclass
 class Row:
-    """Per-layer maxima (over heads, queries, keys, inputs and contexts) for one context kind and dtype."""
+    """Per-layer maxima (over heads, queries, keys, inputs
+    and contexts) for one context kind and dtype."""
 
     prefix: str  # e.g. "random" | "optimised" | "adapter" | "rank1_WQ (negative control)"
     dtype: str
@@ -243,7 +247,8 @@ def update_witness(witness: dict, unc, kind: str, dtype: str, inputs, offset: in
 
 
 def rank1_control(params, key, dtype):
-    """The rank-1 ``W_Q`` update, drawn in float64 and rounded, so both dtypes check the same one."""
+    """The rank-1 ``W_Q`` update, drawn in float64
+    and rounded, so both dtypes check the same one."""
     wide = jax.tree_util.tree_map(lambda x: x.astype(jnp.float64), params)
     return jax.tree_util.tree_map(lambda x: x.astype(dtype), rank1_update(wide, "W_Q", key))
 
@@ -356,7 +361,10 @@ def format_report(report: Report) -> str:
     )
     rows = [header]
     for r in report.rows:
-        verdict = f"{r.verdict} (expected {r.expected}){'' if r.verdict == r.expected else '  UNEXPECTED'}"
+        verdict = (
+            f"{r.verdict} (expected "
+            f"{r.expected}){'' if r.verdict == r.expected else '  UNEXPECTED'}"
+        )
         lead = [r.prefix, r.dtype]
         if "relative_attention" in r.theorems:
             rows.append(
@@ -381,16 +389,18 @@ def format_report(report: Report) -> str:
                 + ["", "layer 0 holds, deeper changes"]
             )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    table = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    table = [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
     table.insert(1, "  ".join("-" * w for w in widths))
     lines += table
     t, w = report.training, report.witness
     lines.append("")
     if t:
         lines.append(
-            f"optimised prefix: {t['steps']} Adam steps, cos(emb({t['source']!r}), emb({t['target']!r})): "
-            f"no prefix {t['cos_no_prefix']:.4f}, initial prefix {t['cos_init']:.4f}, "
-            f"trained {t['cos_trained']:.4f}"
+            f"optimised prefix: {t['steps']} Adam steps, cos(emb({t['source']!r}), "
+            f"emb({t['target']!r})): no prefix {t['cos_no_prefix']:.4f}, initial "
+            f"prefix {t['cos_init']:.4f}, trained {t['cos_trained']:.4f}"
         )
     if w.get("changes") is not None:
         lines.append(

@@ -71,7 +71,8 @@ def conv1d_heads_in(weight, n_heads: int, d_head: int):
 
 
 def linear_heads_out(weight, n_heads: int, d_head: int):
-    """nn.Linear ``[d_model, n_heads*d_head]`` (the output projection) -> ``[n_heads, d_head, d_model]``."""
+    """nn.Linear ``[d_model, n_heads*d_head]`` (the output
+    projection) -> ``[n_heads, d_head, d_model]``."""
     return weight.T.reshape(n_heads, d_head, weight.shape[0])
 
 
@@ -92,7 +93,8 @@ def rope_half_to_pairs(d_head: int) -> np.ndarray:
 
 
 def is_ignored(name: str, ignored: tuple) -> bool:
-    """Entries of ``ignored``: an exact name, a prefix ending in "." or a suffix starting with "."."""
+    """Entries of ``ignored``: an exact name, a prefix
+    ending in "." or a suffix starting with "."."""
     return any(
         name == i
         or (i.endswith(".") and name.startswith(i))

@@ -106,7 +106,8 @@ def read_safetensors(path: Path) -> dict[str, np.ndarray]:
 
 
 def write_safetensors(path: Path, tensors: dict, metadata: dict | None = None) -> None:
-    """Write ``{name: array}`` as a ``.safetensors`` file (atomically: temporary file, then rename)."""
+    """Write ``{name: array}`` as a ``.safetensors``
+    file (atomically: temporary file, then rename)."""
     header, chunks, offset = {}, [], 0
     if metadata:
         header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}

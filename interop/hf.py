@@ -165,8 +165,10 @@ def load_tokenizer(folder):
         ) from None
     try:
         tokenizer = tokenizers.Tokenizer.from_file(str(path))
-    except Exception as exc:  # noqa: BLE001  (the library raises plain Exceptions)
-        raise ToolkitError(f"{path}: expected a tokenizers JSON file, could not read it ({exc})")
+    except Exception as exc:  # the library raises plain Exceptions
+        raise ToolkitError(
+            f"{path}: expected a tokenizers JSON file, could not read it ({exc})"
+        ) from exc
     tokenizer.no_padding()
     tokenizer.no_truncation()
     return tokenizer

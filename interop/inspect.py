@@ -35,9 +35,9 @@ import numpy as np
 
 from theory.context import n_virtual
 from theory.errors import ToolkitError
+from theory.hooks import act_name
 from theory.model import forward
 from theory.verify import FAST_COMPILE
-from theory.hooks import act_name
 
 RANK_RTOL = 1e-6
 RANK_ATOL = 1e-9
@@ -179,5 +179,5 @@ def format_inspection(result: Inspection) -> str:
             table.append([str(l)] + [fmt.format(x) for x in row])
         widths = [max(len(r[i]) for r in table) for i in range(H + 1)]
         lines += ["", title]
-        lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in table]
+        lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in table]
     return "\n".join(lines)

@@ -83,7 +83,8 @@ def architecture(config: dict, name: str) -> Architecture:
         )
     if heads % kv:
         raise ToolkitError(
-            f"config.json: num_attention_heads {heads} is not a multiple of num_key_value_heads {kv}"
+            f"config.json: num_attention_heads {heads} is "
+            f"not a multiple of num_key_value_heads {kv}"
         )
     return validate_architecture(
         Architecture(

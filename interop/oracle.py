@@ -11,7 +11,8 @@ Layout of the recorded arrays (``<adapter>/<dtype>/<quantity>``)::
 
     logits     [B, n_out, V]      n_out = n_p + n for prompt tuning (virtual rows first), else n
     hidden     [L+1, B, n_out, d] embeddings output, then every block's output; the last one
-                                  after the final norm for GPT-2 and LLaMA (as transformers returns it)
+                                  after the final norm for GPT-2 and LLaMA (as transformers
+                                  returns it)
     attentions [L, B, H, n_out, n_k]   n_k = n_p + n whenever an adapter is attached
 
 BERT has no language-model head: its recorded logits are the last hidden state times the
@@ -32,10 +33,10 @@ from interop.hf import HFModel, load_hf
 from interop.peft import read_adapter
 from theory.context import KVPrefix, Prefix, SoftPrompt, n_virtual
 from theory.errors import ToolkitError
+from theory.hooks import act_name
 from theory.model import apply_norm, forward
 from theory.tolerances import TOL_F64
 from theory.verify import FAST_COMPILE
-from theory.hooks import act_name
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "hf"
 FAMILIES = ("gpt2", "llama", "bert")

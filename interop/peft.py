@@ -42,8 +42,8 @@ from interop.files import read_json, read_safetensors, write_bytes, write_safete
 from interop.hf import HFModel, check_dtype
 from theory.context import HardPrompt, KVPrefix, Prefix, SoftPrompt, validate_context
 from theory.errors import ToolkitError
-from theory.model import forward
 from theory.hooks import act_name
+from theory.model import forward
 
 SUPPORTED = ("PREFIX_TUNING", "PROMPT_TUNING")
 CONFIG_FILE, WEIGHTS_FILE = "adapter_config.json", "adapter_model.safetensors"

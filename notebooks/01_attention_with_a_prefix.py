@@ -104,5 +104,6 @@ t = np.asarray(c0[act_name("z", 0)][:, head])
 t_pt = np.asarray(c1[act_name("z", 0)][1:, head])
 v = np.asarray(c1[act_name("v", 0)][0, head])
 a0 = np.asarray(c1[act_name("pattern", 0)][head, 1:, 0])
-print("max |t^pt - (a0 W_V s + (1 - a0) t)| =", np.abs(t_pt - (a0[:, None] * v + (1 - a0[:, None]) * t)).max())
+convex = a0[:, None] * v + (1 - a0[:, None]) * t
+print("max |t^pt - (a0 W_V s + (1 - a0) t)| =", np.abs(t_pt - convex).max())
 fig = bias_geometry(t, t_pt, v, title=f"gpt, layer 0, head {head}: outputs move towards W_V s")

@@ -24,13 +24,12 @@
 import os
 
 import jax.numpy as jnp
-from IPython.display import Image, Markdown, display
+from IPython.display import Image, display
 
 import theory
 from cli.main import main
 from render.atlas import write_atlas
 from render.table import format_table
-from theory import THEOREMS, get_theorem
 from theory.architecture import ARCHITECTURES, Architecture, register_architecture
 from theory.attention import (
     AttentionKind,
@@ -63,7 +62,8 @@ main(["derive", "single_prefix", "--substitute"])
 # ## Verify: theorem x architecture x method
 # Quick mode: the two central §3 theorems on a few architectures (a GPT-style decoder,
 # sigmoid attention, scalable softmax and the broken-softmax control), with the prefix and
-# one negative control, 4 random models per row. `prefix-theory verify` runs the whole catalogue on every registered architecture.
+# one negative control, 4 random models per row. `prefix-theory verify` runs the whole
+# catalogue on every registered architecture.
 
 # %%
 if QUICK:
@@ -107,8 +107,8 @@ register_attention(AttentionKind("softcap_demo", normalised=True, weights=softca
                                  description="softmax of 5 tanh(l / 5) (Gemma 2)"))
 if "softcap-demo" not in ARCHITECTURES:
     register_architecture(Architecture(
-        name="softcap-demo", n_layers=2, n_heads=2, d_model=16, d_head=8, d_mlp=32, d_vocab=11, n_ctx=32,
-        attention="softcap_demo", positional="rope", norm="pre",
+        name="softcap-demo", n_layers=2, n_heads=2, d_model=16, d_head=8, d_mlp=32, d_vocab=11,
+        n_ctx=32, attention="softcap_demo", positional="rope", norm="pre",
         default_methods=("prefix", "kv_prefix", "lora_rank1_WK")))
 new = run_verify(["relative_attention", "convex_output"], ["softcap-demo"], trials=TRIALS)
 print(format_table(new))

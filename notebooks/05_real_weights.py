@@ -51,8 +51,8 @@ print(format_parity([parity("float32"), parity("float64")]))
 # negative control (a rank-1 update of `W_Q`), which must fail.
 
 # %%
-settings = dict(sentences=("The cat sits on the mat.", "Paris is the capital of France."), trials=2, steps=60,
-                fast_compile=True) if QUICK else {}
+sentences = ("The cat sits on the mat.", "Paris is the capital of France.")
+settings = dict(sentences=sentences, trials=2, steps=60, fast_compile=True) if QUICK else {}
 report, extras = run_checks(**settings)
 print(format_report(report))
 
@@ -67,7 +67,8 @@ model, trained = extras["model"], extras["trained"]
 encoding = model.tokenizer.encode(trained.source)
 ids = jnp.asarray(encoding.ids, jnp.int32)
 deep = report.witness.get("layer", model.arch.n_layers - 1)
-heads = [(layer, strongest_head(model.params, model.arch, ids, trained.prefix, layer)) for layer in (0, deep)]
+heads = [(layer, strongest_head(model.params, model.arch, ids, trained.prefix, layer))
+         for layer in (0, deep)]
 path = plot_attention(model.params, model.arch, ids, encoding.tokens, trained.prefix, heads,
                       "runs/notebooks/minilm_attention.png", "all-MiniLM-L6-v2, optimised prefix")
 display(Image(filename=str(path)))

@@ -28,7 +28,10 @@ def sources(prefixes=()) -> list[Path]:
 
 
 def execute(source: Path, write: bool = True, timeout: int = 600) -> tuple[object, float]:
-    """Run one notebook top to bottom in a fresh kernel (cwd = repository root); returns (notebook, seconds)."""
+    """Run one notebook top to bottom in a fresh kernel (cwd = repository root).
+
+    Returns (the executed notebook, seconds).
+    """
     import jupytext
     from nbclient import NotebookClient
 

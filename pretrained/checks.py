@@ -1,4 +1,5 @@
-"""docs/theory.md §3 on real weights: every layer and head of all-MiniLM-L6-v2, random and optimised prefixes.
+"""docs/theory.md §3 on real weights: every layer and
+head of all-MiniLM-L6-v2, random and optimised prefixes.
 
 For each sentence and prefix a :class:`theory.trials.Trial` is built from the loaded
 parameters and passed to :func:`theory.compare.compare`, which gives per layer the
@@ -69,7 +70,8 @@ SOURCE, TARGET = "The cat sits on the mat.", "Paris is the capital of France."
 
 
 def check_options(n_p: int, trials: int, steps: int, seed: int, theorems) -> tuple:
-    """Validate the options of :func:`run_checks` (ToolkitError naming the bad one); returns the theorem ids."""
+    """Validate the options of :func:`run_checks` (ToolkitError
+    naming the bad one); returns the theorem ids."""
     check_counts(n_p=(n_p, 1), trials=(trials, 1), steps=(steps, 1), seed=(seed, 0))
     return check_theorems(theorems)
 

@@ -104,7 +104,8 @@ def plot_attention(
 
 
 def strongest_head(params, arch, ids, context, layer: int) -> int:
-    """The head of ``layer`` giving the prefix the largest mean attention (so the effect is visible)."""
+    """The head of ``layer`` giving the prefix the
+    largest mean attention (so the effect is visible)."""
     n_p = n_virtual(context)
     with jax.default_matmul_precision("highest"):
         _, cache = forward(params, arch, ids, context, validate=False)

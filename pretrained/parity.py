@@ -37,11 +37,12 @@ def load_fixture(path: str | Path | None = None) -> dict:
 
 
 def parity(dtype="float32", fixture_path=None) -> dict:
-    """Max |difference| to the reference: embeddings (per sentence), pooled norms, [CLS] states per layer."""
+    """Max |difference| to the reference: embeddings (per
+    sentence), pooled norms, [CLS] states per layer."""
     fx = load_fixture(fixture_path)
     model = load_minilm(dtype)
     ids, mask = tokenize(model.tokenizer, fx["sentences"])
-    ours_ids = [row[m].tolist() for row, m in zip(ids, mask)]
+    ours_ids = [row[m].tolist() for row, m in zip(ids, mask, strict=True)]
     emb = encode(model, fx["sentences"])
     pooled = encode(model, fx["sentences"], normalise=False)
     ref = np.asarray(fx["embeddings"])
@@ -78,9 +79,9 @@ def format_parity(results: list[dict]) -> str:
     for r in results:
         cls = ", ".join(f"{x:.1e}" for x in r["cls_state_max_abs_diff_per_layer"])
         lines.append(
-            f"  ours in {r['dtype']}: token ids match {r['token_ids_match']}; embeddings max |diff| "
-            f"{r['embedding_max_abs_diff']:.2e} (target {r['tolerance']:.0e}: "
-            f"{'agrees' if r['agrees'] else 'DISAGREES'}); pooled norms {r['pooled_norm_max_abs_diff']:.2e}; "
-            f"[CLS] state per layer (embeddings, 0..): {cls}"
+            f"  ours in {r['dtype']}: token ids match {r['token_ids_match']}; embeddings max "
+            f"|diff| {r['embedding_max_abs_diff']:.2e} (target {r['tolerance']:.0e}: "
+            f"{'agrees' if r['agrees'] else 'DISAGREES'}); pooled norms "
+            f"{r['pooled_norm_max_abs_diff']:.2e}; [CLS] state per layer (embeddings, 0..): {cls}"
         )
     return "\n".join(lines)

@@ -102,10 +102,13 @@ def train_prefix(
         states, losses = lowered.compile(compiler_options=FAST_COMPILE if fast_compile else None)(
             *args
         )
-        cos = lambda ctx, offset=None: float(  # noqa: E731
-            sentence_embedding(params, arch, src_ids, src_mask, ctx, position_offset=offset)
-            @ target_emb
-        )
+
+        def cos(ctx, offset=None):
+            return float(
+                sentence_embedding(params, arch, src_ids, src_mask, ctx, position_offset=offset)
+                @ target_emb
+            )
+
         return TrainedPrefix(
             Prefix(states),
             np.asarray(losses),

@@ -9,7 +9,7 @@ architecture is property-tested with no edit here.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import jax
 import jax.numpy as jnp
@@ -38,9 +38,9 @@ def architectures(negative_control: bool = False):
 def with_temperature(params, T):
     """Scale every W_Q and b_Q by T: logits become T q.k/sqrt(k), i.e. inverse temperature T.
 
-    (docs/theory.md §1.2: ``l_ij = T x_i^T H x_j`` with ``H = W_Q^T W_K / sqrt(k)``; scaling the query map
-    by T is the same as scaling the logits by T, so T stays runtime data and never recompiles.
-    tests/test_model.py checks this equals ``Architecture.temperature = T``.)
+    (docs/theory.md §1.2: ``l_ij = T x_i^T H x_j`` with ``H = W_Q^T W_K / sqrt(k)``; scaling the
+    query map by T is the same as scaling the logits by T, so T stays runtime data and never
+    recompiles. tests/test_model.py checks this equals ``Architecture.temperature = T``.)
     """
     blocks = [
         dict(bp, attn=dict(bp["attn"], W_Q=bp["attn"]["W_Q"] * T, b_Q=bp["attn"]["b_Q"] * T))
@@ -49,7 +49,7 @@ def with_temperature(params, T):
     return dict(params, blocks=blocks)
 
 
-@lru_cache(maxsize=None)
+@cache
 def comparison_fn(arch_name: str, method_name: str, shape: TrialShape):
     """Compiled ``(key, content_mask [n], T) -> Comparison`` for one bucket."""
     arch, method = ARCHITECTURES[arch_name], METHODS[method_name]
@@ -77,7 +77,8 @@ def comparison_fn(arch_name: str, method_name: str, shape: TrialShape):
 
 @st.composite
 def content_masks(draw, n: int):
-    """A key-padding mask over n content keys; the first key stays visible so every query sees one."""
+    """A key-padding mask over n content keys; the
+    first key stays visible so every query sees one."""
     rest = draw(st.lists(st.booleans(), min_size=n - 1, max_size=n - 1))
     return np.array([True] + rest)
 

@@ -63,7 +63,8 @@ def test_the_atlas_has_declared_failures_and_unnormalised_kinds():
     trial_inputs(arch_names=st.sampled_from(UNNORMALISED or ["paper"]), method_names=METHODS_HERE)
 )
 def test_unnormalised_kinds_hold_with_factor_one(inputs):
-    """c_i = 1: the content weights with the prefix equal those without it, whatever the prefix mass."""
+    """c_i = 1: the content weights with the prefix
+    equal those without it, whatever the prefix mass."""
     arch, method, shape, seed, mask, T = inputs
     result = run_comparison(*inputs)
     note(

@@ -1,4 +1,5 @@
-"""Property tests of docs/theory.md §3.1-3.2 on random weights, shapes, prefixes, masks and temperatures.
+"""Property tests of docs/theory.md §3.1-3.2 on random
+weights, shapes, prefixes, masks and temperatures.
 
 Positive properties: for every registered (non-control) architecture and every
 context method, relative attention over the content is unchanged and the head

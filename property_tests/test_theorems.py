@@ -10,7 +10,7 @@ controls, witnesses of refuted claims) means some trial's residual stands far ab
 floor, which is how ``verify`` decides a row. A failure prints a ``replay(...)`` call.
 """
 
-from functools import lru_cache
+from functools import cache
 
 import jax
 import numpy as np
@@ -29,7 +29,7 @@ TRIALS = 4
 EXAMPLES = max(settings.default.max_examples // 2, 1)
 
 
-@lru_cache(maxsize=None)
+@cache
 def residual_fn(theorem_id: str, arch_name: str, method: str, shape: TrialShape, T: float):
     """Compiled ``keys [TRIALS, 2] -> residuals [TRIALS]`` for one bucket."""
     theorem, method_ = THEOREMS[theorem_id], METHODS[method]

@@ -37,7 +37,8 @@ def rescaled_content_attention(pattern_pt, n_p: int):
 
 
 def attention_maps(pattern_pt, pattern, n_p: int, title: str = "", tokens=None):
-    """Three panels for one head: A (no prefix) ``[n, n]``, A^pt ``[n, n_p + n]``, A^pt rescaled ``[n, n]``.
+    """Three panels for one head: A (no prefix) ``[n, n]``,
+    A^pt ``[n, n_p + n]``, A^pt rescaled ``[n, n]``.
 
     Returns the matplotlib figure; the third panel's title reports max |rescaled - A|.
     """
@@ -69,13 +70,17 @@ def attention_maps(pattern_pt, pattern, n_p: int, title: str = "", tokens=None):
 
 
 def bias_geometry(t, t_pt, prefix_value, title: str = ""):
-    """Head outputs ``t [n, d_head]``, ``t_pt [n, d_head]`` and ``W_V s`` ``[d_head]`` on their best plane."""
+    """Head outputs ``t [n, d_head]``, ``t_pt [n, d_head]``
+    and ``W_V s`` ``[d_head]`` on their best plane."""
     plt = _plt()
     t, t_pt, v = np.asarray(t), np.asarray(t_pt), np.asarray(prefix_value)
     points = np.concatenate([t, t_pt, v[None]])
     centre = points.mean(0)
     _, _, vt = np.linalg.svd(points - centre, full_matrices=False)
-    project = lambda x: (x - centre) @ vt[:2].T  # noqa: E731
+
+    def project(x):
+        return (x - centre) @ vt[:2].T
+
     P, Ppt, Pv = project(t), project(t_pt), project(v[None])[0]
     fig, ax = plt.subplots(figsize=(5, 5))
     for a, b in zip(P, Ppt, strict=False):

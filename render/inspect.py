@@ -62,7 +62,7 @@ def plot_inspection(result: dict, path, title: str | None = None) -> Path:
     ]
     width = max(10.0, 4 * 0.35 * H + 4)
     fig, axes = plt.subplots(1, 4, figsize=(width, 1.2 + 0.45 * L + 1.5), squeeze=False)
-    for ax, (name, data, cmap, (lo, hi), fmt) in zip(axes[0], panels):
+    for ax, (name, data, cmap, (lo, hi), fmt) in zip(axes[0], panels, strict=True):
         image = ax.imshow(data, cmap=cmap, vmin=lo, vmax=hi, aspect="auto")
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("head")

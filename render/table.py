@@ -6,7 +6,8 @@ from theory.verify import Result
 
 
 def format_table(results: list[Result]) -> str:
-    """Plain-text table: theorem x architecture x method, expected, verdict, max residual, trials."""
+    """Plain-text table: theorem x architecture x
+    method, expected, verdict, max residual, trials."""
     header = (
         "theorem",
         "architecture",
@@ -47,7 +48,7 @@ def format_table(results: list[Result]) -> str:
     n_ok = sum(r.as_expected for r in results)
     lines.append("")
     lines.append(
-        f"{n_ok}/{len(results)} verdicts as expected (tolerance: residual <= {results[0].tolerance:.0e} "
-        "in float64 means 'holds')"
+        f"{n_ok}/{len(results)} verdicts as expected (tolerance: residual "
+        f"<= {results[0].tolerance:.0e} in float64 means 'holds')"
     )
     return "\n".join(lines)

@@ -20,7 +20,6 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
-import theory  # noqa: F401  (float64 available)
 from interop.hf import load_hf
 from interop.peft import write_adapter
 from theory.context import KVPrefix, Prefix, SoftPrompt

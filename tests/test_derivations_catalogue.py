@@ -1,5 +1,5 @@
-"""The catalogue's derivations: every step machine-checked, a broken step caught, the document fresh,
-and the ``derive`` command line (--list, --all --markdown, --substitute, usage errors)."""
+"""The catalogue's derivations: every step machine-checked, a broken step caught, the document
+fresh, and the ``derive`` command line (--list, --all --markdown, --substitute, usage errors)."""
 
 import dataclasses
 from pathlib import Path
@@ -7,11 +7,10 @@ from pathlib import Path
 import pytest
 import sympy as sp
 
-import theory  # noqa: F401
 from cli.main import main
-from theory.registry import THEOREMS
 from render.derivations import markdown_document
 from theory.instance import symbolic_instance
+from theory.registry import THEOREMS
 
 CATALOGUE = (
     "single_prefix",
@@ -46,7 +45,8 @@ def test_every_step_verifies_and_any_broken_step_is_caught(theorem_id):
 
 
 def test_breaking_a_definition_breaks_the_conclusion():
-    """Negative control at the level of the model: the prefix left out of the softmax denominator."""
+    """Negative control at the level of the model:
+    the prefix left out of the softmax denominator."""
     derivation = THEOREMS["single_prefix"].derivation()
     definitions = list(derivation.definitions)
     k = next(i for i, (symbol, _, _) in enumerate(definitions) if str(symbol) == "A^{pt}_{ij}")
@@ -63,7 +63,8 @@ def test_breaking_a_definition_breaks_the_conclusion():
 
 def test_checked_in_document_is_fresh():
     assert DOC.read_text() == markdown_document(), (
-        "docs/derivations.md is stale: run `prefix-theory derive --all --markdown --output docs/derivations.md`"
+        "docs/derivations.md is stale: run `prefix-theory "
+        "derive --all --markdown --output docs/derivations.md`"
     )
 
 

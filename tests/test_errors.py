@@ -58,7 +58,10 @@ def test_context_too_long(params):
 def test_context_shape_errors(params):
     with pytest.raises(
         ToolkitError,
-        match=r"prefix states \[n_layers, n_p, d_model\]: expected shape \(2, 3, 32\), got \(1, 3, 32\)",
+        match=(
+            r"prefix states \[n_layers, n_p, d_model\]: "
+            r"expected shape \(2, 3, 32\), got \(1, 3, 32\)"
+        ),
     ):
         forward(params, GPT, jnp.arange(5), Prefix(jnp.zeros((1, 3, GPT.d_model))))
     with pytest.raises(

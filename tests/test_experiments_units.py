@@ -2,12 +2,10 @@
 
 import os
 
-import numpy as np
-import pytest
-
-import theory  # noqa: F401
 import jax
 import jax.numpy as jnp
+import numpy as np
+import pytest
 
 from experiments import adapt as A
 from experiments import checkpoint, tasks
@@ -213,7 +211,7 @@ def test_claim_reports_violations():
     assert claim("x", 0.01, "<=", 0.05)["holds"] and not claim("x", 0.2, "<=", 0.05)["holds"]
 
 
-# ----------------------------------------------------------------------------- training + checkpoints
+# --------------------------------------------------------------------------- training + checkpoints
 
 
 def test_training_lowers_loss_and_resumes_identically(base, tmp_path):

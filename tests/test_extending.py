@@ -1,4 +1,5 @@
-"""The extension API: docs/extending.md's worked example runs, and broken user variants are reported."""
+"""The extension API: docs/extending.md's worked example runs, and broken user variants are
+reported."""
 
 import dataclasses
 import json
@@ -58,7 +59,8 @@ def test_worked_example_runs_end_to_end(tmp_path):
         from cli.main import main
         from theory.verify import replay
         code = main(["verify", "--plugin", {str(module)!r}, "--architecture", "my-softcap",
-                     "--architecture", "my-softplus", "--method", "prefix", "--method", "lora_rank1_WK",
+                     "--architecture", "my-softplus",
+                     "--method", "prefix", "--method", "lora_rank1_WK",
                      "--theorem", "relative_attention", "--theorem", "convex_output",
                      "--theorem", "finetune_contrast", "--trials", "4",
                      "--json", {str(tmp_path / "v.json")!r}, "--atlas", {str(tmp_path)!r}])

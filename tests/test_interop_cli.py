@@ -6,14 +6,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import theory  # noqa: F401  (float64)
-from interop import oracle
 from cli.interop import model_inputs
+from cli.main import main
+from interop import oracle
 from interop.family import rope_half_to_pairs
 from interop.hf import load_hf
 from interop.inspect import inspect_adapter
 from interop.peft import read_adapter
-from cli.main import main
 from theory.context import KVPrefix
 from theory.positional import rope_rotate
 from theory.tolerances import TOL_F64

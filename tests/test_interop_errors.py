@@ -1,4 +1,5 @@
-"""Bad input to the Hugging Face / PEFT interop: one clear ToolkitError, CLI exit 2, nothing written."""
+"""Bad input to the Hugging Face / PEFT interop: one
+clear ToolkitError, CLI exit 2, nothing written."""
 
 import json
 import shutil
@@ -7,12 +8,11 @@ import struct
 import numpy as np
 import pytest
 
-import theory  # noqa: F401  (float64)
+from cli.main import main
 from interop import oracle
 from interop.files import read_safetensors, write_safetensors
 from interop.hf import load_hf
 from interop.peft import read_adapter, write_adapter
-from cli.main import main
 from theory.context import KVPrefix, SoftPrompt
 from theory.errors import ToolkitError
 

@@ -37,8 +37,8 @@ def table():
     rows = oracle.parity_table()
     for r in rows:
         print(
-            f"{r['family']:6s} {r['adapter']:20s} {r['dtype']}: logits {r['logits']:.1e} "
-            f"hidden {r['hidden']:.1e} attentions {r['attentions']:.1e} (target {r['tolerance']:.0e})"
+            f"{r['family']:6s} {r['adapter']:20s} {r['dtype']}: logits {r['logits']:.1e} hidden "
+            f"{r['hidden']:.1e} attentions {r['attentions']:.1e} (target {r['tolerance']:.0e})"
         )
     return {(r["family"], r["adapter"], r["dtype"]): r for r in rows}
 

@@ -5,10 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import theory
+from property_tests.strategies import with_temperature
 from theory import ARCHITECTURES, HardPrompt, KVPrefix, Prefix, SoftPrompt, forward, init_params
 from theory.hooks import act_name
-from property_tests.strategies import with_temperature
 
 GPT = ARCHITECTURES["gpt"]
 
@@ -47,7 +46,8 @@ def test_causal_mask_and_key_mask(gpt_params):
 
 
 def test_temperature_is_scaling_the_logits(gpt_params):
-    """Architecture.temperature = T equals scaling W_Q, b_Q by T (what the property tests rely on)."""
+    """Architecture.temperature = T equals scaling
+    W_Q, b_Q by T (what the property tests rely on)."""
     tokens = jnp.array([1, 5, 2, 7, 3])
     hot = GPT.replace(temperature=2.5)
     logits_T, cache_T = forward(gpt_params, hot, tokens)
@@ -67,7 +67,8 @@ def test_logits_scale_with_temperature_exactly(gpt_params):
 
 
 def test_position_offset_keeps_content_positions(gpt_params):
-    """The no-context run at offset n_p sees the same layer-0 inputs as the prefixed run's content."""
+    """The no-context run at offset n_p sees the same
+    layer-0 inputs as the prefixed run's content."""
     tokens = jnp.array([3, 1, 4, 1])
     _, with_ctx = forward(gpt_params, GPT, tokens, HardPrompt(jnp.array([2, 2])))
     _, same = forward(gpt_params, GPT, tokens, position_offset=2)
@@ -84,7 +85,8 @@ def test_position_offset_keeps_content_positions(gpt_params):
 
 
 def test_kv_prefix_from_hidden_states_matches_prefix(gpt_params):
-    """A hidden-state prefix s is the KV-prefix (W_K LN(s) + b_K, W_V LN(s) + b_V) (docs/theory.md §1.7)."""
+    """A hidden-state prefix s is the KV-prefix (W_K LN(s)
+    + b_K, W_V LN(s) + b_V) (docs/theory.md §1.7)."""
     tokens = jnp.array([3, 1, 4, 1, 5])
     states = jax.random.normal(jax.random.PRNGKey(1), (GPT.n_layers, 2, GPT.d_model))
     logits_p, cache = forward(gpt_params, GPT, tokens, Prefix(states))

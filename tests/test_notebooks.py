@@ -1,8 +1,6 @@
 """Every notebook runs top to bottom (quick mode) in a fresh kernel, and its committed
 executed copy is in sync with its jupytext source (same code cells, outputs present)."""
 
-import os
-
 import nbformat
 import pytest
 
@@ -26,11 +24,17 @@ def test_notebook_runs_and_committed_copy_matches(source, monkeypatch):
     committed = source.with_suffix(".ipynb")
     assert committed.exists(), f"{committed.name} missing: run python notebooks/execute.py"
     saved = nbformat.read(committed, as_version=4)
-    code = lambda nb: [c.source for c in nb.cells if c.cell_type == "code"]  # noqa: E731
+
+    def code(nb):
+        return [c.source for c in nb.cells if c.cell_type == "code"]
+
     assert code(saved) == code(notebook), (
         f"{committed.name} is stale: run python notebooks/execute.py"
     )
-    has_output = lambda nb: [bool(c.get("outputs")) for c in nb.cells if c.cell_type == "code"]  # noqa: E731
+
+    def has_output(nb):
+        return [bool(c.get("outputs")) for c in nb.cells if c.cell_type == "code"]
+
     assert has_output(saved) == has_output(notebook), (
         f"{committed.name} lacks outputs: run notebooks/execute.py"
     )

@@ -1,4 +1,5 @@
-"""all-MiniLM-L6-v2 loader: mapping, parity with the reference fixture, bad input, CLI usage errors."""
+"""all-MiniLM-L6-v2 loader: mapping, parity with the
+reference fixture, bad input, CLI usage errors."""
 
 import json
 import shutil
@@ -8,12 +9,12 @@ import jax
 import numpy as np
 import pytest
 
-import theory  # noqa: F401  (float64)
+import theory
 from cli.main import main
-from theory.errors import ToolkitError
 from pretrained import minilm
 from pretrained.optional import require
 from pretrained.parity import PARITY_TOL, load_fixture, parity
+from theory.errors import ToolkitError
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +133,8 @@ def test_unexpected_tensor_is_named(model, tensors):
 
 
 def test_weights_file_on_disk(tmp_path, tensors):
-    """A folder whose safetensors lacks tensors, or is corrupt, or lacks config.json: clear errors."""
+    """A folder whose safetensors lacks tensors, or
+    is corrupt, or lacks config.json: clear errors."""
     from safetensors.numpy import save_file
 
     shutil.copy(minilm.model_dir() / "config.json", tmp_path / "config.json")

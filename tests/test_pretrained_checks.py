@@ -9,8 +9,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import theory  # noqa: F401  (float64)
-from theory.tolerances import TOL_F64
 from pretrained.checks import (
     PAPER_LLAMA_ATTENTION,
     PAPER_LLAMA_OUTPUT,
@@ -20,6 +18,7 @@ from pretrained.checks import (
 )
 from pretrained.figures import attention_maps, plot_attention
 from pretrained.minilm import load_minilm
+from theory.tolerances import TOL_F64
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from cli.main import main
 from proofs import (
     ALLOWED_AXIOMS,
     CONTROLS,
@@ -30,7 +31,6 @@ from proofs import (
 from proofs.assumptions import forbidden_commands, parse_assumptions, print_assumptions
 from proofs.controls import run_control
 from proofs.coq import ROOT, development_files, module_of
-from cli.main import main
 from theory.registry import THEOREMS
 
 COMPILE_BUDGET_S = 180  # the whole development on 2 cores

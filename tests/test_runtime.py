@@ -34,7 +34,8 @@ IMPORT_SCRIPT = textwrap.dedent("""
     import os, sys
     before = dict(os.environ)
     import jax
-    import theory, cli.main, render.atlas, render.derivations, constructions, experiments, pretrained
+    import theory, cli.main, render.atlas, render.derivations
+    import constructions, experiments, pretrained
     assert not jax.config.jax_enable_x64, "import changed jax_enable_x64"
     assert dict(os.environ) == before, "import changed the environment"
     assert not [m for m in sys.modules if m.startswith("prefix_theory_plugin_")]

@@ -61,7 +61,8 @@ class Architecture:
     final_norm: bool = True  # norm before the unembedding (only with norm="pre")
     n_token_types: int = 0  # BERT token-type embeddings (0: none)
     block: str = "standard"  # key of theory.blocks.BLOCK_KINDS ("standard": the fields above)
-    default_methods: tuple = ()  # methods a default `verify` runs here (empty: all; see docs/atlas.md)
+    # methods a default `verify` runs here (empty: all; see docs/atlas.md)
+    default_methods: tuple = ()
     description: str = ""
     expectations: tuple = ()  # ((theorem_id, "holds"|"fails", reason), ...)
     negative_control: bool = False  # deliberately broken: expected to violate theorems

@@ -95,6 +95,9 @@ BROKEN = register_architecture(
                 "prefix left out of the softmax denominator: the prefix half fails",
             ),
         ),
-        description="NEGATIVE CONTROL: the paper model with a wrong attention (prefix outside the denominator)",
+        description=(
+            "NEGATIVE CONTROL: the paper model with a wrong "
+            "attention (prefix outside the denominator)"
+        ),
     )
 )

@@ -126,7 +126,9 @@ def block_forward(
 register_block(
     BlockKind(
         "standard",
-        description="built-in block: pre-/post-/no norm, sequential or parallel, plain or gated MLP",
+        description=(
+            "built-in block: pre-/post-/no norm, sequential or parallel, plain or gated MLP"
+        ),
     )
 )
 register_block(
@@ -139,6 +141,8 @@ register_block(
             if arch.norm == "pre" and arch.d_mlp and not arch.parallel
             else "norm='pre', d_mlp > 0 and parallel=False"
         ),
-        description="sandwich norms (Gemma 2): x + norm(attn(norm(x))), then x + norm(mlp(norm(x)))",
+        description=(
+            "sandwich norms (Gemma 2): x + norm(attn(norm(x))), then x + norm(mlp(norm(x)))"
+        ),
     )
 )

@@ -1,4 +1,5 @@
-"""The numeric core of docs/theory.md §3: compare an adapted run with the base model, layer by layer.
+"""The numeric core of docs/theory.md §3: compare
+an adapted run with the base model, layer by layer.
 
 For every layer ``l`` the adapted model (prefix or changed weights) is run on
 the whole sequence; then the BASE block ``l`` is run without any prefix on the

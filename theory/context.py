@@ -22,7 +22,7 @@ NamedTuples, hence pytrees: they can be vmapped, differentiated and jitted.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Union
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -65,7 +65,7 @@ class KVPrefix(NamedTuple):
         return self.keys.shape[2]
 
 
-Context = Union[None, HardPrompt, SoftPrompt, Prefix, KVPrefix]
+Context = None | HardPrompt | SoftPrompt | Prefix | KVPrefix
 CONTEXT_TYPES = (HardPrompt, SoftPrompt, Prefix, KVPrefix)
 
 

@@ -32,8 +32,9 @@ def _value_for(symbol: sp.Symbol, rng: random.Random):
 
 
 def _evaluate(expr, values: dict, rng: random.Random):
-    """Numeric value of ``expr``: free symbols, then indexed entries (once sums are expanded), drawn into
-    ``values``; an undefined function ``F`` becomes the fixed smooth function ``sin(c x) + x / 2``."""
+    """Numeric value of ``expr``: free symbols, then indexed entries (once sums are expanded), drawn
+    into ``values``; an undefined function ``F`` becomes the fixed smooth function
+    ``sin(c x) + x / 2``."""
     from sympy.core.function import AppliedUndef
 
     for _ in range(6):
@@ -71,7 +72,8 @@ def _evaluate(expr, values: dict, rng: random.Random):
 
 
 def symbolic_instance(theorem: Theorem, seed: int) -> tuple[list[tuple], dict]:
-    """Every step of the derivation at one random instance: ``(step number, relation, lhs, rhs, holds)``."""
+    """Every step of the derivation at one random instance:
+    ``(step number, relation, lhs, rhs, holds)``."""
     derivation = theorem.derivation()
     definitions = derivation.definition_map
     rng = random.Random(seed)

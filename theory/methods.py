@@ -29,7 +29,8 @@ class Method:
 
 
 def register_method(method: Method, *, replace: bool = False) -> Method:
-    """Register an adaptation method under ``method.name`` (see :class:`theory.registry.Registry`)."""
+    """Register an adaptation method under ``method.name``
+    (see :class:`theory.registry.Registry`)."""
     return METHODS.register(method, replace=replace)
 
 

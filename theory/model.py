@@ -48,7 +48,8 @@ from theory.registry import POSITIONAL_SCHEMES
 
 
 def embed(params: dict, arch: Architecture, token_embeddings, positions, token_types=None):
-    """Block-0 input from token embeddings ``[N, d_model]``: add positions, types, embedding norm."""
+    """Block-0 input from token embeddings ``[N, d_model]``:
+    add positions, types, embedding norm."""
     x = token_embeddings
     record = {act_name("embed"): token_embeddings}
     scheme = POSITIONAL_SCHEMES[arch.positional]
@@ -154,7 +155,8 @@ def forward(
             )
         if token_types is not None and tuple(getattr(token_types, "shape", ())) != (n,):
             raise ToolkitError(
-                f"token_types: expected shape ({n},), got {tuple(getattr(token_types, 'shape', ()))}"
+                f"token_types: expected shape ({n},), got "
+                f"{tuple(getattr(token_types, 'shape', ()))}"
             )
     key_mask = (
         jnp.ones(n_p + tokens.shape[0], bool)

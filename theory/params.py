@@ -7,10 +7,12 @@ Weights follow TransformerLens's layout (documented in docs/conventions.md)::
     params["ln_embed"]   w, b [d_model]                      (embed_norm only)
     params["blocks"][l]  ln1, ln2: w [d_model] (+ b for LayerNorm)   (norm != "none")
                          attn: W_Q [n_heads, d_model, d_head], b_Q [n_heads, d_head],
-                               W_K, W_V [n_kv_heads, d_model, d_head], b_K, b_V [n_kv_heads, d_head],
+                               W_K, W_V [n_kv_heads, d_model, d_head],
+                               b_K, b_V [n_kv_heads, d_head],
                                W_O [n_heads, d_head, d_model], b_O [d_model],
                                q_norm, k_norm: w [d_head]    (qk_norm only)
-                         mlp:  W_in [d_model, d_mlp], b_in [d_mlp], W_out [d_mlp, d_model], b_out [d_model],
+                         mlp:  W_in [d_model, d_mlp], b_in [d_mlp],
+                               W_out [d_mlp, d_model], b_out [d_model],
                                W_gate [d_model, d_mlp] (gated), W_hidden [depth-1, d_mlp, d_mlp],
                                b_hidden [depth-1, d_mlp] (mlp_depth > 1)
     params["ln_final"]   w (+ b)                              (norm == "pre" and final_norm)
@@ -145,7 +147,8 @@ def _path_name(path) -> str:
 
 
 def validate_params(params, arch: Architecture) -> None:
-    """Raise ToolkitError naming the first missing, extra, misshapen, non-float or non-finite leaf."""
+    """Raise ToolkitError naming the first missing, extra, misshapen, non-float or non-finite
+    leaf."""
     expected = param_shapes(arch)
     exp_leaves = dict(
         (_path_name(p), s)
@@ -158,7 +161,7 @@ def validate_params(params, arch: Architecture) -> None:
     except Exception as exc:  # pragma: no cover - exotic containers
         raise ToolkitError(
             f"parameters must be a pytree of arrays, got {type(params).__name__}: {exc}"
-        )
+        ) from exc
     missing = sorted(set(exp_leaves) - set(got_leaves))
     if missing:
         raise ToolkitError(

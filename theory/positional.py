@@ -33,7 +33,8 @@ class PositionalScheme:
 
 
 def register_positional(scheme: PositionalScheme, *, replace: bool = False) -> PositionalScheme:
-    """Register a positional scheme under ``scheme.name`` (see :class:`theory.registry.Registry`)."""
+    """Register a positional scheme under ``scheme.name``
+    (see :class:`theory.registry.Registry`)."""
     return POSITIONAL_SCHEMES.register(scheme, replace=replace)
 
 
@@ -68,7 +69,8 @@ def _sinusoidal_embed(embed_params, arch, positions):
 
 
 def rope_rotate(x, positions, base: float = 10000.0):
-    """Rotate pairs ``(x[2m], x[2m+1])`` by angle ``pos * base^(-2m/d_head)``; x is ``[N, heads, d_head]``."""
+    """Rotate pairs ``(x[2m], x[2m+1])`` by angle
+    ``pos * base^(-2m/d_head)``; x is ``[N, heads, d_head]``."""
     d_head = x.shape[-1]
     freqs = base ** (-jnp.arange(0, d_head, 2) / d_head)
     angles = positions[:, None].astype(x.dtype) * freqs[None, :].astype(x.dtype)  # [N, d_head/2]
@@ -92,7 +94,10 @@ register_positional(
     PositionalScheme(
         "learned",
         relative=False,
-        description="learned absolute position embeddings W_pos [n_ctx, d_model] added to the token embedding",
+        description=(
+            "learned absolute position embeddings W_pos "
+            "[n_ctx, d_model] added to the token embedding"
+        ),
         learned_shapes=lambda arch: {"W_pos": (arch.n_ctx, arch.d_model)},
         embed=_learned_embed,
     )

@@ -96,10 +96,9 @@ class Derivation:
             lines.append("Definitions:")
             for symbol, expr, description in self.definitions:
                 assign = r":=" if style != "text" else ":="
-                lines.append(
-                    f"{'- ' if style == 'markdown' else '  '}{wrap(f'{show(symbol)} {assign} {show(expr)}')}"
-                    f"  ({description})"
-                )
+                bullet = "- " if style == "markdown" else "  "
+                definition = wrap(f"{show(symbol)} {assign} {show(expr)}")
+                lines.append(f"{bullet}{definition}  ({description})")
             lines.append("")
         lines.append(
             "Steps (each checked by sympy: lhs - rhs simplifies to 0, or its sign is proved):"

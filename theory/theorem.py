@@ -41,9 +41,10 @@ class Control:
     ``architecture`` is a registered architecture's name and ``changes`` field changes applied
     to it (``Architecture.replace``); ``method`` is a registered method;
     ``transform(arch, trial) -> trial`` edits each random trial (e.g. ties ``W_V`` to ``W_K``);
-    ``check`` replaces the theorem's check (a deliberately wrong formula). ``outcome`` is what the check must report on every one of ``trials`` trials:
-    ``"violation"`` (residual above :data:`theory.tolerances.VIOLATION`, far above the noise
-    floor) or ``"holds"`` (residual at most the tolerance: the witness of a refuted claim is gone).
+    ``check`` replaces the theorem's check (a deliberately wrong formula). ``outcome`` is what the
+    check must report on every one of ``trials`` trials: ``"violation"`` (residual above
+    :data:`theory.tolerances.VIOLATION`, far above the noise floor) or ``"holds"`` (residual at most
+    the tolerance: the witness of a refuted claim is gone).
     """
 
     name: str

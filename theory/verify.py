@@ -85,8 +85,8 @@ def residual_function(arch: Architecture, method_name: str, theorem_ids: tuple, 
 
 
 def groups_function(groups, shape: TrialShape):
-    """``keys -> [residuals of each group]`` for (architecture, method, theorem ids) ``groups`` as one
-    function (not yet compiled); the groups of one architecture share the base model's draw."""
+    """``keys -> [residuals of each group]`` for (architecture, method, theorem ids) ``groups`` as
+    one function (not yet compiled); the groups of one architecture share the base model's draw."""
     fns = [residual_function(ARCHITECTURES[a], m, ids, shape) for a, m, ids in groups]
     return lambda keys: [fn(keys) for fn in fns]
 
@@ -195,7 +195,10 @@ def run_verify(
         arch, method = ARCHITECTURES[a], METHODS[m]
         if isinstance(residuals, Exception):
             exc = residuals
-            message = f"the check raised {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            message = (
+                f"the check raised {type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''}"
+            )
             for tid in ids:
                 expected, _ = THEOREMS[tid].expectation(arch, method)
                 results.append(

@@ -61,17 +61,18 @@ def derivation() -> Derivation:
             Step(
                 b_i,
                 a1 * u1 + a2 * u2,
-                "b_i is linear in u_1, u_2 with the weights above: it lies in "
-                "span{u_p}, so over all queries and inputs the biases of a head span <= n_p dimensions",
+                "b_i is linear in u_1, u_2 with the weights above: it lies in span{u_p}, "
+                "so over all queries and inputs the biases of a head span <= n_p dimensions",
             ),
         ),
         notes=(
-            "Two prefix positions are written out; for n_p positions every step is the same with "
-            "P_i = sum_p e_ip (a positive symbol). After W_O the head biases b_i^h W_O^h of H heads lie "
-            "in the sum of H subspaces of dimension <= n_p: at most H n_p dimensions. The bound holds "
-            "when the u_p are the same for every input: prefix and KV-prefix always; hard and soft prompts "
-            "at layer 0 and, in causal models, at every layer (the virtual positions come first and "
-            "never see the content). In a bidirectional encoder a prompt's deeper states depend on the "
+            "Two prefix positions are written out; for n_p positions every step is the same "
+            "with P_i = sum_p e_ip (a positive symbol). After W_O the head biases b_i^h "
+            "W_O^h of H heads lie in the sum of H subspaces of dimension <= n_p: at most H "
+            "n_p dimensions. The bound holds when the u_p are the same for every input: "
+            "prefix and KV-prefix always; hard and soft prompts at layer 0 and, in causal "
+            "models, at every layer (the virtual positions come first and never see the "
+            "content). In a bidirectional encoder a prompt's deeper states depend on the "
             "content, so the span over many inputs can exceed n_p (per input it cannot).",
         ),
     )
@@ -105,7 +106,8 @@ def _cone_residual(bias, values):
 
 
 def residuals(arch, trial):
-    """[n_layers, 3]: cone residual, per-head rank tail, rank tail after W_O (over N_INPUTS inputs)."""
+    """[n_layers, 3]: cone residual, per-head rank
+    tail, rank tail after W_O (over N_INPUTS inputs)."""
     n_p = n_virtual(trial.context)
     shifts = jnp.arange(N_INPUTS) * 3 + 1
 

@@ -4,8 +4,8 @@
   (unconditional) and at most ``V`` maps ``[V] -> [V]`` (conditional).
 * One virtual token (a soft prompt) reaches ``V^N`` completions (Theorem 1) and ``V^V`` maps
   (Theorem 2) in the constructions of :mod:`constructions`.
-* A hard prompt of ``n`` tokens selects among at most ``V^n`` behaviours, so reaching all ``V^V`` maps
-  needs ``n >= V``.
+* A hard prompt of ``n`` tokens selects among at most ``V^n`` behaviours, so reaching all ``V^V``
+  maps needs ``n >= V``.
 
 The constructions that attain V^N and V^V live in the ``constructions`` package, above this core:
 ``constructions.capacity`` enumerates them and passes its counts to :func:`instance`.
@@ -35,8 +35,10 @@ hard1, virt_u, virt_c, hard_n = sp.symbols("B_hard B_virtual^uncond B_virtual^co
 
 def derivation() -> Derivation:
     return Derivation(
-        title="Counting: one hard token <= V behaviours; one virtual token V^N completions and V^V maps; "
-        "a hard prompt needs n >= V tokens",
+        title=(
+            "Counting: one hard token <= V behaviours; one virtual token "
+            "V^N completions and V^V maps; a hard prompt needs n >= V tokens"
+        ),
         definitions=(
             (V, 2 + a, "vocabulary size V >= 2"),
             (N, 2 + b, "completion length N >= 2"),
@@ -85,10 +87,10 @@ def derivation() -> Derivation:
             ),
         ),
         notes=(
-            "Counts are compared through logarithms (log is increasing), which lets sympy prove the strict "
-            "inequalities for every V >= 2, N >= 2 and n <= V - 1. The constructions (constructions package) "
-            "attain V^N and V^V; their certificates are checked there, and constructions.capacity enumerates "
-            "them for small V, N.",
+            "Counts are compared through logarithms (log is increasing), which lets sympy "
+            "prove the strict inequalities for every V >= 2, N >= 2 and n <= V - 1. The "
+            "constructions (constructions package) attain V^N and V^V; their certificates "
+            "are checked there, and constructions.capacity enumerates them for small V, N.",
         ),
     )
 
@@ -146,7 +148,8 @@ def expect(arch, method):
 
 
 def soft_prompts_from_rows_check(arch, trial):
-    """The check with "soft" prompts that are rows of W_E: hard tokens, so no witness (a control)."""
+    """The check with "soft" prompts that are rows of
+    W_E: hard tokens, so no witness (a control)."""
     _, soft = counts(arch, trial, soft_from_rows=True)
     return jnp.maximum(soft - arch.d_vocab, 0).astype(trial.params["embed"]["W_E"].dtype)
 

@@ -23,7 +23,10 @@ l, v, u = sp.IndexedBase("l"), sp.IndexedBase("v"), sp.IndexedBase("u")
 
 def derivation() -> Derivation:
     return Derivation(
-        title="The prefixed head output is a convex combination of the prefix values and the unprefixed output",
+        title=(
+            "The prefixed head output is a convex combination "
+            "of the prefix values and the unprefixed output"
+        ),
         definitions=(
             (Z, sp.Sum(sp.exp(l[r]), (r, 1, n)), "content normaliser"),
             (P, sp.Sum(sp.exp(l[n + p]), (p, 1, n_p)), "prefix normaliser"),
@@ -50,9 +53,9 @@ def derivation() -> Derivation:
             Step(tpt_i - t_i, B_i - M_i * t_i, "displacement: t^pt - t = m_i (b_i / m_i - t_i)"),
         ),
         notes=(
-            "Each step is linear in the values, so checking one coordinate proves it for every coordinate. "
-            "b_i / m_i is a convex combination of the u_p, so the bias lies in their cone; with one "
-            "prefix position b_i / m_i = W_V s.",
+            "Each step is linear in the values, so checking one coordinate proves it "
+            "for every coordinate. b_i / m_i is a convex combination of the u_p, so "
+            "the bias lies in their cone; with one prefix position b_i / m_i = W_V s.",
         ),
     )
 

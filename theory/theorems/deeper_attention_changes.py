@@ -5,8 +5,9 @@ The invariance of relative attention holds for layer ``l`` given its inputs.  Co
 unadapted model run WITHOUT any prefix (content at the same positions), a deeper layer's relative
 attention changes, because the earlier layers' biases moved its inputs (``deeper_first_order``).
 This witness keeps the catalogue from claiming more than the paper: residual =
-``max_{l >= 1} |A^pt_ij - (1 - m_i) A^base_ij|`` (refuted claim: "unchanged in every layer"), expected
-"fails" in every model with more than one layer, "holds" (nothing to compare) with one layer.
+``max_{l >= 1} |A^pt_ij - (1 - m_i) A^base_ij|`` (refuted claim: "unchanged in every layer"),
+expected "fails" in every model with more than one layer, "holds" (nothing to compare) with one
+layer.
 """
 
 import jax.numpy as jnp
@@ -52,8 +53,8 @@ def derivation() -> Derivation:
             ),
         ),
         notes=(
-            "A one-dimensional instance suffices for an existence statement; the numeric check exhibits the "
-            "change in random multi-layer models (with a prefix in every layer).",
+            "A one-dimensional instance suffices for an existence statement; the numeric check "
+            "exhibits the change in random multi-layer models (with a prefix in every layer).",
         ),
     )
 

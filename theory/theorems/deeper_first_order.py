@@ -48,7 +48,10 @@ def _logit(e):
 
 def derivation() -> Derivation:
     return Derivation(
-        title="First-order change of a deeper layer's logit from earlier-layer biases (exact central difference)",
+        title=(
+            "First-order change of a deeper layer's logit from "
+            "earlier-layer biases (exact central difference)"
+        ),
         definitions=(
             (
                 l_fun,
@@ -71,19 +74,21 @@ def derivation() -> Derivation:
             Step(
                 l_fun - _logit(0) - eps * first,
                 eps**2 * T * (di.T * Hm * dj)[0, 0],
-                "the remainder is exactly the second-order term eps^2 T d_i^T H d_j (bilinear logit)",
+                "the remainder is exactly the second-order "
+                "term eps^2 T d_i^T H d_j (bilinear logit)",
             ),
             Step(
                 fd, first, "so the central difference equals the first-order change for every eps"
             ),
         ),
         notes=(
-            "The 2 x 2 instance is representative: every step is an identity of bilinear forms, whose "
-            "coefficients are checked entry by entry, and the same expansion holds in any dimension. Query "
-            "and key biases make the logit affine-bilinear (same conclusion); RoPE multiplies q and k by fixed "
-            "orthogonal matrices; ALiBi adds a constant. Invariance given inputs (the other half of the "
-            "deeper-layer statement) is relative_attention / convex_output, which compare every layer of the "
-            "prefixed run with a no-prefix layer on the same inputs.",
+            "The 2 x 2 instance is representative: every step is an identity of bilinear "
+            "forms, whose coefficients are checked entry by entry, and the same expansion "
+            "holds in any dimension. Query and key biases make the logit affine-bilinear "
+            "(same conclusion); RoPE multiplies q and k by fixed orthogonal matrices; "
+            "ALiBi adds a constant. Invariance given inputs (the other half of the "
+            "deeper-layer statement) is relative_attention / convex_output, which compare "
+            "every layer of the prefixed run with a no-prefix layer on the same inputs.",
         ),
     )
 

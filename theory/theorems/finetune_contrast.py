@@ -7,8 +7,9 @@ For any head (``d_head >= 1``) and a query ``i`` that sees two content keys with
     W_Q <- W_Q + b a^T,    b = h_i / |h_i|^2,    a = R_i^{-1} (k_1 - k_2) / |k_1 - k_2|^2
 
 (TransformerLens layout: ``q = h W_Q``; ``R_i`` the query's RoPE rotation, identity otherwise) moves
-the query by ``R_i a`` and so multiplies ``A_i1 / A_i2`` by exactly ``exp(T / sqrt(d_head))``: relative
-attention changes.  A prefix, on the other hand, rescales every content weight by the same factor.
+the query by ``R_i a`` and so multiplies ``A_i1 / A_i2`` by exactly ``exp(T / sqrt(d_head))``:
+relative attention changes.  A prefix, on the other hand, rescales every content weight by the same
+factor.
 
 """
 
@@ -38,13 +39,16 @@ dl, l1, l2 = sp.symbols("Delta l_{i1} l_{i2}", real=True)
 
 def derivation() -> Derivation:
     return Derivation(
-        title="A rank-1 update of W_Q changes relative attention by exp(T/sqrt(k)); a prefix cannot",
+        title=(
+            "A rank-1 update of W_Q changes relative attention by exp(T/sqrt(k)); a prefix cannot"
+        ),
         definitions=(
             (hb, hh / hh, "h_i . b with b = h_i / |h_i|^2"),
             (
                 aw,
                 ww / ww,
-                "(R_i a) . (k_1 - k_2) with a = R_i^{-1}(k_1 - k_2) / |k_1 - k_2|^2 (R_i orthogonal)",
+                "(R_i a) . (k_1 - k_2) with a = R_i^{-1}(k_1 "
+                "- k_2) / |k_1 - k_2|^2 (R_i orthogonal)",
             ),
             (dl, T / sk * hb * aw, "change of l_i1 - l_i2: the query moves by (h_i . b) R_i a"),
         ),
@@ -57,19 +61,21 @@ def derivation() -> Derivation:
             Step(
                 dl,
                 0,
-                "... which is positive: relative attention changes (any head, k >= 1, h_i != 0, k_1 != k_2)",
+                "... which is positive: relative attention "
+                "changes (any head, k >= 1, h_i != 0, k_1 != k_2)",
                 ">",
             ),
             Step(
                 sp.log(sp.exp(l1) / sp.exp(l2)),
                 l1 - l2,
-                "softmax ratios depend only on logit differences; a prefix adds no term to l_i1 - l_i2 "
-                "(it only enlarges the denominator), so it leaves every ratio unchanged",
+                "softmax ratios depend only on logit differences; a prefix adds no term to l_i1 "
+                "- l_i2 (it only enlarges the denominator), so it leaves every ratio unchanged",
             ),
         ),
         notes=(
-            "Every weight-based change of H that makes the logit change depend on the key can do this; the "
-            "limitation of prefixes is structural (they never touch H), not a parameter count. The same "
+            "Every weight-based change of H that makes the logit change "
+            "depend on the key can do this; the limitation of prefixes is "
+            "structural (they never touch H), not a parameter count. The same "
             "construction with W_K (a on the key side) works symmetrically.",
         ),
     )
@@ -137,7 +143,8 @@ def check(arch, trial):
 
 
 def instance(arch, trial):
-    """The derived change T/sqrt(k) of log(A_i1/A_i2) next to the measured one (layer 0, every head)."""
+    """The derived change T/sqrt(k) of log(A_i1/A_i2)
+    next to the measured one (layer 0, every head)."""
     predicted = float(sp.N((T / sk).subs({T: arch.temperature, sk: sp.sqrt(arch.d_head)})))
     errors = residuals(arch, trial)[0]
     return [

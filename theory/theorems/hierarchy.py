@@ -5,13 +5,14 @@ narrower one's and compares logits (float64, residual <= TOL_F64):
 
 * a hard prompt ``tok`` is the soft prompt ``E[tok]``;
 * a soft prompt is the prefix made of the hidden states it produces at every layer (the states
-  ``resid_pre`` activations of its virtual positions) -- in a bidirectional encoder these states depend on
-  the content, so this holds PER INPUT: the prefix that reproduces a soft prompt on one input is
-  in general a different prefix on another input;
+  ``resid_pre`` activations of its virtual positions) -- in a bidirectional encoder these states
+  depend on the content, so this holds PER INPUT: the prefix that reproduces a soft prompt on one
+  input is in general a different prefix on another input;
 * a hidden-state prefix ``s`` is the KV-prefix of the keys and values it produces
   (``W_K LN_1(s) + b_K`` rotated by its position, ``W_V LN_1(s) + b_V``; see ``pre_ln``).
 
-Strictness is the separate witness theorem ``hierarchy_strict`` (and ``kv_converse`` for the last step).
+Strictness is the separate witness theorem
+``hierarchy_strict`` (and ``kv_converse`` for the last step).
 """
 
 import jax
@@ -57,8 +58,9 @@ def derivation() -> Derivation:
             Step(
                 s1,
                 Fn(E_tok + p0),
-                "soft ⊆ prefix: setting every layer's state to what the soft prompt produces "
-                "reproduces the run (per input in a bidirectional model, where F also reads the content)",
+                "soft ⊆ prefix: setting every layer's state to what the "
+                "soft prompt produces reproduces the run (per input in "
+                "a bidirectional model, where F also reads the content)",
             ),
             Step(
                 k - b_K,
@@ -73,9 +75,9 @@ def derivation() -> Derivation:
             ),
         ),
         notes=(
-            "Scalars stand for vectors and maps (every step is an identity of the same shape). The numeric "
-            "check replays the narrower run through the wider method and compares the logits of every content "
-            "position: exact up to float64 rounding.",
+            "Scalars stand for vectors and maps (every step is an identity of the same "
+            "shape). The numeric check replays the narrower run through the wider method and "
+            "compares the logits of every content position: exact up to float64 rounding.",
         ),
     )
 

@@ -3,15 +3,16 @@
 The check measures how far the REFUTED claim misses, so a witness shows up as a residual far above
 the tolerance and ``verify`` expects "fails":
 
-* soft prompt ⊄ hard prompt: a one-position soft prompt ``e`` versus all ``V`` one-token hard prompts;
-  residual = ``min_tok max_i |logits(e) - logits(tok)|`` (exhaustive, so a positive value proves that no
-  hard prompt of that length reproduces ``e`` on this input);
+* soft prompt ⊄ hard prompt: a one-position soft prompt ``e`` versus all ``V`` one-token hard
+  prompts; residual = ``min_tok max_i |logits(e) - logits(tok)|`` (exhaustive, so a positive value
+  proves that no hard prompt of that length reproduces ``e`` on this input);
 * prefix ⊄ soft prompt: a soft prompt's state at layer ``l+1`` is what block ``l`` computes from its
   state at layer ``l`` (``F_l``); a prefix sets every layer freely. Residual =
-  ``max_l |s^{l+1} - F_l(s^l)|`` (``F_l`` read from the prefixed run). A positive value proves that the
-  prefix's states are no soft prompt's states. It is a statement about the states (the parameters),
-  not an exhaustive search over soft prompts for equal logits. With ONE layer there is nothing to
-  differ: a one-layer prefix is the soft prompt ``s^0 - p_0`` (no embedding norm), so "holds" is expected.
+  ``max_l |s^{l+1} - F_l(s^l)|`` (``F_l`` read from the prefixed run). A positive value proves that
+  the prefix's states are no soft prompt's states. It is a statement about the states (the
+  parameters), not an exhaustive search over soft prompts for equal logits. With ONE layer there is
+  nothing to differ: a one-layer prefix is the soft prompt ``s^0 - p_0`` (no embedding norm), so
+  "holds" is expected.
 * KV-prefix ⊄ prefix: see ``kv_converse``.
 """
 
@@ -65,10 +66,11 @@ def derivation() -> Derivation:
             ),
         ),
         notes=(
-            "Counting parameters shows the parameterisations differ; the numeric check exhibits concrete "
-            "witnesses: a soft prompt whose logits are at a positive distance from those of every one-token "
-            "hard prompt (exhaustive over the vocabulary), and a prefix whose layer-(l+1) state is not "
-            "F_l(layer-l state). For L = 1 the second witness cannot exist and the check expects 'holds'.",
+            "Counting parameters shows the parameterisations differ; the numeric check "
+            "exhibits concrete witnesses: a soft prompt whose logits are at a positive "
+            "distance from those of every one-token hard prompt (exhaustive over the "
+            "vocabulary), and a prefix whose layer-(l+1) state is not F_l(layer-l state). "
+            "For L = 1 the second witness cannot exist and the check expects 'holds'.",
         ),
     )
 
@@ -107,7 +109,8 @@ def expect(arch, method):
     if method.name == "prefix" and arch.n_layers == 1:
         return (
             "holds",
-            "one layer: a prefix is the soft prompt of its layer-0 state (nothing deeper to differ)",
+            "one layer: a prefix is the soft prompt of "
+            "its layer-0 state (nothing deeper to differ)",
         )
     if method.name == "prefix":
         return "fails", "witness: prefix states that no soft prompt produces (strict inclusion)"

@@ -2,14 +2,14 @@
 (docs/theory.md §3.6).
 
 A hidden-state prefix ``s`` is the KV-prefix ``(W_K h + b_K, W_V h + b_V)`` with ``h`` the attention
-input made from ``s`` (``h = LN_1(s)`` pre-LN; checked by ``pre_ln`` and ``hierarchy``).  Conversely a
-KV-prefix ``(k, v)`` of one layer is produced by some attention input ``h`` iff the stacked system
+input made from ``s`` (``h = LN_1(s)`` pre-LN; checked by ``pre_ln`` and ``hierarchy``).  Conversely
+a KV-prefix ``(k, v)`` of one layer is produced by some attention input ``h`` iff the stacked system
 
     h [W_K^1 .. W_K^G  W_V^1 .. W_V^G] = [R_p^{-1} k - b_K ,  v - b_V]      (G key/value heads)
 
-is solvable; it is solvable for EVERY ``(k, v)`` exactly when ``M = [W_K; W_V]`` (``2 G d_head`` rows in
-the paper's layout) has full row rank, which needs ``2 G d_head <= d_model``.  Otherwise the KV-prefix is
-strictly larger: a generic ``(k, v)`` is not the image of any state (the witness).
+is solvable; it is solvable for EVERY ``(k, v)`` exactly when ``M = [W_K; W_V]`` (``2 G d_head``
+rows in the paper's layout) has full row rank, which needs ``2 G d_head <= d_model``.  Otherwise the
+KV-prefix is strictly larger: a generic ``(k, v)`` is not the image of any state (the witness).
 
 """
 
@@ -22,7 +22,8 @@ from theory.symbolic import Derivation, Step
 from theory.theorem import Control, CoqProof, Theorem
 from theory.theorems.common import logits_of, max_abs
 
-# a 2 x 2 instance of M = [W_K; W_V] (one key row, one value row over d = 2 coordinates) and its inverse
+# a 2 x 2 instance of M = [W_K; W_V] (one key row, one value row over d = 2 coordinates)
+# and its inverse
 w11, w12, w21, w22 = sp.symbols("w_11 w_12 w_21 w_22")
 k0, v0 = sp.symbols("k v")
 D = sp.Symbol("D")
@@ -57,19 +58,20 @@ def derivation() -> Derivation:
             Step(
                 (c * w11) * x1 + (c * w12) * x2,
                 c * (w11 * x1 + w12 * x2),
-                "rank-deficient M (value row = c * key row): for EVERY state x the value is c times the key, "
-                "so a free (k, v) with v != c k is no state's image",
+                "rank-deficient M (value row = c * key row): for EVERY state x the value "
+                "is c times the key, so a free (k, v) with v != c k is no state's image",
             ),
         ),
         notes=(
-            "The 2 x 2 case shows the mechanism: reachable (k, v) = the column space of M. In general M has "
-            "2 G d_head rows (keys and values of all G key/value heads share one state) and d_model columns; "
-            "its column space is all of R^{2 G d_head} exactly when it has full row rank, which requires "
-            "2 G d_head <= d_model (random weights: generically sufficient). With RoPE the key is rotated "
-            "by the virtual position (R_p orthogonal, undone first). With pre-LN the statement is about the "
-            "attention input h = LN_1(s); which h are LayerNorm outputs is a further restriction not claimed "
-            "here. The decomposition of §3 holds for any (k, v): relative_attention, convex_output and "
-            "single_prefix run with the kv_prefix method.",
+            "The 2 x 2 case shows the mechanism: reachable (k, v) = the column space of M. In "
+            "general M has 2 G d_head rows (keys and values of all G key/value heads share one "
+            "state) and d_model columns; its column space is all of R^{2 G d_head} exactly "
+            "when it has full row rank, which requires 2 G d_head <= d_model (random weights: "
+            "generically sufficient). With RoPE the key is rotated by the virtual position "
+            "(R_p orthogonal, undone first). With pre-LN the statement is about the attention "
+            "input h = LN_1(s); which h are LayerNorm outputs is a further restriction not "
+            "claimed here. The decomposition of §3 holds for any (k, v): relative_attention, "
+            "convex_output and single_prefix run with the kv_prefix method.",
         ),
     )
 
@@ -80,7 +82,8 @@ def full_row_rank(arch) -> bool:
 
 
 def residuals(arch, trial):
-    """[n_layers, 2]: relative residual of the realising system, and (no pre-attention norm) logit gap."""
+    """[n_layers, 2]: relative residual of the realising
+    system, and (no pre-attention norm) logit gap."""
     n_p = n_virtual(trial.context)
     states, out = [], []
     for l, bp in enumerate(trial.params["blocks"]):

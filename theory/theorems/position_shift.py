@@ -4,9 +4,10 @@
 The §3 statements compare runs with the content at the same positions.  If instead the no-prefix run
 has its content at positions ``0..n-1`` (the prefix shifted it by ``n_p``), a relative scheme (RoPE,
 ALiBi, none) gives the same content-to-content logits, so layer 0's relative attention is still
-unchanged; an absolute scheme (learned, sinusoidal) adds different position codes to the content, and
-it is not.  Each positional scheme declares ``relative`` in :mod:`theory.positional`; the expectation
-is read from that registry data, so "fails, as expected" on absolute schemes is a pass (a witness).
+unchanged; an absolute scheme (learned, sinusoidal) adds different position codes to the content,
+and it is not.  Each positional scheme declares ``relative`` in :mod:`theory.positional`; the
+expectation is read from that registry data, so "fails, as expected" on absolute schemes is a pass
+(a witness).
 
 """
 
@@ -38,7 +39,10 @@ def _rope_logit(pi, pj):
 
 def derivation() -> Derivation:
     return Derivation(
-        title="Relative schemes: shifting every content position by n_p leaves content-to-content logits unchanged",
+        title=(
+            "Relative schemes: shifting every content position "
+            "by n_p leaves content-to-content logits unchanged"
+        ),
         definitions=(
             (rope, _rope_logit(i, j), "RoPE logit of one frequency pair: (R_i q) . (R_j k)"),
             (
@@ -60,10 +64,11 @@ def derivation() -> Derivation:
             ),
         ),
         notes=(
-            "With learned or sinusoidal absolute codes the content embedding is E[tok] + p_{i+n_p} instead of "
-            "E[tok] + p_i: the layer-0 inputs differ, so in general the content logits differ too (the "
-            "numeric witness). Relative attention is then unchanged after the shift only for relative "
-            "schemes; the paper's statements assume equal positions (docs/theory.md §1.7).",
+            "With learned or sinusoidal absolute codes the content embedding is E[tok] "
+            "+ p_{i+n_p} instead of E[tok] + p_i: the layer-0 inputs differ, so in "
+            "general the content logits differ too (the numeric witness). Relative "
+            "attention is then unchanged after the shift only for relative schemes; "
+            "the paper's statements assume equal positions (docs/theory.md §1.7).",
         ),
     )
 

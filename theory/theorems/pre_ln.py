@@ -1,4 +1,5 @@
-"""Pre-LN: every §3 statement holds with ``s`` replaced by the normalised ``s`` (docs/theory.md §3.5).
+"""Pre-LN: every §3 statement holds with ``s``
+replaced by the normalised ``s`` (docs/theory.md §3.5).
 
 A prefix state ``s`` set at a block's input (the ``resid_pre`` activation) reaches attention as
 ``h = LN_1(s)`` in a pre-LN block (``h = s`` otherwise), so its key and value are
@@ -35,7 +36,10 @@ e0, Z = sp.symbols("e_{i0} Z_i", positive=True)
 
 def derivation() -> Derivation:
     return Derivation(
-        title="Pre-LN: the prefix enters attention as LN(s), so the value (bias direction) is W_V LN(s) + b_V",
+        title=(
+            "Pre-LN: the prefix enters attention as LN(s), "
+            "so the value (bias direction) is W_V LN(s) + b_V"
+        ),
         definitions=(
             (
                 h,
@@ -60,10 +64,11 @@ def derivation() -> Derivation:
             Step(1 - A, Z / (e0 + Z), "content share; relative attention unchanged as before"),
         ),
         notes=(
-            "The §3 derivations never use what the key and value are made from, only that they are the same "
-            "for every query; replacing s by h = LN_1(s) changes nothing in them. The scalars W_V, b_V stand "
-            "for one row of the value map. Post-LN blocks read the block input directly (h = s); with RoPE the "
-            "key is additionally rotated by the virtual position, which the logit absorbs.",
+            "The §3 derivations never use what the key and value are made from, only "
+            "that they are the same for every query; replacing s by h = LN_1(s) changes "
+            "nothing in them. The scalars W_V, b_V stand for one row of the value map. "
+            "Post-LN blocks read the block input directly (h = s); with RoPE the key is "
+            "additionally rotated by the virtual position, which the logit absorbs.",
         ),
     )
 
@@ -71,7 +76,8 @@ def derivation() -> Derivation:
 def residuals(arch, trial, normalise: bool = True):
     """[n_layers, 3]: value residual, key residual, output residual with explicitly computed values.
 
-    ``normalise=False`` uses the raw state (the negative control: wrong on a pre-LN architecture)."""
+    ``normalise=False`` uses the raw state (the negative
+    control: wrong on a pre-LN architecture)."""
     n_p = n_virtual(trial.context)
     group = arch.n_heads // arch.kv_heads
     out = []

@@ -6,7 +6,9 @@ For a content query ``i`` with logits ``l_ir`` to the visible content keys and
     A^pt_i0 = exp(l_i0) / (exp(l_i0) + sum_r exp(l_ir))
     A^pt_ij = A_ij (1 - A^pt_i0)
     t^pt_i  = A^pt_i0 W_V s + (1 - A^pt_i0) t_i
-    t^pt_i - t_i = A^pt_i0 (W_V s - t_i)       (every content query pulled towards the one point W_V s)
+    t^pt_i - t_i = A^pt_i0 (W_V s - t_i)
+
+so every content query's output is pulled towards the one point ``W_V s``.
 """
 
 import jax
@@ -36,7 +38,10 @@ tpt_i = sp.Symbol("t^{pt}_i")
 
 def derivation() -> Derivation:
     return Derivation(
-        title="One prefix position: closed-form prefix weight, rescaled content attention, convex output",
+        title=(
+            "One prefix position: closed-form prefix weight, "
+            "rescaled content attention, convex output"
+        ),
         definitions=(
             (A0, e0 / (e0 + Z), "softmax weight of the prefix position (closed form)"),
             (A_ij, e_ij / Z, "softmax without the prefix"),
@@ -57,17 +62,19 @@ def derivation() -> Derivation:
             Step(A0, 1, "the prefix weight is a proper share (so the combination is convex)", "<"),
         ),
         notes=(
-            "Z_i = sum_{r in C(i)} exp(l_ir) > 0 and S_i = sum_{r in C(i)} exp(l_ir) v_r are kept as symbols "
-            "(Z_i positive), so nothing depends on the number of content keys. "
-            "Z_i stands for a sum of any length, so the steps hold for every n, head, query, temperature and "
-            "mask; the value steps are linear, so one coordinate proves every coordinate. With a KV-prefix "
-            "u is the free value v_0 and e_i0 = exp(T q_i . k_0 / sqrt(k)).",
+            "Z_i = sum_{r in C(i)} exp(l_ir) > 0 and S_i = sum_{r in C(i)} exp(l_ir) "
+            "v_r are kept as symbols (Z_i positive), so nothing depends on the "
+            "number of content keys. Z_i stands for a sum of any length, so the "
+            "steps hold for every n, head, query, temperature and mask; the value "
+            "steps are linear, so one coordinate proves every coordinate. With a "
+            "KV-prefix u is the free value v_0 and e_i0 = exp(T q_i . k_0 / sqrt(k)).",
         ),
     )
 
 
 def residuals(arch, trial):
-    """Per-check residuals of the four closed-form identities (first virtual position only), all layers."""
+    """Per-check residuals of the four closed-form identities (first virtual position only),
+    all layers."""
     trial = single_virtual_trial(trial)
     group = arch.n_heads // arch.kv_heads
     sees_prefix = mask_matrix(arch, trial.key_mask)[1:, 0]  # [n] content query i sees the prefix
@@ -102,7 +109,8 @@ def check(arch, trial):
 
 
 def instance(arch, trial):
-    """(label, symbolic result at the JAX numbers, JAX value) for layer 0, head 0, the last content query."""
+    """(label, symbolic result at the JAX numbers, JAX value) for layer 0, head 0, the last
+    content query."""
     trial = single_virtual_trial(trial)
     layer = layer_pairs(arch, trial)[0][0]
     i = trial.tokens.shape[0] - 1

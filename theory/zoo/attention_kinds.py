@@ -66,7 +66,8 @@ def _sigmoid_weights(q, k, arch, bias, mask, virtual):
 
 
 def _ssmax_weights(q, k, arch, bias, mask, virtual):
-    """Scalable-softmax (Nakanishi, 2025): softmax of ``log(N_i) l_ij``, N_i = number of visible keys."""
+    """Scalable-softmax (Nakanishi, 2025): softmax of
+    ``log(N_i) l_ij``, N_i = number of visible keys."""
     logits = scaled_logits(q, k, arch, bias)
     n_visible = mask.sum(-1).astype(logits.dtype)  # [Nq]
     scaled = logits * jnp.log(jnp.maximum(n_visible, 1.0))[None, :, None]
@@ -80,7 +81,10 @@ def _softmax_one_derivation():
     S, Q = sp.symbols("S_i Q_i")
     A, Apt, m, t, tpt, b = sp.symbols("A_{ij} A^{pt}_{ij} m_i t_i t^{pt}_i b_i")
     return Derivation(
-        title="Off-by-one softmax: the zero logit is one more content term, so both §3 identities hold",
+        title=(
+            "Off-by-one softmax: the zero logit is one "
+            "more content term, so both §3 identities hold"
+        ),
         definitions=(
             (A, e / (1 + Z), "weight without prefix (the 1 is exp(0) of the zero logit)"),
             (Apt, e / (1 + Z + P), "weight with the prefix mass P_i in the denominator"),
@@ -101,8 +105,9 @@ def _softmax_one_derivation():
             Step(tpt, b + (1 - m) * t, "output: bias plus (1 - m_i) times the unprefixed output"),
         ),
         notes=(
-            "The rows do not sum to 1 (the sink keeps exp(0)/(1+Z+P)), but the prefix mass m_i is still "
-            "exactly the share the content loses, so the core check (c_i = 1 - m_i) applies unchanged.",
+            "The rows do not sum to 1 (the sink keeps exp(0)/(1+Z+P)), but "
+            "the prefix mass m_i is still exactly the share the content "
+            "loses, so the core check (c_i = 1 - m_i) applies unchanged.",
         ),
     )
 
@@ -113,7 +118,10 @@ def _linear_derivation():
     S, Q = sp.symbols("S_i Q_i")
     A, Apt, m, t, tpt, b = sp.symbols("A_{ij} A^{pt}_{ij} m_i t_i t^{pt}_i b_i")
     return Derivation(
-        title="Normalised linear attention: kernel values play the role of exp(l), so both §3 identities hold",
+        title=(
+            "Normalised linear attention: kernel values play "
+            "the role of exp(l), so both §3 identities hold"
+        ),
         definitions=(
             (A, kappa / Z, "kappa_ij = phi(q_i).phi(k_j) > 0, Z_i = sum_r kappa_ir"),
             (Apt, kappa / (Z + P), "P_i = sum_p phi(q_i).phi(k_p) > 0 (prefix keys)"),
@@ -127,8 +135,8 @@ def _linear_derivation():
             Step(tpt, b + (1 - m) * t, "output: convex combination of the prefix values and t_i"),
         ),
         notes=(
-            "Only positivity of the kernel and the shared denominator are used; any positive feature "
-            "map gives the same result.",
+            "Only positivity of the kernel and the shared denominator "
+            "are used; any positive feature map gives the same result.",
         ),
     )
 
@@ -139,9 +147,15 @@ def _sigmoid_derivation():
     l, v, u = sp.IndexedBase("l"), sp.IndexedBase("v"), sp.IndexedBase("u")
     lij, bias = sp.symbols("l_{ij} b", real=True)
     A, Apt, t, tpt, B, m = sp.symbols("A_{ij} A^{pt}_{ij} t_i t^{pt}_i b_i m_i")
-    sigma = lambda x: 1 / (1 + sp.exp(-x))  # noqa: E731
+
+    def sigma(x):
+        return 1 / (1 + sp.exp(-x))
+
     return Derivation(
-        title="Sigmoid attention (modified form): content weights are untouched and the prefix adds a bias",
+        title=(
+            "Sigmoid attention (modified form): content "
+            "weights are untouched and the prefix adds a bias"
+        ),
         definitions=(
             (A, sigma(lij + bias), "weight without prefix: sigmoid of its own logit only"),
             (Apt, sigma(lij + bias), "weight with prefix: the prefix keys enter no denominator"),
@@ -155,10 +169,10 @@ def _sigmoid_derivation():
             Step(tpt - t, B, "output: t^pt = b_i + t_i, an additive bias in the cone of the u_p"),
         ),
         notes=(
-            "Modified form of both §3 identities: c_i = 1, so the core check (theory/compare.py uses "
-            "c_i = 1 for kinds with normalised=False) tests exactly this. The bias weights sum to m_i, "
-            "which is NOT capped at 1: with n_p prefix positions the bias can grow to n_p times a value "
-            "vector, unlike softmax, where it is a convex combination.",
+            "Modified form of both §3 identities: c_i = 1, so the core check (theory/compare.py "
+            "uses c_i = 1 for kinds with normalised=False) tests exactly this. The bias weights "
+            "sum to m_i, which is NOT capped at 1: with n_p prefix positions the bias can grow "
+            "to n_p times a value vector, unlike softmax, where it is a convex combination.",
         ),
     )
 
@@ -169,7 +183,10 @@ def _ssmax_derivation():
     lj, lk = sp.symbols("l_{ij} l_{ik}", real=True)
     ratio, ratio_pt = sp.symbols("rho_{ijk} rho^{pt}_{ijk}")
     return Derivation(
-        title="Scalable-softmax (log N scaling): a prefix changes the content's temperature, so §3 fails",
+        title=(
+            "Scalable-softmax (log N scaling): a prefix "
+            "changes the content's temperature, so §3 fails"
+        ),
         definitions=(
             (
                 ratio,
@@ -191,9 +208,10 @@ def _ssmax_derivation():
             Step((N + n_p) / N - 1, 0, "the base exceeds 1 for every n_p > 0", relation=">"),
         ),
         notes=(
-            "Relative attention over the content is preserved only if the ratio is 1, i.e. l_ij = l_ik: a "
-            "prefix sharpens the content attention, which plain softmax cannot do. Expected verdict: fails "
-            "(the violation is the prefix's temperature change, not a numerical issue).",
+            "Relative attention over the content is preserved only if the ratio "
+            "is 1, i.e. l_ij = l_ik: a prefix sharpens the content attention, "
+            "which plain softmax cannot do. Expected verdict: fails (the "
+            "violation is the prefix's temperature change, not a numerical issue).",
         ),
     )
 
@@ -204,7 +222,9 @@ register_attention(
         normalised=True,
         weights=_softmax_one_weights,
         derivation=_softmax_one_derivation,
-        description="off-by-one softmax / attention sink: an always-present zero logit in every denominator",
+        description=(
+            "off-by-one softmax / attention sink: an always-present zero logit in every denominator"
+        ),
     )
 )
 register_attention(
@@ -213,7 +233,10 @@ register_attention(
         normalised=True,
         weights=_linear_weights,
         derivation=_linear_derivation,
-        description="normalised linear attention with the elu+1 kernel feature map (Katharopoulos et al., 2020)",
+        description=(
+            "normalised linear attention with the elu+1 "
+            "kernel feature map (Katharopoulos et al., 2020)"
+        ),
     )
 )
 register_attention(
@@ -222,7 +245,10 @@ register_attention(
         normalised=False,
         weights=_sigmoid_weights,
         derivation=_sigmoid_derivation,
-        description="sigmoid attention sigmoid(l_ij - log n_ctx), elementwise, unnormalised (Ramapuram et al., 2024)",
+        description=(
+            "sigmoid attention sigmoid(l_ij - log n_ctx), "
+            "elementwise, unnormalised (Ramapuram et al., 2024)"
+        ),
     )
 )
 register_attention(
@@ -231,6 +257,8 @@ register_attention(
         normalised=True,
         weights=_ssmax_weights,
         derivation=_ssmax_derivation,
-        description="scalable-softmax: logits scaled by log(number of visible keys) (Nakanishi, 2025)",
+        description=(
+            "scalable-softmax: logits scaled by log(number of visible keys) (Nakanishi, 2025)"
+        ),
     )
 )

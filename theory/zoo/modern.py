@@ -32,7 +32,8 @@ from theory.zoo import attention_kinds  # noqa: F401  (registers the kinds used 
 
 ATLAS_METHODS = ("prefix", "kv_prefix", "lora_rank1_WK")
 
-MODIFIED = "modified form"  # expectation reasons starting with this mark a theorem that holds in a modified form
+# expectation reasons starting with this mark a theorem that holds in a modified form
+MODIFIED = "modified form"
 
 SMALL = dict(
     n_heads=4, d_model=16, d_head=4, d_mlp=32, d_vocab=11, n_ctx=32, default_methods=ATLAS_METHODS
@@ -52,9 +53,9 @@ SIGMOID_REASON = (
     "capped at 1; derivation: docs/atlas.md"
 )
 SSMAX_REASON = (
-    "the logit scale log(N_i) grows with the number of visible keys, which the prefix raises by n_p: "
-    "content ratios change by ((N_i+n_p)/N_i)^(l_ij-l_ik), so the prefix re-sharpens attention "
-    "(derivation: docs/atlas.md)"
+    "the logit scale log(N_i) grows with the number of visible keys, which the "
+    "prefix raises by n_p: content ratios change by ((N_i+n_p)/N_i)^(l_ij-l_ik), "
+    "so the prefix re-sharpens attention (derivation: docs/atlas.md)"
 )
 
 # The catalogue theorems that state softmax-specific closed forms, and why they fail here.
@@ -69,7 +70,8 @@ SOFTMAX_FACTOR = (
 EXP_RATIO = (
     "finetune_contrast"  # a rank-1 W_Q update moves a softmax ratio by exactly exp(T/sqrt(k))
 )
-BILINEAR = "deeper_first_order"  # scores are the bilinear logit T q.k/sqrt(k), so its change is first order
+# scores are the bilinear logit T q.k/sqrt(k), so its change is first order
+BILINEAR = "deeper_first_order"
 
 
 def fails(theorems, reason: str) -> tuple:
