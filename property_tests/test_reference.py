@@ -8,7 +8,7 @@ the weight updates), random key-padding masks and content offsets; the attention
 outputs and attention output of layer 0 must equal the reference's in float64.
 """
 
-from functools import lru_cache
+from functools import cache
 
 import jax
 import jax.numpy as jnp
@@ -36,7 +36,7 @@ def reference_architectures():
     )
 
 
-@lru_cache(maxsize=None)
+@cache
 def layer0_fn(arch, n: int, n_p: int, offset: int):
     """Jitted ``(params, tokens, context, key_mask) -> (pattern, z, attn_out)`` of layer 0."""
 

@@ -201,8 +201,10 @@ def apply(mutant: Mutant, root: Path) -> str:
     text = path.read_text()
     count = text.count(mutant.old)
     if count != 1:
-        raise SystemExit(f"mutant {mutant.name!r}: expected the snippet once in {mutant.path}, "
-                         f"found it {count} times (the code changed: update the mutant)")
+        raise SystemExit(
+            f"mutant {mutant.name!r}: expected the snippet once in {mutant.path}, "
+            f"found it {count} times (the code changed: update the mutant)"
+        )
     new_text = text.replace(mutant.old, mutant.new)
     path.write_text(new_text)
     diff = difflib.unified_diff(
@@ -272,8 +274,10 @@ def main(argv=None) -> int:
             killed, by = run_tests(root, args.timeout)
             seconds = time.perf_counter() - start
         rows.append((mutant, killed, by, seconds, diff))
-        print(f"{'killed  ' if killed else 'SURVIVED'} {mutant.name}: {by} ({seconds:.0f} s)",
-              flush=True)
+        print(
+            f"{'killed  ' if killed else 'SURVIVED'} {mutant.name}: {by} ({seconds:.0f} s)",
+            flush=True,
+        )
     Path(args.out).write_text(report(rows))
     killed = sum(row[1] for row in rows)
     print(f"{killed}/{len(rows)} mutants killed; report: {args.out}")
