@@ -41,7 +41,7 @@ from theory.errors import ToolkitError
 from theory.hooks import act_name
 from theory.methods import rank1_update
 from theory.model import forward
-from theory.tolerances import TOL_F64
+from theory.tolerances import EFFECT_FLOOR, TOL_F64
 from theory.trials import Trial
 from theory.verify import FAST_COMPILE
 
@@ -138,9 +138,10 @@ class Row:
     unconditional: list  # [n_layers] (empty for the control)
     target_attention: float
     target_output: float
-    verdict: str  # conditional statement: "holds" | "fails"
+    verdict: str  # conditional statement: "holds" | "fails" | "error" (no verdict: see reason)
     expected: str
     theorems: list  # theorem ids the verdict covers
+    reason: str = ""  # why there is no verdict (a residual not finite, a context without effect)
 
 
 @dataclass
@@ -181,12 +182,20 @@ def make_row(prefix, dtype, res, expected, theorems, with_mass=True) -> Row:
     checked = [(att, tol_a)] * ("relative_attention" in theorems) + [(out, tol_o)] * (
         "convex_output" in theorems
     )
-    holds = all(np.isfinite(r).all() and r.max() <= tol for r, tol in checked)
+    holds = all(r.max() <= tol for r, tol in checked)
     mass = (
         np.asarray(res["mass"]).reshape(att.shape).mean(0).tolist()
         if with_mass
         else [0.0] * att.shape[1]
     )
+    reason = ""
+    if not all(np.isfinite(r).all() for r, _ in checked):
+        reason = "a residual is not finite (NaN or inf)"
+    elif with_mass and not np.nanmax(np.abs(mass)) > EFFECT_FLOOR:
+        reason = (
+            f"the context had no effect (prefix mass {np.nanmax(np.abs(mass)):.1e} <= "
+            f"{EFFECT_FLOOR:.0e} in every layer): the checks hold vacuously"
+        )
     unc = (
         np.asarray(res["unconditional"]).reshape(att.shape).max(0).tolist()
         if "unconditional" in res
@@ -201,9 +210,10 @@ def make_row(prefix, dtype, res, expected, theorems, with_mass=True) -> Row:
         unc,
         tol_a,
         tol_o,
-        "holds" if holds else "fails",
+        "error" if reason else "holds" if holds else "fails",
         expected,
         list(theorems),
+        reason,
     )
 
 
@@ -365,6 +375,8 @@ def format_report(report: Report) -> str:
             f"{r.verdict} (expected "
             f"{r.expected}){'' if r.verdict == r.expected else '  UNEXPECTED'}"
         )
+        if r.verdict == "error":
+            verdict = f"ERROR ({r.reason})"
         lead = [r.prefix, r.dtype]
         if "relative_attention" in r.theorems:
             rows.append(

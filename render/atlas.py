@@ -12,12 +12,14 @@ Cell status: ``holds`` (every context method holds, as expected), ``modified``
 (holds in a modified form: the architecture's expectation reason starts with
 "modified form", e.g. sigmoid attention, c_i = 1), ``fails`` (expected to fail
 and does, e.g. scalable-softmax), ``UNEXPECTED`` (some verdict differs from its
-expectation) and ``error`` (the check raised).  Architectures are described by
+expectation) and ``error`` (no verdict: the check raised, a residual is not finite, or the
+context had no effect).  Architectures are described by
 their features so a reader sees at a glance where the paper's limits hold.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -38,8 +40,8 @@ STATUS_COLOURS = {
 @dataclass
 class Cell:
     status: str  # holds | modified | fails | UNEXPECTED | error | n/a
-    context_residual: float  # max residual over context methods (nan if none ran)
-    control_residual: float  # min residual over weight-update negative controls (nan if none ran)
+    context_residual: float | None  # max residual over context methods (None if none ran)
+    control_residual: float | None  # min residual over weight-update controls (None if none ran)
     methods: tuple  # methods that ran here
     reason: str  # expectation reason (fails / modified) or the error / the unexpected rows
 
@@ -70,8 +72,18 @@ def features(arch: Architecture) -> str:
     return ", ".join(parts)
 
 
-def _fmt(x: float) -> str:
-    return "-" if x != x else f"{x:.1e}"
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1e}"  # a residual that is not finite shows as nan / inf
+
+
+def _largest(values):
+    """The largest residual, a non-finite one first (it decides nothing); None when none ran."""
+    return max(values, key=lambda v: (not math.isfinite(v), v), default=None)
+
+
+def _smallest(values):
+    """The smallest residual, a non-finite one first; None when none ran."""
+    return min(values, key=lambda v: (math.isfinite(v), v), default=None)
 
 
 def grid(results) -> tuple[list, list, dict]:
@@ -83,12 +95,12 @@ def grid(results) -> tuple[list, list, dict]:
         for a in archs:
             rows = [r for r in results if r.theorem == t and r.architecture == a]
             if not rows:
-                cells[t, a] = Cell("n/a", float("nan"), float("nan"), (), "")
+                cells[t, a] = Cell("n/a", None, None, (), "")
                 continue
             context = [r for r in rows if not METHODS[r.method].changes_weights]
             controls = [r for r in rows if METHODS[r.method].changes_weights]
-            ctx_res = max((r.max_residual for r in context), default=float("nan"))
-            ctl_res = min((r.max_residual for r in controls), default=float("nan"))
+            ctx_res = _largest(r.max_residual for r in context)
+            ctl_res = _smallest(r.max_residual for r in controls)
             methods = tuple(r.method for r in rows)
             if any(r.verdict == "error" for r in rows):
                 bad = next(r for r in rows if r.verdict == "error")
@@ -153,7 +165,9 @@ def to_markdown(results, *, seed: int, trials: int, elapsed: float | None = None
         f"stand far above the tolerance {tol:.0e}. `holds*` = holds in a modified form (see "
         "the reasons below); `fails` = the theorem is expected to fail on this architecture "
         "and does; `UNEXPECTED` = a verdict differs from the registry's expectation (a "
-        "witness seed and trial is listed below); `n/a` = the theorem's methods did not run "
+        "witness seed and trial is listed below); `ERROR` = no verdict (the check raised, a "
+        "residual is not finite, or the context had no effect; the reason is listed below); "
+        "`n/a` = the theorem's methods did not run "
         "there (atlas architectures run `default_methods` unless `--method` is given).",
         "",
     ]

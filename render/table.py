@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import math
+
+from theory.tolerances import EFFECT_FLOOR
 from theory.verify import Result
 
 
+def _effect(x: float) -> str:
+    return "-" if not math.isfinite(x) else f"{x:.1e}"
+
+
 def format_table(results: list[Result]) -> str:
-    """Plain-text table: theorem x architecture x
-    method, expected, verdict, max residual, trials."""
+    """Plain-text table: theorem x architecture x method, expected, verdict, max residual, the
+    context's effect (prefix mass, output displacement: smallest over the trials), trials."""
     header = (
         "theorem",
         "architecture",
@@ -15,6 +22,8 @@ def format_table(results: list[Result]) -> str:
         "expected",
         "verdict",
         "max residual",
+        "prefix mass",
+        "displacement",
         "trials",
         "",
     )
@@ -35,6 +44,8 @@ def format_table(results: list[Result]) -> str:
                 r.expected,
                 r.verdict,
                 f"{r.max_residual:.2e}",
+                _effect(r.prefix_mass),
+                _effect(r.displacement),
                 str(r.trials),
                 flag,
             )
@@ -46,9 +57,16 @@ def format_table(results: list[Result]) -> str:
     ]
     lines.insert(1, "  ".join("-" * w for w in widths).rstrip())
     n_ok = sum(r.as_expected for r in results)
+    n_error = sum(r.verdict == "error" for r in results)
     lines.append("")
     lines.append(
         f"{n_ok}/{len(results)} verdicts as expected (tolerance: residual "
         f"<= {results[0].tolerance:.0e} in float64 means 'holds')"
+        + (f"; {n_error} ERROR (no verdict)" if n_error else "")
+    )
+    lines.append(
+        "prefix mass, displacement: what the context changed, smallest over the trials "
+        f"(each must exceed {EFFECT_FLOOR:.0e}, else the row is an ERROR: a check on a context "
+        "that does nothing holds vacuously)"
     )
     return "\n".join(lines)

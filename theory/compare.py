@@ -14,7 +14,9 @@ Per layer, head ``h``, content query ``i`` and content key ``j``::
     attention residual = max |A^pt_ij - c_i A_ij|
     output residual    = max |t^pt_i - (sum_p A^pt_ip v_p + c_i t_i)|
 
-where ``v_p`` are the virtual positions' value vectors and ``t`` = ``hook_z``.
+where ``v_p`` are the virtual positions' value vectors and ``t`` = ``hook_z``. The context's
+effect is reported beside them (the mean prefix mass and the displacement ``max |t^pt_i - t_i|``),
+so that a check on a context that does nothing is seen to be vacuous.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class Comparison(NamedTuple):
     attention_residual: Float[Array, " n_layers"]  # max |A^pt_ij - c_i A_ij|
     output_residual: Float[Array, " n_layers"]  # max |t^pt - (bias + c t)|
     prefix_mass: Float[Array, " n_layers"]  # mean prefix mass m_i (shows a check is not vacuous)
+    displacement: Float[Array, " n_layers"]  # max |t^pt - t|: how far the context moved a head
 
 
 class LayerPair(NamedTuple):
@@ -125,7 +128,7 @@ def compare(arch: Architecture, trial: Trial) -> Comparison:
     n_p = n_virtual(trial.context)
     normalised = ATTENTION_KINDS[arch.attention].normalised
     group = arch.n_heads // arch.kv_heads
-    attn_res, out_res, masses = [], [], []
+    attn_res, out_res, masses, moved = [], [], [], []
     for layer in layer_pairs(arch, trial)[0]:
         adapted, base = layer.adapted, layer.base
         pattern = adapted[PATTERN][:, n_p:, :]  # [H, n, n_p + n]
@@ -138,4 +141,13 @@ def compare(arch: Architecture, trial: Trial) -> Comparison:
         predicted = bias + c.T[..., None] * base[Z]
         out_res.append(jnp.max(jnp.abs(adapted[Z][n_p:] - predicted)))
         masses.append(jnp.mean(mass))
-    return Comparison(jnp.stack(attn_res), jnp.stack(out_res), jnp.stack(masses))
+        moved.append(jnp.max(jnp.abs(adapted[Z][n_p:] - base[Z])))
+    return Comparison(*(jnp.stack(x) for x in (attn_res, out_res, masses, moved)))
+
+
+def context_effect(arch: Architecture, trial: Trial) -> tuple[Float[Array, ""], Float[Array, ""]]:
+    """What the trial's context changes: (prefix mass, output displacement), each the largest
+    over the layers; a check on a context that changes nothing holds vacuously
+    (:data:`theory.tolerances.EFFECT_FLOOR`)."""
+    c = compare(arch, trial)
+    return jnp.max(jnp.abs(c.prefix_mass)), jnp.max(c.displacement)

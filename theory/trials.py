@@ -14,6 +14,7 @@ import jax.numpy as jnp
 
 from theory.architecture import Architecture
 from theory.context import n_virtual
+from theory.errors import ToolkitError
 from theory.methods import Method
 from theory.params import init_params
 
@@ -25,6 +26,27 @@ class TrialShape(NamedTuple):
     n: int = 8
     n_p: int = 3
     masked: bool = False
+
+
+SEED_BOUND = 2**32  # seeds and trial indices are uint32 (jax.random.PRNGKey, fold_in)
+
+
+def check_index(name: str, value) -> int:
+    """A seed or trial index: an int in [0, 2^32) (ToolkitError otherwise)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < SEED_BOUND:
+        raise ToolkitError(f"{name}: expected an int in [0, 2^32), got {value!r}")
+    return value
+
+
+def check_shape(shape) -> TrialShape:
+    """A :class:`TrialShape` with ``n >= 1`` content tokens and ``n_p >= 1`` virtual positions."""
+    if not isinstance(shape, TrialShape):
+        raise ToolkitError(f"shape: expected a TrialShape(n, n_p, masked), got {shape!r}")
+    for name in ("n", "n_p"):
+        value = getattr(shape, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ToolkitError(f"TrialShape.{name}: expected an int >= 1, got {value!r}")
+    return shape
 
 
 class Trial(NamedTuple):

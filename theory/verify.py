@@ -8,15 +8,20 @@ are compiled as one function (their trials share the base model's draw), with
 XLA's backend optimisation off, in worker threads while the main thread traces
 the next architecture.
 
-A row's verdict is "holds" when every trial's residual is finite and at most the
-theorem's tolerance, else "fails" with the worst trial as the witness (replay it
-with :func:`replay`).
+A row's verdict is "holds" when every trial's residual is at most the theorem's tolerance,
+else "fails" with the worst trial as the witness (replay it with :func:`replay`). It is "error"
+(no verdict, the reason says why) when the check raised, when a residual is not finite, or when
+the row's context did nothing on some trial: a context method's row also reports the context's
+effect (prefix mass and output displacement, smallest over the trials), which must exceed
+:data:`theory.tolerances.EFFECT_FLOOR`, since a check on a context that does nothing holds
+vacuously.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
@@ -25,17 +30,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from theory.architecture import Architecture
-from theory.compare import shared_runs
+from theory.compare import context_effect, shared_runs
 from theory.errors import ToolkitError, unknown_name
 from theory.registry import ARCHITECTURES, METHODS, THEOREMS
 from theory.theorem import Control, Theorem
-from theory.tolerances import VIOLATION
-from theory.trials import TrialShape, draw_trial
+from theory.tolerances import EFFECT_FLOOR, VIOLATION
+from theory.trials import TrialShape, check_index, check_shape, draw_trial
 
 # Compile options of the checks: compilation dominates at these sizes (about 90% of a
 # default run), so XLA's backend optimisation and its new CPU fusion emitters are off
 # (together about 2x less compile CPU; the programs are tiny, so run time hardly matters).
 FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
+EFFECT = "context effect"  # key of the (prefix mass, displacement) pair among the residuals
 
 
 @dataclass
@@ -49,8 +55,11 @@ class Result:
     trials: int
     tolerance: float
     seed: int
-    witness_trial: int  # trial with the largest residual
+    witness_trial: int  # trial with the largest residual (or the one without a verdict)
     reason: str
+    # the context's effect, smallest over the trials (nan for weight-changing methods)
+    prefix_mass: float = math.nan
+    displacement: float = math.nan
 
     @property
     def as_expected(self) -> bool:
@@ -61,8 +70,40 @@ class Result:
         out["max_residual"] = (
             self.max_residual if math.isfinite(self.max_residual) else str(self.max_residual)
         )
+        for name in ("prefix_mass", "displacement"):
+            out[name] = out[name] if math.isfinite(out[name]) else None
         out["as_expected"] = self.as_expected
         return out
+
+
+def judge(residuals, tolerance: float, effect=None) -> tuple[str, int, float, str]:
+    """(verdict, witness trial, max residual, reason of an "error") of one row.
+
+    ``residuals [trials]``; ``effect``: (prefix mass, displacement) ``[trials]`` each, for a
+    context method. A residual that is not finite, or a context without effect on some trial,
+    gives "error": neither "holds" nor "fails" can be concluded.
+    """
+    r = np.asarray(residuals, dtype=np.float64)
+    finite = np.isfinite(r)
+    if not finite.all():
+        bad = int(np.argmin(finite))
+        return "error", bad, float(r[bad]), f"residual is not finite ({r[bad]} on trial {bad})"
+    worst = int(np.argmax(r))
+    max_res = float(r[worst])
+    if effect is not None:
+        mass, moved = (np.asarray(x, dtype=np.float64) for x in effect)
+        weak = ~((mass > EFFECT_FLOOR) & (moved > EFFECT_FLOOR))  # NaN counts as no effect
+        if weak.any():
+            t = int(np.argmax(weak))
+            return (
+                "error",
+                t,
+                max_res,
+                f"the context had no effect on trial {t} (prefix mass {mass[t]:.1e}, output "
+                f"displacement {moved[t]:.1e}; floor {EFFECT_FLOOR:.0e}): the check holds "
+                "vacuously",
+            )
+    return ("holds" if max_res <= tolerance else "fails"), worst, max_res, ""
 
 
 def trial_keys(seed: int, trials: int):
@@ -72,14 +113,18 @@ def trial_keys(seed: int, trials: int):
 
 
 def residual_function(arch: Architecture, method_name: str, theorem_ids: tuple, shape: TrialShape):
-    """``keys [trials, 2] -> {theorem_id: residuals [trials]}`` (vmapped, not yet compiled)."""
+    """``keys [trials, 2] -> {theorem_id: residuals [trials]}`` (vmapped, not yet compiled); for a
+    context method also ``{EFFECT: (prefix mass [trials], displacement [trials])}``."""
     method = METHODS[method_name]
     theorems = [THEOREMS[t] for t in theorem_ids]
 
     def one(key):
         trial = draw_trial(arch, method, key, shape)
         with shared_runs():  # the theorems share the trial's adapted and base runs
-            return {thm.id: thm.check(arch, trial) for thm in theorems}
+            out = {thm.id: thm.check(arch, trial) for thm in theorems}
+            if not method.changes_weights:  # a context that does nothing makes checks vacuous
+                out[EFFECT] = context_effect(arch, trial)
+            return out
 
     return jax.vmap(one)
 
@@ -97,8 +142,8 @@ def _select(names, registry):
         return list(registry)
     if isinstance(names, str):
         raise ToolkitError(
-            f"expected a list of {registry.kind} names, got the string {names!r} "
-            f"(write [{names!r}])"
+            f"run_verify/plan: expected a list of {registry.kind} ids, got the string "
+            f"{names!r} (write [{names!r}])"
         )
     for name in names:
         registry.lookup(name)
@@ -142,14 +187,25 @@ def run_verify(
     trials: int = 16,
     shape: TrialShape = TrialShape(),
     workers: int | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> list[Result]:
-    """Check the selected theorems x architectures x methods on ``trials`` random trials each."""
-    if not isinstance(trials, int) or trials < 1:
+    """Check the selected theorems x architectures x methods on ``trials`` random trials each.
+
+    ``progress(message)``, when given, is told which architecture is being traced and which has
+    been checked (the command line shows it on stderr)."""
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise ToolkitError(f"trials must be a positive int, got {trials!r}")
-    if not isinstance(seed, int) or seed < 0:
-        raise ToolkitError(f"seed must be an int >= 0, got {seed!r}")
+    check_index("seed", seed)
+    check_shape(shape)
     groups = plan(theorems, architectures, methods)
+    for a in dict.fromkeys(a for a, _, _ in groups):
+        if shape.n + shape.n_p > ARCHITECTURES[a].n_ctx:
+            raise ToolkitError(
+                f"shape: {shape.n_p} virtual + {shape.n} content positions, but architecture "
+                f"{a!r} has n_ctx={ARCHITECTURES[a].n_ctx}"
+            )
     keys = trial_keys(seed, trials)
+    say = progress or (lambda message: None)
 
     def lower(unit):
         return jax.jit(groups_function(unit, shape)).lower(keys)
@@ -173,7 +229,8 @@ def run_verify(
     # releases the GIL).  Compiled functions run afterwards, in this thread.
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
         pending = []
-        for unit in units:
+        for k, unit in enumerate(units, 1):
+            say(f"verify: tracing {unit[0][0]} ({k}/{len(units)} architectures)")
             try:
                 pending.append(pool.submit(compile_lowered, lower(unit)))
             except (
@@ -181,13 +238,15 @@ def run_verify(
             ) as exc:  # a (user-registered) variant that cannot run: an error row, not a crash
                 pending.append(exc)
         outcomes = []
-        for unit, item in zip(units, pending, strict=False):
+        for k, (unit, item) in enumerate(zip(units, pending, strict=False), 1):
+            say(f"verify: compiling and checking {unit[0][0]} ({k - 1}/{len(units)} done)")
             try:
                 if isinstance(item, Exception):
                     raise item
                 outcomes.extend(jax.device_get(item.result()(keys)))
             except Exception:  # find out which group(s) of the architecture raised
                 outcomes.extend(evaluate_alone(group) for group in unit)
+            say(f"verify: checked {unit[0][0]} ({k}/{len(units)} architectures)")
     groups = [group for unit in units for group in unit]
 
     results = []
@@ -217,13 +276,11 @@ def run_verify(
                     )
                 )
             continue
+        effect = residuals.get(EFFECT)
+        mass, moved = (math.nan, math.nan) if effect is None else (float(np.min(x)) for x in effect)
         for tid in ids:
             thm = THEOREMS[tid]
-            r = np.asarray(residuals[tid], dtype=np.float64)
-            finite = np.isfinite(r)
-            worst = int(np.argmax(np.where(finite, r, np.inf)))
-            max_res = float(r[worst])
-            verdict = "holds" if finite.all() and max_res <= thm.tolerance else "fails"
+            verdict, witness, max_res, error = judge(residuals[tid], thm.tolerance, effect)
             expected, reason = thm.expectation(arch, method)
             results.append(
                 Result(
@@ -236,8 +293,10 @@ def run_verify(
                     trials,
                     thm.tolerance,
                     seed,
-                    worst,
-                    reason,
+                    witness,
+                    error or reason,
+                    mass,
+                    moved,
                 )
             )
     return results
@@ -256,6 +315,9 @@ def replay(
     replaces the architecture's inverse temperature (as the property tests draw it)."""
     thm = THEOREMS.lookup(theorem)
     arch, m = ARCHITECTURES.lookup(architecture), METHODS.lookup(method)
+    check_index("seed", seed)
+    check_index("trial", trial)
+    check_shape(shape)
     if temperature is not None:
         arch = arch.replace(temperature=temperature)
     key = jax.random.fold_in(jax.random.PRNGKey(seed), trial)
@@ -272,7 +334,10 @@ class ControlResult:
 
     def describe(self) -> str:
         shown = ", ".join(f"{r:.2e}" for r in self.residuals)
-        return f"{self.theorem} / {self.control}: expected {self.outcome}, residuals [{shown}]"
+        error = "" if np.all(np.isfinite(self.residuals)) else " (ERROR: residual is not finite)"
+        return (
+            f"{self.theorem} / {self.control}: expected {self.outcome}, residuals [{shown}]{error}"
+        )
 
 
 def control_residuals(theorem: Theorem, control: Control, shape: TrialShape = TrialShape()):
