@@ -66,9 +66,7 @@ def lying_architecture(monkeypatch):
 # ---------------------------------------------------------------- derive --substitute verdicts
 
 
-def test_derive_substitute_prints_a_verdict_and_exits_1_on_a_violation(
-    lying_architecture, capsys
-):
+def test_derive_substitute_prints_a_verdict_and_exits_1_on_a_violation(lying_architecture, capsys):
     code, out, _ = run_cli(
         ["derive", "relative_attention", "--substitute", "--architecture", lying_architecture],
         capsys,
