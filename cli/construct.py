@@ -9,16 +9,20 @@
     prefix-theory construct ceiling [--V V] [--N N]
 
 Every model is a weight construction of ``theory.model.forward``; every run prints
-the certificate of the model it used.  Bad input exits with code 2.
+the certificate of the model it used. Exit 0 when the output is right and the certificate
+certifies, 1 otherwise (a wrong output, or NOT CERTIFIED), 2 on bad input.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from cli import validate
+from cli.progress import Progress
 from theory.errors import ToolkitError
 
 DTYPES = ("float64", "float32")
+CEILING_AUTO_MAX_N = 1024  # --ceiling auto: enumerate the hard tokens up to this N (minutes)
 
 
 def add_parser(subparsers) -> None:
@@ -32,7 +36,7 @@ def add_parser(subparsers) -> None:
         "unconditional", help="Theorem 1: one virtual token makes the model emit TEXT"
     )
     u.add_argument("text", help="the sequence to generate (characters of the vocabulary)")
-    u.add_argument("--N", type=int, help="model length N (default: len(TEXT))")
+    u.add_argument("--N", type=validate.int_at_least(1), help="model length N (default: len(TEXT))")
     _common(u)
     u.add_argument(
         "--vocab",
@@ -50,6 +54,13 @@ def add_parser(subparsers) -> None:
         "--section3",
         action="store_true",
         help="also run the registered §3 theorem checks on this model with its virtual token",
+    )
+    u.add_argument(
+        "--ceiling",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="enumerate the hard-prompt ceiling (every single hard token generates N tokens, "
+        f"in memory-bounded batches): auto = when N <= {CEILING_AUTO_MAX_N} (default)",
     )
     u.set_defaults(run=_run_unconditional)
 
@@ -76,11 +87,18 @@ def add_parser(subparsers) -> None:
     t = sub.add_parser(
         "pairs", help="two user tokens: a random map [V]^2 -> [V] decoded by the model's MLP"
     )
-    t.add_argument("--V", type=int, default=10, help="vocabulary size (default 10)")
-    t.add_argument("--seed", type=int, default=0, help="seed of the random map (default 0)")
+    t.add_argument(
+        "--V", type=validate.int_at_least(2), default=10, help="vocabulary size (default 10)"
+    )
+    t.add_argument(
+        "--seed",
+        type=validate.seed,
+        default=0,
+        help="seed of the random map, in [0, 2^32) (default 0)",
+    )
     t.add_argument(
         "--digits",
-        type=int,
+        type=validate.int_at_least(1),
         help="base-B digits packed per coordinate (default: V, or the dtype's most)",
     )
     t.add_argument(
@@ -95,9 +113,14 @@ def add_parser(subparsers) -> None:
         "certificate", help="print a construction's certificate (and its derivation)"
     )
     c.add_argument("kind", choices=("unconditional", "conditional", "two_token"))
-    c.add_argument("--V", type=int, default=95, help="vocabulary size (default 95)")
     c.add_argument(
-        "--N", type=int, default=20, help="N (unconditional), N0 (conditional), digits (two_token)"
+        "--V", type=validate.int_at_least(2), default=95, help="vocabulary size (default 95)"
+    )
+    c.add_argument(
+        "--N",
+        type=validate.int_at_least(1),
+        default=20,
+        help="N (unconditional), N0 (conditional), digits (two_token)",
     )
     c.add_argument("--exact", action="store_true", help="two_token: exact mode")
     c.add_argument("--derive", action="store_true", help="also print the sympy derivation")
@@ -107,8 +130,12 @@ def add_parser(subparsers) -> None:
     h = sub.add_parser(
         "ceiling", help="hard-prompt ceiling: every single hard token vs one virtual token"
     )
-    h.add_argument("--V", type=int, default=95, help="vocabulary size (default 95)")
-    h.add_argument("--N", type=int, default=20, help="sequence length (default 20)")
+    h.add_argument(
+        "--V", type=validate.int_at_least(2), default=95, help="vocabulary size (default 95)"
+    )
+    h.add_argument(
+        "--N", type=validate.int_at_least(1), default=20, help="sequence length (default 20)"
+    )
     _common(h)
     h.set_defaults(run=_run_ceiling)
 
@@ -122,8 +149,8 @@ def _vocab(args):
 def _common(p) -> None:
     p.add_argument(
         "--T",
-        type=float,
-        help="inverse temperature (default: smallest certified value, rounded up, + 1)",
+        type=validate.positive_number,
+        help="inverse temperature > 0 (default: smallest certified value, rounded up, + 1)",
     )
     p.add_argument(
         "--dtype", choices=DTYPES, default="float64", help="dtype of the weights (default float64)"
@@ -160,8 +187,10 @@ def _run_unconditional(args) -> int:
         )
     c = unconditional_model(ASCII.size, N, args.T, dtype=args.dtype)
     ctx = virtual_token(c, ids)
-    gen = greedy_generate(c, ctx, method=args.method)
-    out = np.asarray(gen.tokens)
+    with Progress.for_args(args) as progress:
+        progress(f"construct unconditional: greedy generation of {N} tokens ({args.method})")
+        gen = greedy_generate(c, ctx, method=args.method)
+        out = np.asarray(gen.tokens)
     print(_header(c))
     print(f"vocabulary: {ASCII.describe()} ({ASCII.size} tokens) + BOS")
     shown = ", ".join(f"{v:.4f}" for v in np.asarray(ctx.embeddings[0, : min(N, 8)]))
@@ -182,7 +211,16 @@ def _run_unconditional(args) -> int:
         f"the target; {int(gen.passes)} forward passes, {args.method})"
     )
     print(c.certificate.summary())
-    print(hard_token_ceiling(c).summary(c))
+    if args.ceiling == "on" or (args.ceiling == "auto" and N <= CEILING_AUTO_MAX_N):
+        with Progress.for_args(args) as progress:
+            print(hard_token_ceiling(c, progress).summary(c))
+    else:
+        print(
+            f"hard-prompt ceiling: not enumerated at N={N} (--ceiling on: {c.arch.d_vocab} "
+            f"generations of {N} tokens, in memory-bounded batches; auto enumerates up to "
+            f"N={CEILING_AUTO_MAX_N}); a single hard token gives at most {c.arch.d_vocab} "
+            f"completions, one virtual token reaches all V^N = {c.V}^{N}"
+        )
     if args.section3:
         from constructions.checks import section3_residuals
         from theory.tolerances import TOL_F64
@@ -195,7 +233,7 @@ def _run_unconditional(args) -> int:
                 for tid, r in res.items()
             )
         )
-    return 0 if ok else 1
+    return 0 if ok and c.certificate.certified else 1
 
 
 def _run_map(args) -> int:
@@ -223,8 +261,10 @@ def _run_map(args) -> int:
     c = conditional_model(ASCII.size, N0, args.T, dtype=args.dtype)
     ctx = map_tokens(c, table)
     batch = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (len(inputs),) + x.shape), ctx)
-    gen = greedy_generate_batch(c, batch, inputs[:, None])
-    out = np.asarray(gen.tokens)
+    with Progress.for_args(args) as progress:
+        progress(f"construct map: {len(inputs)} greedy generations")
+        gen = greedy_generate_batch(c, batch, inputs[:, None])
+        out = np.asarray(gen.tokens)
     print(_header(c))
     print(
         f"map: {args.example or args.json}; responses of "
@@ -243,8 +283,9 @@ def _run_map(args) -> int:
     print(f"{len(inputs) - wrong}/{len(inputs)} responses correct")
     print(c.certificate.summary())
     if N0 == 1:
-        print(hard_token_ceiling(c).summary(c))
-    return 0 if wrong == 0 else 1
+        with Progress.for_args(args) as progress:
+            print(hard_token_ceiling(c, progress).summary(c))
+    return 0 if wrong == 0 and c.certificate.certified else 1
 
 
 def _run_pairs(args) -> int:
@@ -288,7 +329,7 @@ def _run_pairs(args) -> int:
             print("  " + " ".join(cells))
     print(f"{int(correct.sum())}/{len(pairs)} inputs correct ({how})")
     print(c.certificate.summary())
-    return 0 if correct.all() else 1
+    return 0 if correct.all() and c.certificate.certified else 1
 
 
 def _run_certificate(args) -> int:
@@ -311,12 +352,13 @@ def _run_certificate(args) -> int:
             T = args.T
         cert = scalar_certificate(args.kind, args.V, args.N, T, args.dtype)
     print(cert.summary())
+    ok = cert.certified
     if args.derive:
         d = derivation(args.kind)
         print()
         print(d.render("text"))
-        return 0 if d.verified() else 1
-    return 0
+        ok = ok and d.verified()
+    return 0 if ok else 1
 
 
 def _run_ceiling(args) -> int:
@@ -324,7 +366,8 @@ def _run_ceiling(args) -> int:
     from constructions.unconditional import unconditional_model
 
     c = unconditional_model(args.V, args.N, args.T, dtype=args.dtype)
-    ceiling = hard_token_ceiling(c)
+    with Progress.for_args(args) as progress:
+        ceiling = hard_token_ceiling(c, progress)
     print(_header(c))
     print(ceiling.summary(c))
-    return 0
+    return 0 if c.certificate.certified else 1

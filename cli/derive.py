@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from cli import validate
+from cli.progress import Progress
 from theory.errors import ToolkitError
 
 
@@ -27,7 +29,10 @@ def add_parser(sub) -> None:
         help="evaluate the derivation at a random numeric instance next to the JAX check's values",
     )
     p.add_argument(
-        "--seed", type=int, default=0, help="seed of the --substitute instance (default 0)"
+        "--seed",
+        type=validate.seed,
+        default=0,
+        help="seed of the --substitute instance, in [0, 2^32) (default 0)",
     )
     p.add_argument(
         "--architecture",
@@ -55,6 +60,7 @@ def run(args) -> int:
         )
     if args.substitute:
         return _run_substitute(args, THEOREMS, ARCHITECTURES)
+    validate.output_file(args.output, "--output")
     style = "latex" if args.latex else "markdown" if args.markdown else "text"
     theorems = list(THEOREMS.values()) if args.all else [THEOREMS.lookup(args.theorem)]
     if args.all and args.markdown:
@@ -100,8 +106,6 @@ def _run_substitute(args, theorems, architectures) -> int:
         raise ToolkitError(
             "--substitute takes one theorem id and prints text; got it with " + ", ".join(used)
         )
-    if args.seed < 0:
-        raise ToolkitError(f"--seed must be an int >= 0, got {args.seed}")
     theorem = theorems.lookup(args.theorem)
     architectures.lookup(args.architecture)
     inputs = {}
@@ -109,6 +113,7 @@ def _run_substitute(args, theorems, architectures) -> int:
         from constructions.capacity import counts
 
         inputs["construction_counts"] = counts(3, 3)
-    instance = substitute(theorem, args.seed, args.architecture, **inputs)
+    with Progress.for_args(args) as progress:
+        instance = substitute(theorem, args.seed, args.architecture, progress=progress, **inputs)
     print(substitute_text(instance))
     return 0 if instance.as_expected else 1

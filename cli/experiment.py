@@ -8,7 +8,11 @@ usage errors.
 
 from __future__ import annotations
 
+import os
+import sys
 import time
+
+from cli import validate
 
 
 def add_parser(subparsers) -> None:
@@ -35,14 +39,21 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("--out", help="output directory (default runs/<mode>)")
     p.add_argument(
-        "--seed", type=int, default=0, help="seed of every draw: init, data, test set (default 0)"
+        "--seed",
+        type=validate.seed,
+        default=0,
+        help="seed of every draw: init, data, test set, in [0, 2^32) (default 0)",
     )
     p.add_argument(
         "--fresh",
         action="store_true",
         help="retrain from scratch, replacing this run's checkpoints (default: resume them)",
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bars (as --quiet; they are shown only when stderr is a terminal)",
+    )
     p.set_defaults(run=run, mode="default")
 
 
@@ -54,9 +65,10 @@ def run(args) -> int:
     names = list(EXPERIMENTS) if args.name == "all" else [args.name]
     for name in names:
         get_experiment(name)  # unknown names fail before any training
-    runner = Runner(
-        args.mode, out=args.out, seed=args.seed, fresh=args.fresh, progress=not args.no_progress
-    )
+    validate.output_dir(args.out or os.path.join("runs", args.mode), "--out")
+    tty = getattr(sys.stderr, "isatty", None)
+    progress = bool(tty and tty()) and not (args.no_progress or args.quiet)
+    runner = Runner(args.mode, out=args.out, seed=args.seed, fresh=args.fresh, progress=progress)
     start = time.perf_counter()
     ok = True
     for name in names:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cli import validate
 from theory.context import HardPrompt, KVPrefix, Prefix, SoftPrompt
 from theory.errors import ToolkitError
 
@@ -96,6 +97,8 @@ def run_hf_verify(args) -> int:
     if getattr(args, "steps", None) is not None:
         raise ToolkitError("--steps applies to --model minilm only (its optimised prefix)")
     model_dir = hf_dir(args.model)
+    out = Path(args.out) if args.out else default_out(model_dir)
+    validate.output_dir(out, "--out")
     models = {d: load_hf(model_dir, d) for d in ("float32", "float64")}
     adapter = read_adapter(args.adapter, models["float32"]) if args.adapter else None
     n_p = args.prefix_length or (adapter.n_virtual if adapter is not None else 1)
@@ -114,7 +117,6 @@ def run_hf_verify(args) -> int:
     )
     text = format_report(report)
     print(text)
-    out = Path(args.out) if args.out else default_out(model_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "residuals.txt").write_text(text + "\n")
     payload = json.dumps({"report": report.to_json()}, indent=1) + "\n"
@@ -137,6 +139,8 @@ def run_inspect(args, plot=None) -> int:
 
     if args.png and plot is None:
         raise ToolkitError("--png needs a renderer; run inspect through the prefix-theory CLI")
+    validate.output_file(args.json, "--json")
+    validate.output_file(args.png, "--png")
     model = load_hf(hf_dir(args.model), args.dtype)
     adapter = read_adapter(args.adapter, model)
     ids, mask, names = model_inputs(model, args.text, args.seed, adapter.n_virtual)
@@ -188,6 +192,7 @@ def run_export(args) -> int:
     from interop.hf import load_hf
     from interop.peft import write_adapter
 
+    validate.output_dir(args.out, "--out")
     model = load_hf(hf_dir(args.model), "float32")
     context = read_context(args.context)
     context = type(context)(
@@ -216,7 +221,12 @@ def add_parsers(sub) -> None:
     p.add_argument("--text", metavar="FILE", help="inputs, one per line (needs DIR/tokenizer.json)")
     p.add_argument("--json", metavar="PATH", help="also write the measurements as JSON")
     p.add_argument("--png", metavar="PATH", help="also write the heatmap as PNG")
-    p.add_argument("--seed", type=int, default=0, help="seed of random inputs (default 0)")
+    p.add_argument(
+        "--seed",
+        type=validate.seed,
+        default=0,
+        help="seed of random inputs, in [0, 2^32) (default 0)",
+    )
     p.add_argument(
         "--dtype", choices=("float64", "float32"), default="float64", help="default float64"
     )

@@ -13,7 +13,8 @@
 
 Exit codes (every subcommand):
   0  every verdict as expected (every claim holds, every certificate certified)
-  1  some verdict unexpected, a claim fails, or a certificate does not certify
+  1  some verdict unexpected or missing (an ERROR row: a check raised, a residual is not
+     finite, a context had no effect), a claim fails, or a certificate does not certify
   2  usage or input error: a one-line message says what was expected and what was given
   3  internal error: a one-line message and the file the full traceback was written to
      (``--debug`` prints the traceback instead)
@@ -33,14 +34,41 @@ from theory.errors import ToolkitError
 
 EXIT_OK, EXIT_UNEXPECTED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
-EPILOG = """exit codes: 0 all as expected; 1 a verdict unexpected, a claim fails or a certificate
-does not certify; 2 usage or input error; 3 internal error (traceback written to a file;
---debug prints it). Statements: docs/theory.md. Plug-ins: --plugin, or $PREFIX_THEORY_PLUGINS."""
+EPILOG = """exit codes: 0 all as expected; 1 a verdict unexpected or missing (ERROR row), a claim
+fails or a certificate does not certify; 2 usage or input error (one line; nothing written);
+3 internal error (traceback written to a file; --debug prints it). Progress goes to stderr when
+it is a terminal (--quiet: none). Statements: docs/theory.md. Plug-ins: --plugin, or
+$PREFIX_THEORY_PLUGINS."""
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit 2
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _add_common(parser: argparse.ArgumentParser, top: bool) -> None:
+    """``--debug`` and ``--quiet`` on the main parser and every subcommand (either place works),
+    and the exit codes in every ``--help``."""
+    default = False if top else argparse.SUPPRESS  # a subcommand does not reset the main's value
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        default=default,
+        help="on an internal error, print the full traceback",
+    )
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        default=default,
+        help="no progress on stderr (progress is shown only when stderr is a terminal)",
+    )
+    if not top:
+        parser.epilog = EPILOG
+        parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                _add_common(child, top=False)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,9 +80,6 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--debug", action="store_true", help="on an internal error, print the full traceback"
-    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     verify.add_parser(sub)
     derive.add_parser(sub)
@@ -62,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     experiment.add_parser(sub)
     construct.add_parser(sub)
     interop.add_parsers(sub)
+    _add_common(parser, top=True)
     return parser
 
 

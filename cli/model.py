@@ -18,6 +18,8 @@ import json
 import time
 from pathlib import Path
 
+from cli import validate
+from cli.progress import Progress
 from theory.errors import ToolkitError
 
 MODELS = ("minilm", "hf:DIR")
@@ -46,10 +48,14 @@ def add_model_arguments(parser) -> None:
         "--out", metavar="DIR", help="with --model: output folder (default runs/<model>)"
     )
     g.add_argument(
-        "--steps", type=int, help="with --model: Adam steps of the optimised prefix (default 300)"
+        "--steps",
+        type=validate.int_at_least(1),
+        help="with --model: Adam steps of the optimised prefix (default 300)",
     )
     g.add_argument(
-        "--prefix-length", type=int, help="with --model: prefix positions n_p (default 1)"
+        "--prefix-length",
+        type=validate.int_at_least(1),
+        help="with --model: prefix positions n_p (default 1)",
     )
 
 
@@ -105,14 +111,22 @@ def run_model_verify(args) -> int:
     n_p = 1 if args.prefix_length is None else args.prefix_length
     steps = 300 if args.steps is None else args.steps
     theorems = check_options(n_p, args.trials, steps, args.seed, args.theorem)
-    start = time.perf_counter()
     out = Path(args.out or Path("runs") / args.model)
-    parities = [parity("float32"), parity("float64")]
+    validate.output_dir(out, "--out")
+    start = time.perf_counter()
+    with Progress.for_args(args) as progress:
+        progress(f"verify --model {args.model}: parity with the reference outputs")
+        parities = [parity("float32"), parity("float64")]
     print(format_parity(parities))
     print()
-    report, extras = run_checks(
-        n_p=n_p, trials=args.trials, steps=steps, seed=args.seed, theorems=theorems
-    )
+    with Progress.for_args(args) as progress:
+        progress(
+            f"verify --model {args.model}: optimising a prefix ({steps} steps) and checking "
+            f"every layer ({args.trials} random prefixes)"
+        )
+        report, extras = run_checks(
+            n_p=n_p, trials=args.trials, steps=steps, seed=args.seed, theorems=theorems
+        )
     print(format_report(report))
 
     model, trained = extras["model"], extras["trained"]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import sys
 
+from cli import validate
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
@@ -38,7 +40,12 @@ def add_parser(subparsers) -> None:
         metavar="DIR",
         help="compile in DIR and keep it (default: a temporary directory)",
     )
-    p.add_argument("--jobs", type=int, default=2, help="coqc processes at a time (default 2)")
+    p.add_argument(
+        "--jobs",
+        type=validate.int_at_least(1),
+        default=2,
+        help="coqc processes at a time (default 2)",
+    )
     p.set_defaults(run=run)
 
 
@@ -52,9 +59,9 @@ def run(args) -> int:
             tag = "" if entry.registered else "  (not a registered theorem)"
             print(f"{entry.theorem_id:26s} {', '.join(entry.names)}{tag}")
         return 0
+    validate.output_file(args.json, "--json")
+    validate.output_dir(args.build_dir, "--build-dir")
     try:
-        if args.jobs < 1:
-            raise ProofsError(f"--jobs must be an int >= 1, got {args.jobs}")
         report = prove(
             args.theorems,
             args.build_dir,

@@ -6,15 +6,25 @@ import json
 import time
 
 from cli import model as model_cli
+from cli import validate
+from cli.progress import Progress
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "verify", help="check every registered theorem on every registered architecture"
     )
-    p.add_argument("--seed", type=int, default=0, help="base seed of the random trials (default 0)")
     p.add_argument(
-        "--trials", type=int, default=16, help="random models per row, vmapped (default 16)"
+        "--seed",
+        type=validate.seed,
+        default=0,
+        help="base seed of the random trials, in [0, 2^32) (default 0)",
+    )
+    p.add_argument(
+        "--trials",
+        type=validate.int_at_least(1),
+        default=16,
+        help="random models per row, vmapped (default 16)",
     )
     p.add_argument("--theorem", action="append", help="theorem id (repeatable; default all)")
     p.add_argument(
@@ -41,18 +51,26 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    validate.output_file(args.json, "--json")
     if (code := model_cli.run_if_model(args)) is not None:
         return code
+    validate.output_dir(args.atlas, "--atlas")
     from render.table import format_table
-    from theory.verify import run_verify
+    from theory import verify
     from theory.zoo import load_plugin
 
     for spec in args.plugin or ():  # user variants (docs/extending.md)
         load_plugin(spec)
     start = time.perf_counter()
-    results = run_verify(
-        args.theorem, args.architecture, args.method, seed=args.seed, trials=args.trials
-    )
+    with Progress.for_args(args) as progress:
+        results = verify.run_verify(
+            args.theorem,
+            args.architecture,
+            args.method,
+            seed=args.seed,
+            trials=args.trials,
+            progress=progress,
+        )
     elapsed = time.perf_counter() - start
     print(format_table(results))
     print(f"elapsed {elapsed:.1f} s")

@@ -78,16 +78,19 @@ def test_derive_substitute_prints_a_verdict_and_exits_1_on_a_violation(lying_arc
 # ------------------------------------------------------------- output paths checked up front
 
 
+MISSING = "{tmp}/no/such/folder"  # a folder that does not exist (never created by a test)
+
+
 @pytest.mark.parametrize(
     "argv, flag",
     [
-        (["verify", "--json", "/nonexistent/dir/out.json", *SMALL_VERIFY], "--json"),
+        (["verify", "--json", f"{MISSING}/out.json", *SMALL_VERIFY], "--json"),
         (["verify", "--atlas", "/proc/x", *SMALL_VERIFY], "--atlas"),
-        (["derive", "relative_attention", "--output", "/nonexistent/dir/x.md"], "--output"),
-        (["prove", "relative_attention", "--json", "/nonexistent/dir/x.json"], "--json"),
+        (["derive", "relative_attention", "--output", f"{MISSING}/x.md"], "--output"),
+        (["prove", "relative_attention", "--json", f"{MISSING}/x.json"], "--json"),
     ],
 )
-def test_output_paths_are_checked_before_any_work(argv, flag, monkeypatch, capsys):
+def test_output_paths_are_checked_before_any_work(argv, flag, monkeypatch, capsys, tmp_path):
     import proofs.runner
     import theory.verify
 
@@ -96,9 +99,10 @@ def test_output_paths_are_checked_before_any_work(argv, flag, monkeypatch, capsy
 
     monkeypatch.setattr(theory.verify, "run_verify", no_work)
     monkeypatch.setattr(proofs.runner, "prove", no_work)
-    code, out, err = run_cli(argv, capsys)
+    code, out, err = run_cli([a.format(tmp=tmp_path) for a in argv], capsys)
     assert code == 2, err
     assert flag in one_error_line(err) and out == ""
+    assert not (tmp_path / "no").exists()
 
 
 def test_experiment_out_is_checked_before_training(monkeypatch, capsys):
@@ -116,7 +120,7 @@ def test_experiment_out_is_checked_before_training(monkeypatch, capsys):
 def test_inspect_output_paths_are_checked_first(flag, capsys, tmp_path):
     fixtures = ROOT / "tests" / "fixtures" / "hf" / "gpt2"
     argv = ["inspect", "--model", f"hf:{fixtures / 'model'}", "--adapter", str(fixtures / "prefix")]
-    code, out, err = run_cli([*argv, flag, "/nonexistent/dir/x"], capsys)
+    code, out, err = run_cli([*argv, flag, str(tmp_path / "no" / "x")], capsys)
     assert code == 2 and flag in one_error_line(err) and out == ""
 
 
@@ -277,7 +281,7 @@ def test_python_api_messages_say_what_was_expected():
 
     gpt = ARCHITECTURES["gpt"]
     params = init_params(gpt, jax.random.PRNGKey(0))
-    with pytest.raises(ToolkitError, match=r"tokens: expected an array of token ids.*got a list"):
+    with pytest.raises(ToolkitError, match=r"tokens: expected an array of token ids.*got list"):
         forward(params, gpt, [1, 2, 3])
     with pytest.raises(ToolkitError, match=r"run_verify.*list of theorem ids.*\['relative_att"):
         run_verify("relative_attention")

@@ -87,7 +87,12 @@ def _check_float(name: str, x, expected_shape) -> None:
 
 def check_tokens(name: str, tokens, arch: Architecture) -> None:
     """Tokens must be a 1-D integer array with ids in [0, d_vocab)."""
-    shape = tuple(getattr(tokens, "shape", ()))
+    if not hasattr(tokens, "shape"):
+        raise ToolkitError(
+            f"{name}: expected an array of token ids [n] (e.g. jnp.asarray(ids, jnp.int32)), "
+            f"got {type(tokens).__name__}"
+        )
+    shape = tuple(tokens.shape)
     if len(shape) != 1:
         raise ToolkitError(f"{name}: expected a 1-D array of token ids [n], got shape {shape}")
     dtype = getattr(tokens, "dtype", None)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import jax
@@ -20,7 +21,7 @@ import sympy as sp
 
 from theory.registry import ARCHITECTURES, METHODS
 from theory.theorem import Theorem
-from theory.trials import draw_trial
+from theory.trials import check_index, draw_trial
 
 
 def _value_for(symbol: sp.Symbol, rng: random.Random):
@@ -142,19 +143,28 @@ class Instance:
 
 
 def substitute(
-    theorem: Theorem, seed: int = 0, architecture: str = "paper", **instance_inputs
+    theorem: Theorem,
+    seed: int = 0,
+    architecture: str = "paper",
+    progress: Callable[[str], None] | None = None,
+    **instance_inputs,
 ) -> Instance:
     """The derivation at a random instance and the JAX side on one random trial (same seed).
 
     ``instance_inputs`` go to the theorem's ``instance`` hook (e.g. the constructions' counts
-    for ``capacity``)."""
-    steps, values = symbolic_instance(theorem, seed)
+    for ``capacity``); ``progress(message)``, when given, is told each stage."""
+    say = progress or (lambda message: None)
+    check_index("seed", seed)
     arch = ARCHITECTURES.lookup(architecture)
+    say(f"derive --substitute {theorem.id}: the derivation at random numbers (sympy)")
+    steps, values = symbolic_instance(theorem, seed)
     method = METHODS.lookup(theorem.method_names()[0])
+    say(f"derive --substitute {theorem.id}: one random trial on {arch.name} (JAX)")
     trial = draw_trial(arch, method, jax.random.PRNGKey(seed))
     rows = []
     if theorem.instance is not None:
         rows = list(theorem.instance(arch, trial, **instance_inputs))
+    say(f"derive --substitute {theorem.id}: the numeric check on {arch.name} (JAX)")
     residual = float(theorem.check(arch, trial))
     expected, reason = theorem.expectation(arch, method)
     return Instance(

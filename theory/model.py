@@ -130,6 +130,11 @@ def forward(
     Returns:
       (logits ``[n, d_vocab]`` at the content positions, cache dict of hook tensors).
     """
+    if not isinstance(arch, Architecture):
+        raise ToolkitError(
+            "arch: expected an Architecture (e.g. theory.ARCHITECTURES['gpt']), got "
+            f"{type(arch).__name__} {arch!r}"[:200]
+        )
     if validate:
         validate_context(context, arch)
     n_p = n_virtual(context)
