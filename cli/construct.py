@@ -149,8 +149,8 @@ def _vocab(args):
 def _common(p) -> None:
     p.add_argument(
         "--T",
-        type=validate.positive_number,
-        help="inverse temperature > 0 (default: smallest certified value, rounded up, + 1)",
+        type=validate.temperature,
+        help="inverse temperature in (0, 1e6] (default: smallest certified value, rounded up, + 1)",
     )
     p.add_argument(
         "--dtype", choices=DTYPES, default="float64", help="dtype of the weights (default float64)"
@@ -164,6 +164,14 @@ def _header(c) -> str:
         f"{a.n_layers} layer, {a.n_heads} head(s), d_model={a.d_model}, ReLU MLP "
         f"depth {a.mlp_depth} width {a.d_mlp}, n_ctx={a.n_ctx} (theory.model.forward)"
     )
+
+
+def _repeat(context, batch: int):
+    """``context`` with a leading batch axis of ``batch`` copies."""
+    import jax
+    import jax.numpy as jnp
+
+    return jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (batch,) + x.shape), context)
 
 
 def _margin(logits) -> np.ndarray:
@@ -237,13 +245,11 @@ def _run_unconditional(args) -> int:
 
 
 def _run_map(args) -> int:
-    import jax
-    import jax.numpy as jnp
 
     from constructions.ceiling import hard_token_ceiling
     from constructions.conditional import conditional_model, map_tokens
     from constructions.examples import example_map, load_map, map_table
-    from constructions.generate import greedy_generate_batch
+    from constructions.generate import generate_in_batches
 
     ASCII = _vocab(args)
     defaulted = []
@@ -260,11 +266,10 @@ def _run_map(args) -> int:
         inputs = np.array(ASCII.encode(args.input, what="--input"))
     c = conditional_model(ASCII.size, N0, args.T, dtype=args.dtype)
     ctx = map_tokens(c, table)
-    batch = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (len(inputs),) + x.shape), ctx)
     with Progress.for_args(args) as progress:
-        progress(f"construct map: {len(inputs)} greedy generations")
-        gen = greedy_generate_batch(c, batch, inputs[:, None])
-        out = np.asarray(gen.tokens)
+        out = generate_in_batches(
+            c, lambda rows: _repeat(ctx, len(rows)), inputs[:, None], progress, "responses"
+        )
     print(_header(c))
     print(
         f"map: {args.example or args.json}; responses of "
@@ -289,10 +294,8 @@ def _run_map(args) -> int:
 
 
 def _run_pairs(args) -> int:
-    import jax
-    import jax.numpy as jnp
 
-    from constructions.generate import greedy_generate_batch
+    from constructions.generate import generate_in_batches
     from constructions.two_token import (
         all_pairs,
         exact_two_token_table,
@@ -308,8 +311,10 @@ def _run_pairs(args) -> int:
         how = "exact mode (rational/interval arithmetic)"
     else:
         ctx = pair_token(c, table)
-        batch = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (len(pairs),) + x.shape), ctx)
-        out = np.asarray(greedy_generate_batch(c, batch, pairs).tokens)[:, 0]
+        with Progress.for_args(args) as progress:
+            out = generate_in_batches(
+                c, lambda rows: _repeat(ctx, len(rows)), pairs, progress, "inputs"
+            )[:, 0]
         how = f"{np.dtype(c.dtype).name}, batched"
     print(_header(c))
     print(

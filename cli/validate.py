@@ -2,7 +2,7 @@
 
 * numbers (argparse ``type=`` functions, so a bad value is a one-line usage error, exit 2):
   :func:`seed` (an int in [0, 2^32)), :func:`int_at_least` (sizes, counts),
-  :func:`positive_number` (temperatures);
+  :func:`temperature` (a number in (0, 1e6]);
 * output paths (:func:`output_file`, :func:`output_dir`): called at the start of a command, so
   an unwritable ``--json``/``--out`` fails in a second, not after minutes of work; nothing is
   left behind by the check.
@@ -50,14 +50,16 @@ def int_at_least(low: int):
     return parse
 
 
-def positive_number(text: str) -> float:
-    """A finite number > 0 (an inverse temperature)."""
+def temperature(text: str) -> float:
+    """An inverse temperature: a number in (0, T_MAX] (constructions.common.T_MAX)."""
+    from constructions.common import T_MAX
+
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text}")
+    if not math.isfinite(value) or not 0 < value <= T_MAX:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, {T_MAX:g}], got {text}")
     return value
 
 

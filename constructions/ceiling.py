@@ -7,9 +7,10 @@ A hard token is a row of ``W_E``, so there are at most ``d_vocab`` of them; a
 certified construction reaches every one of ``V^N`` sequences (``V^V`` maps,
 ``V^(V^2)`` two-token maps) with virtual tokens.
 
-The generations run in batches whose activations fit :data:`BATCH_BYTES` (one hard token at a
-time for the long unconditional models: N = 2,048 has d_model = 4,099), so memory stays bounded
-whatever N; ``progress`` is told after each batch.
+The generations run in batches whose activations fit
+:data:`constructions.generate.BATCH_BYTES` (one hard token at a time for the long unconditional
+models: N = 2,048 has d_model = 4,099), so memory stays bounded whatever N; ``progress`` is
+told after each batch.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from constructions.common import Construction
-from constructions.generate import greedy_generate_batch
+from constructions.generate import generate_in_batches
 from constructions.two_token import all_pairs
 from theory.context import HardPrompt
 from theory.errors import ToolkitError
@@ -59,35 +60,15 @@ class Ceiling(NamedTuple):
         )
 
 
-BATCH_BYTES = 256 * 2**20  # activations of one batch of generations (an estimate, see below)
-
-
-def batch_size(construction: Construction, sequences: int) -> int:
-    """Generations per batch: as many as fit :data:`BATCH_BYTES`, at least one.
-
-    One forward pass of ``n`` positions holds about ``6 n d_model + 10 n^2 H`` numbers at once
-    (residual stream, queries, keys, values, scores, pattern, MLP activations)."""
-    c, a = construction, construction.arch
-    n = c.n_virtual + c.n_prompt + c.n_out
-    per_sequence = np.dtype(c.dtype).itemsize * (6 * n * a.d_model + 10 * n * n * a.n_heads)
-    return int(max(1, min(sequences, BATCH_BYTES // per_sequence)))
-
-
-def _generate_in_batches(c: Construction, tokens, prompts, progress) -> np.ndarray:
-    """Greedy outputs ``[S, n_out]`` of hard tokens ``tokens [S]`` on ``prompts [S, n_prompt]``,
-    :func:`batch_size` at a time (the last batch padded, so one compilation serves all)."""
-    total = tokens.shape[0]
-    size = batch_size(c, total)
-    outputs = []
-    for start in range(0, total, size):
-        stop = min(start + size, total)
-        take = np.minimum(np.arange(start, start + size), total - 1)  # pad with the last one
-        gen = greedy_generate_batch(
-            c, HardPrompt(jnp.asarray(tokens[take])[:, None]), prompts[take]
-        )
-        outputs.append(np.asarray(gen.tokens)[: stop - start])
-        progress(f"hard-prompt ceiling: {stop}/{total} generations ({size} per batch)")
-    return np.concatenate(outputs)
+def _generate(c: Construction, tokens, prompts, progress) -> np.ndarray:
+    """Greedy outputs of single hard tokens ``tokens [S]`` on ``prompts [S, n_prompt]``."""
+    return generate_in_batches(
+        c,
+        lambda rows: HardPrompt(jnp.asarray(tokens[rows])[:, None]),
+        prompts,
+        progress,
+        "hard-prompt ceiling, generations",
+    )
 
 
 def hard_token_ceiling(
@@ -100,18 +81,17 @@ def hard_token_ceiling(
             "hard_token_ceiling: enumerates single hard tokens, but this "
             f"{c.kind} construction reads {c.n_virtual} virtual tokens; use N0 = 1"
         )
-    say = progress or (lambda message: None)
     ids = np.arange(c.arch.d_vocab, dtype=np.int32)
     if c.kind == "unconditional":
         prompts = np.full((ids.shape[0], 1), c.bos)
-        behaviours = _generate_in_batches(c, ids, prompts, say)
+        behaviours = _generate(c, ids, prompts, progress)
         reach = c.V**c.n_out
     else:
         inputs = np.arange(c.V)[:, None] if c.kind == "conditional" else all_pairs(c.V)
         n_in = inputs.shape[0]
         tok = np.repeat(ids, n_in)
         prompts = np.tile(inputs, (ids.shape[0], 1))
-        behaviours = _generate_in_batches(c, tok, prompts, say).reshape(ids.shape[0], n_in, -1)
+        behaviours = _generate(c, tok, prompts, progress).reshape(ids.shape[0], n_in, -1)
         reach = c.V ** (c.V * c.n_out) if c.kind == "conditional" else c.V ** (c.V**2)
     distinct = len({b.tobytes() for b in behaviours})
     certified = c.certificate is not None and c.certificate.certified

@@ -52,6 +52,7 @@ import mpmath
 import numpy as np
 import sympy as sp
 
+from constructions.common import check_size, check_temperature
 from theory.symbolic import Derivation, Step
 
 MANTISSA = {"float64": 53, "float32": 24}
@@ -233,6 +234,9 @@ def scalar_certificate(
     kind: str, V: int, n: int, T: float, dtype="float64", with_limits: bool = True
 ) -> Certificate:
     """Certificate for the unconditional (``n = N``) or conditional (``n = N0``) construction."""
+    V = check_size("V (vocabulary size)", V, 2)
+    n = check_size("N (sequence length)" if kind == "unconditional" else "N0", n, 1)
+    T = check_temperature(T)
     dtype = dtype_name(dtype)
     p, c, margin = leak_keys(kind, n), leak_coefficient(kind, V), Fraction(1, 2 * V)
     B_exact, B_fp, lam = scalar_bounds(kind, V, n, T, dtype)
@@ -298,6 +302,9 @@ def two_token_certificate(
     V: int, k: int, T: float, dtype="float64", exact_mode: bool = False
 ) -> Certificate:
     """Certificate for the two-token construction with ``k`` base-B digits per coordinate."""
+    V = check_size("V (vocabulary size)", V, 2)
+    k = check_size("k (digits per coordinate)", k, 1)
+    T = check_temperature(T)
     B, b = digit_base(V)
     B_exact = two_token_bounds(V, k)
     exact = exp_exceeds(T, B_exact)

@@ -13,6 +13,8 @@ where a construction needs one), ``T`` the inverse temperature
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,17 +50,41 @@ class Layout:
         return np.arange(self._start[name], self._start[name] + self.sizes[name])
 
 
+def _is_shape(x) -> bool:
+    return isinstance(x, tuple) and all(isinstance(i, int) for i in x)
+
+
+def physical_memory() -> int | None:
+    """Bytes of physical memory of this machine (None where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_memory(arch: Architecture) -> None:
+    """Refuse a construction whose weights cannot fit: they are built in float64 with numpy,
+    then copied to JAX (16 bytes per parameter at the peak), and must stay below 3/4 of the
+    machine's physical memory (ToolkitError naming the size, before anything is allocated)."""
+    count = sum(math.prod(s) for s in jax.tree_util.tree_leaves(param_shapes(arch), _is_shape))
+    need, total = 16 * count, physical_memory()
+    if total is not None and need > 0.75 * total:
+        raise ToolkitError(
+            f"{arch.name}: {count:,} weights (d_model={arch.d_model}) need about "
+            f"{need / 2**30:.1f} GiB while they are built; this machine has "
+            f"{total / 2**30:.1f} GiB; expected a smaller vocabulary or length"
+        )
+
+
 def zero_params(arch: Architecture) -> dict:
-    """A numpy float64 params pytree of zeros with the shapes ``arch`` needs."""
+    """A numpy float64 params pytree of zeros with the shapes ``arch`` needs (ToolkitError when
+    it cannot fit in memory, see :func:`check_memory`)."""
+    check_memory(arch)
 
     def build(shape):
         return np.zeros(shape, np.float64)
 
-    return jax.tree_util.tree_map(
-        build,
-        param_shapes(arch),
-        is_leaf=lambda x: isinstance(x, tuple) and all(isinstance(i, int) for i in x),
-    )
+    return jax.tree_util.tree_map(build, param_shapes(arch), is_leaf=_is_shape)
 
 
 def to_jax(params: dict, dtype) -> dict:
@@ -77,9 +103,22 @@ def scalar_decoder(V: int) -> tuple[np.ndarray, np.ndarray]:
     return 2.0 * k / V - 1.0, 0.25 - (k / V) ** 2
 
 
+# Largest inverse temperature accepted. The certificates bound e^T in exact rational arithmetic,
+# whose size grows with T (e^T at T = 1e6 is a 1.4-million-bit number, still milliseconds);
+# far beyond it they stall, and nothing changes there: the certified temperatures of these
+# constructions are below a few thousand, and float64's rounding slack (8 u T) already exceeds
+# every decoding margin near T = 1e12.
+T_MAX = 1e6
+
+
 def check_temperature(T) -> float:
-    if not isinstance(T, (int, float)) or isinstance(T, bool) or not np.isfinite(T) or T <= 0:
-        raise ToolkitError(f"temperature T: expected a finite number > 0, got {T!r}")
+    if (
+        not isinstance(T, (int, float))
+        or isinstance(T, bool)
+        or not np.isfinite(T)
+        or not 0 < T <= T_MAX
+    ):
+        raise ToolkitError(f"temperature T: expected a number in (0, {T_MAX:g}], got {T!r}")
     return float(T)
 
 

@@ -18,6 +18,7 @@ Two exact algorithms:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from typing import NamedTuple
 
@@ -192,3 +193,45 @@ def greedy_generate_batch(
             f"got {n_new!r}"
         )
     return _generate_batch(c.params, c.arch, contexts, prompts, n_new, method)
+
+
+BATCH_BYTES = 256 * 2**20  # activations of one batch of generations (an estimate, see below)
+
+
+def batch_size(construction: Construction, sequences: int) -> int:
+    """Generations per batch in :func:`generate_in_batches`: as many as fit :data:`BATCH_BYTES`,
+    at least one.
+
+    One forward pass of ``n`` positions holds about ``6 n d_model + 10 n^2 H`` numbers at once
+    (residual stream, queries, keys, values, scores, pattern, MLP activations)."""
+    c, a = construction, construction.arch
+    n = c.n_virtual + c.n_prompt + c.n_out
+    per_sequence = np.dtype(c.dtype).itemsize * (6 * n * a.d_model + 10 * n * n * a.n_heads)
+    return int(max(1, min(sequences, BATCH_BYTES // per_sequence)))
+
+
+def generate_in_batches(
+    construction: Construction,
+    contexts: Callable,
+    prompts,
+    progress: Callable[[str], None] | None = None,
+    what: str = "generations",
+) -> np.ndarray:
+    """Greedy outputs ``[S, n_out]`` of :func:`greedy_generate_batch` on ``prompts [S, n_prompt]``,
+    :func:`batch_size` sequences at a time, so memory stays bounded whatever ``S``.
+
+    ``contexts(rows)`` returns the batched context of the sequences ``rows`` (an index array);
+    the last batch is padded with its last row, so one compilation serves every batch.
+    ``progress(message)`` is told after each batch."""
+    prompts = np.asarray(prompts)
+    total = prompts.shape[0]
+    size = batch_size(construction, total)
+    outputs = []
+    for start in range(0, total, size):
+        stop = min(start + size, total)
+        rows = np.minimum(np.arange(start, start + size), total - 1)
+        gen = greedy_generate_batch(construction, contexts(rows), prompts[rows])
+        outputs.append(np.asarray(gen.tokens)[: stop - start])
+        if progress is not None:
+            progress(f"{what}: {stop}/{total} ({size} per batch)")
+    return np.concatenate(outputs)

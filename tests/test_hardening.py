@@ -166,21 +166,41 @@ def test_construct_certificate_not_certified_exits_1(capsys):
 
 
 def test_hard_prompt_ceiling_streams_in_bounded_batches(monkeypatch, capsys):
-    import constructions.ceiling as ceiling
+    import constructions.generate as generate
 
     sizes = []
-    real = ceiling.greedy_generate_batch
+    real = generate.greedy_generate_batch
 
     def recording(construction, contexts, prompts, *args, **kwargs):
         sizes.append(np.asarray(prompts).shape[0])
         return real(construction, contexts, prompts, *args, **kwargs)
 
-    monkeypatch.setattr(ceiling, "greedy_generate_batch", recording)
-    monkeypatch.setattr(ceiling, "BATCH_BYTES", 1)  # the smallest budget: one prompt at a time
+    monkeypatch.setattr(generate, "greedy_generate_batch", recording)
+    monkeypatch.setattr(generate, "BATCH_BYTES", 1)  # the smallest budget: one prompt at a time
     code, out, _ = run_cli(["construct", "unconditional", "hello"], capsys)
     assert code == 0
     assert "95 distinct completions" in out
     assert sizes and max(sizes) == 1 and len(sizes) == 96
+
+
+def test_construct_pairs_streams_its_inputs_and_refuses_what_cannot_fit(monkeypatch, capsys):
+    import constructions.generate as generate
+
+    sizes = []
+    real = generate.greedy_generate_batch
+
+    def recording(construction, contexts, prompts, *args, **kwargs):
+        sizes.append(np.asarray(prompts).shape[0])
+        return real(construction, contexts, prompts, *args, **kwargs)
+
+    monkeypatch.setattr(generate, "greedy_generate_batch", recording)
+    monkeypatch.setattr(generate, "BATCH_BYTES", 40_000)
+    code, out, _ = run_cli(["construct", "pairs", "--V", "6"], capsys)
+    assert code == 0 and "36/36 inputs correct" in out
+    assert len(sizes) > 1 and sum(sizes) >= 36 and len(set(sizes)) == 1  # padded: one shape
+    # 2^36 weights would not fit this (or any) machine: refused before anything is allocated
+    code, out, err = run_cli(["construct", "pairs", "--V", "4096"], capsys)
+    assert code == 2 and "GiB" in one_error_line(err) and out == ""
 
 
 # ------------------------------------------------------------------------------ plug-ins
