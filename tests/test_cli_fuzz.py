@@ -12,8 +12,9 @@ The command runs in this process (``cli.main.main``) with a fresh folder as the 
 directory, pre-filled with the inputs the paths point to. Valid command lines run for real when
 they are cheap (tiny ``--trials``, small constructions, the test fixtures); the few whose work
 takes minutes (training, Coq compilation, the real-weight sweep) stop where that work would
-start, once their input has passed every check. ``FUZZ_EXAMPLES=500 pytest
-tests/test_cli_fuzz.py`` draws more.
+start, once their input has passed every check. Each subcommand gets its own examples
+(``FUZZ_EXAMPLES`` per subcommand, 15 by default; ``FUZZ_EXAMPLES=200 pytest
+tests/test_cli_fuzz.py`` draws more).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from theory.registry import THEOREMS
 
 ROOT = Path(__file__).resolve().parents[1]
 GPT2 = ROOT / "tests" / "fixtures" / "hf" / "gpt2"
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "60"))
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "15"))  # per subcommand
 
 
 class ReachedWork(BaseException):
@@ -69,6 +70,7 @@ def rarely(value, never=None, weight: int = 5):
 # values, valid and not ("{tmp}" is the example's working folder)
 INTS = one_of("-1", "0", "1", "2", "3", "x", "1.5", "", "99999999999999999999999")
 SMALL = one_of("-1", "0", "1", "2", "3", "x", "")
+SIZES = one_of("-1", "0", "1", "2", "3", "x", "100000")  # 100000: weights too large to build
 SEEDS = one_of("0", "7", str(2**32 - 1), str(2**32), "-1", "99999999999999999999999", "1e3")
 TEMPERATURES = one_of("-1", "0", "nan", "inf", "-inf", "0.5", "30", "1e6", "1e308", "x")
 FILES = one_of(
@@ -189,12 +191,13 @@ COMMON_CONSTRUCT = {"--T": TEMPERATURES, "--dtype": one_of("float64", "float32",
 
 @st.composite
 def construct_args(draw):
-    kind = draw(one_of("unconditional", "map", "pairs", "certificate", "ceiling", "nope"))
+    kinds = ("unconditional", "map", "pairs", "certificate", "ceiling")
+    kind = draw(one_of(*kinds, *kinds, "nope"))
     argv = ["construct", kind]
     if kind == "unconditional":
         argv.append(draw(one_of("hello", "", "h\u00e9llo", "ab", "x" * 40)))
         table = {
-            "--N": SMALL,
+            "--N": SIZES,
             "--vocab": one_of("printable", "graphic", "ascii"),
             "--method": one_of("jacobi", "sequential", "newton"),
             "--section3": None,
@@ -214,7 +217,7 @@ def construct_args(draw):
         table = {"--input": one_of("a", "ab", "\u00e9", ""), "--vocab": one_of("graphic", "x")}
     elif kind == "pairs":
         table = {
-            "--V": one_of("2", "3", "0", "1", "x", "-4"),
+            "--V": one_of("2", "3", "0", "1", "x", "-4", "4096"),
             "--seed": SEEDS,
             "--digits": SMALL,
             "--exact": None,
@@ -228,8 +231,8 @@ def construct_args(draw):
             "--derive": None,
         }
     else:
-        table = {"--V": one_of("2", "3", "0", "x"), "--N": SMALL}
-    if kind in ("unconditional", "pairs", "ceiling") and "--N" not in argv:
+        table = {"--V": one_of("2", "3", "0", "x"), "--N": SIZES}
+    if kind in ("pairs", "ceiling") and "--N" not in argv:
         argv += draw(rarely([], ["--N", "2"], weight=3))  # mostly small models
     if kind == "ceiling" and "--V" not in argv:
         argv += ["--V", "3"]
@@ -237,45 +240,51 @@ def construct_args(draw):
 
 
 @st.composite
-def interop_args(draw):
-    command = draw(one_of("inspect", "export"))
-    argv = [command]
+def inspect_args(draw):
+    argv = ["inspect"]
     argv += draw(rarely([], ["--model", f"hf:{GPT2 / 'model'}"], weight=6))
-    if command == "inspect":
-        argv += draw(rarely([], ["--adapter", str(GPT2 / "prefix")], weight=6))
-        table = {
-            "--model": MODELS,
-            "--adapter": one_of(str(GPT2 / "prompt"), "{tmp}/dir", "{tmp}/missing"),
-            "--text": one_of("{tmp}/existing.txt", "{tmp}/missing.txt", "{tmp}/dir"),
-            "--json": FILES,
-            "--png": FILES,
-            "--seed": SEEDS,
-            "--dtype": one_of("float64", "float32", "int8"),
-        }
-    else:
-        argv += draw(rarely([], ["--context", "{tmp}/context.npz"], weight=6))
-        table = {
-            "--model": MODELS,
-            "--context": one_of("{tmp}/context.npz", "{tmp}/bad.npz", "{tmp}/existing.txt"),
-            "--out": DIRS,
-            "--task-type": one_of("CAUSAL_LM", "SEQ_2_SEQ_LM", "nope"),
-            "--force": None,
-        }
+    argv += draw(rarely([], ["--adapter", str(GPT2 / "prefix")], weight=6))
+    table = {
+        "--model": MODELS,
+        "--adapter": one_of(str(GPT2 / "prompt"), "{tmp}/dir", "{tmp}/missing"),
+        "--text": one_of("{tmp}/existing.txt", "{tmp}/missing.txt", "{tmp}/dir"),
+        "--json": FILES,
+        "--png": FILES,
+        "--seed": SEEDS,
+        "--dtype": one_of("float64", "float32", "int8"),
+    }
     return argv + draw(options(table))
 
 
 @st.composite
-def command_lines(draw):
-    argv = draw(
-        st.one_of(
-            verify_args(),
-            derive_args(),
-            prove_args(),
-            experiment_args(),
-            construct_args(),
-            interop_args(),
-        )
-    )
+def export_args(draw):
+    argv = ["export"]
+    argv += draw(rarely([], ["--model", f"hf:{GPT2 / 'model'}"], weight=6))
+    argv += draw(rarely([], ["--context", "{tmp}/context.npz"], weight=6))
+    table = {
+        "--model": MODELS,
+        "--context": one_of("{tmp}/context.npz", "{tmp}/bad.npz", "{tmp}/existing.txt"),
+        "--out": DIRS,
+        "--task-type": one_of("CAUSAL_LM", "SEQ_2_SEQ_LM", "nope"),
+        "--force": None,
+    }
+    return argv + draw(options(table))
+
+
+SUBCOMMANDS = {
+    "verify": verify_args,
+    "derive": derive_args,
+    "prove": prove_args,
+    "experiment": experiment_args,
+    "construct": construct_args,
+    "inspect": inspect_args,
+    "export": export_args,
+}
+
+
+@st.composite
+def command_lines(draw, subcommand: str):
+    argv = draw(SUBCOMMANDS[subcommand]())
     argv += draw(rarely([draw(STRAY)], [], weight=6))
     argv += draw(rarely(["--quiet"], [], weight=3))
     env = draw(rarely(draw(PLUGINS), None, weight=8))
@@ -322,33 +331,40 @@ def run(argv, env) -> tuple[object, str]:
     return code, err.getvalue()
 
 
+@pytest.mark.parametrize("subcommand", list(SUBCOMMANDS))
 @pytest.mark.usefixtures("heavy_work_stopped")
-@settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
-@given(command_lines())
-def test_no_traceback_exit_0_1_2_and_usage_errors_write_nothing(case):
-    argv, env = case
-    cwd = os.getcwd()
-    with tempfile.TemporaryDirectory(prefix="fuzz-") as name:
-        tmp = Path(name)
-        populate(tmp)
-        argv = [a.replace("{tmp}", name) for a in argv]
-        env = env.replace("{tmp}", name) if env is not None else None
-        note(f"argv: {argv}, PREFIX_THEORY_PLUGINS={env!r}")
-        before = snapshot(tmp)
-        os.chdir(tmp)
-        try:
-            code, err = run(argv, env)
-        finally:
-            os.chdir(cwd)
-        note(f"exit {code}; stderr: {err[-2000:]}")
-        event(f"{' '.join(argv[:2] if argv[0] == 'construct' else argv[:1])}: exit {code}")
-        assert "Traceback" not in err
-        assert code in (0, 1, 2, "work"), err
-        if code == 2:
-            assert err.strip(), "a usage error says what was wrong"
-            assert snapshot(tmp) == before, "a usage error wrote or changed files"
+def test_no_traceback_exit_0_1_2_and_usage_errors_write_nothing(subcommand):
+    @settings(
+        max_examples=2 * EXAMPLES if subcommand == "construct" else EXAMPLES,  # five commands
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    @given(command_lines(subcommand))
+    def check(case):
+        argv, env = case
+        cwd = os.getcwd()
+        with tempfile.TemporaryDirectory(prefix="fuzz-") as name:
+            tmp = Path(name)
+            populate(tmp)
+            argv = [a.replace("{tmp}", name) for a in argv]
+            env = env.replace("{tmp}", name) if env is not None else None
+            note(f"argv: {argv}, PREFIX_THEORY_PLUGINS={env!r}")
+            before = snapshot(tmp)
+            os.chdir(tmp)
+            try:
+                code, err = run(argv, env)
+            finally:
+                os.chdir(cwd)
+            note(f"exit {code}; stderr: {err[-2000:]}")
+            event(f"{' '.join(argv[:2] if argv[0] == 'construct' else argv[:1])}: exit {code}")
+            if os.environ.get("FUZZ_LOG"):  # one line per command line, to see what was drawn
+                with open(os.environ["FUZZ_LOG"], "a") as log:
+                    log.write(json.dumps({"argv": argv, "env": env, "exit": code}) + "\n")
+            assert "Traceback" not in err
+            assert code in (0, 1, 2, "work"), err
+            if code == 2:
+                assert err.strip(), "a usage error says what was wrong"
+                assert snapshot(tmp) == before, "a usage error wrote or changed files"
+
+    check()
