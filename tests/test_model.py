@@ -5,7 +5,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from property_tests.strategies import with_temperature
 from theory import ARCHITECTURES, HardPrompt, KVPrefix, Prefix, SoftPrompt, forward, init_params
 from theory.hooks import act_name
 
@@ -45,9 +44,17 @@ def test_causal_mask_and_key_mask(gpt_params):
     assert np.all(np.asarray(cache[act_name("pattern", 0)])[:, 2:, :2] > 0)
 
 
+def with_temperature(params, T):
+    """Every W_Q and b_Q scaled by T: logits T q.k / sqrt(k) (docs/theory.md §1.2)."""
+    blocks = [
+        dict(bp, attn=dict(bp["attn"], W_Q=bp["attn"]["W_Q"] * T, b_Q=bp["attn"]["b_Q"] * T))
+        for bp in params["blocks"]
+    ]
+    return dict(params, blocks=blocks)
+
+
 def test_temperature_is_scaling_the_logits(gpt_params):
-    """Architecture.temperature = T equals scaling
-    W_Q, b_Q by T (what the property tests rely on)."""
+    """Architecture.temperature = T equals scaling W_Q, b_Q by T (docs/theory.md §1.2)."""
     tokens = jnp.array([1, 5, 2, 7, 3])
     hot = GPT.replace(temperature=2.5)
     logits_T, cache_T = forward(gpt_params, hot, tokens)
