@@ -140,7 +140,7 @@ def run_inspect(args, plot=None) -> int:
     if args.png and plot is None:
         raise ToolkitError("--png needs a renderer; run inspect through the prefix-theory CLI")
     validate.output_file(args.json, "--json")
-    validate.output_file(args.png, "--png")
+    validate.output_file(args.png, "--png", suffix=".png")
     model = load_hf(hf_dir(args.model), args.dtype)
     adapter = read_adapter(args.adapter, model)
     ids, mask, names = model_inputs(model, args.text, args.seed, adapter.n_virtual)

@@ -74,13 +74,16 @@ def _probe_directory(directory: str, flag: str, path) -> None:
         ) from None
 
 
-def output_file(path, flag: str) -> None:
-    """``path`` can be written as a file: its folder exists and is writable, it is no folder."""
+def output_file(path, flag: str, suffix: str | None = None) -> None:
+    """``path`` can be written as a file: its folder exists and is writable, it is no folder
+    (and, given ``suffix``, its name ends with it: the format is chosen by the name)."""
     if path is None:
         return
     path = os.fspath(path)
     if not path or os.path.isdir(path):
         raise ToolkitError(f"{flag}: expected a file path, got the folder {path!r}")
+    if suffix is not None and not path.lower().endswith(suffix):
+        raise ToolkitError(f"{flag}: expected a file name ending in {suffix}, got {path!r}")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise ToolkitError(

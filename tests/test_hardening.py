@@ -120,8 +120,16 @@ def test_experiment_out_is_checked_before_training(monkeypatch, capsys):
 def test_inspect_output_paths_are_checked_first(flag, capsys, tmp_path):
     fixtures = ROOT / "tests" / "fixtures" / "hf" / "gpt2"
     argv = ["inspect", "--model", f"hf:{fixtures / 'model'}", "--adapter", str(fixtures / "prefix")]
-    code, out, err = run_cli([*argv, flag, str(tmp_path / "no" / "x")], capsys)
+    code, out, err = run_cli([*argv, flag, str(tmp_path / "no" / "x.png")], capsys)
     assert code == 2 and flag in one_error_line(err) and out == ""
+
+
+def test_inspect_png_must_name_a_png_file(capsys, tmp_path):
+    fixtures = ROOT / "tests" / "fixtures" / "hf" / "gpt2"
+    argv = ["inspect", "--model", f"hf:{fixtures / 'model'}", "--adapter", str(fixtures / "prefix")]
+    code, out, err = run_cli([*argv, "--png", str(tmp_path / "out.json")], capsys)
+    assert code == 2 and ".png" in one_error_line(err) and out == ""
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_export_out_is_checked_first(capsys, tmp_path):
@@ -325,7 +333,7 @@ def test_verify_shows_progress_on_a_terminal_only(monkeypatch, capsys, tmp_path)
     argv = ["verify", "--architecture", "paper", "--architecture", "gpt", "--trials", "1"]
     argv += ["--theorem", "relative_attention", "--method", "prefix"]
     code, out, err = run_cli([*argv, "--json", str(tmp_path / "a.json")], capsys)
-    assert code == 0 and "paper" in err and "gpt" in err and "2/2" in err
+    assert code == 0 and "checked paper" in err and "checked gpt" in err and "(4/4)" in err
     code, out2, err = run_cli([*argv, "--quiet", "--json", str(tmp_path / "b.json")], capsys)
     assert code == 0 and err == ""
     rows = [json.loads((tmp_path / n).read_text())["results"] for n in ("a.json", "b.json")]

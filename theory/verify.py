@@ -113,18 +113,20 @@ def trial_keys(seed: int, trials: int):
 
 
 def residual_function(arch: Architecture, method_name: str, theorem_ids: tuple, shape: TrialShape):
-    """``keys [trials, 2] -> {theorem_id: residuals [trials]}`` (vmapped, not yet compiled); for a
-    context method also ``{EFFECT: (prefix mass [trials], displacement [trials])}``."""
+    """``keys [trials, 2] -> {theorem_id: residuals [trials]}`` (vmapped, not yet compiled); with
+    ``theorem_ids == (EFFECT,)``: ``{EFFECT: (prefix mass [trials], displacement [trials])}``, what
+    the method's context changes on the same trials."""
     method = METHODS[method_name]
+    if theorem_ids == (EFFECT,):
+        return jax.vmap(
+            lambda key: {EFFECT: context_effect(arch, draw_trial(arch, method, key, shape))}
+        )
     theorems = [THEOREMS[t] for t in theorem_ids]
 
     def one(key):
         trial = draw_trial(arch, method, key, shape)
         with shared_runs():  # the theorems share the trial's adapted and base runs
-            out = {thm.id: thm.check(arch, trial) for thm in theorems}
-            if not method.changes_weights:  # a context that does nothing makes checks vacuous
-                out[EFFECT] = context_effect(arch, trial)
-            return out
+            return {thm.id: thm.check(arch, trial) for thm in theorems}
 
     return jax.vmap(one)
 
@@ -179,6 +181,12 @@ def plan(theorems=None, architectures=None, methods=None):
     return groups
 
 
+def _label(unit) -> str:
+    """An architecture's name, or its name and "context effect" for the effect function."""
+    a, _, ids = unit[0]
+    return f"{a}, context effect" if ids == (EFFECT,) else a
+
+
 def run_verify(
     theorems=None,
     architectures=None,
@@ -223,14 +231,20 @@ def run_verify(
     by_arch: dict = {}
     for group in groups:
         by_arch.setdefault(group[0], []).append(group)
-    units = list(by_arch.values())
+    units = []
+    for unit in by_arch.values():
+        # the context's effect (a check on a context that does nothing holds vacuously) is
+        # measured on the same trials by a function of its own, so the residuals compile, and
+        # round, exactly as they would without it
+        effects = [(a, m, (EFFECT,)) for a, m, _ in unit if not METHODS[m].changes_weights]
+        units += [unit, effects] if effects else [unit]
     # Python tracing and lowering hold the GIL, so they run here, one architecture at a time,
     # while XLA compiles the architectures already lowered in the worker threads (compilation
     # releases the GIL).  Compiled functions run afterwards, in this thread.
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
         pending = []
         for k, unit in enumerate(units, 1):
-            say(f"verify: tracing {unit[0][0]} ({k}/{len(units)} architectures)")
+            say(f"verify: tracing {_label(unit)} ({k}/{len(units)})")
             try:
                 pending.append(pool.submit(compile_lowered, lower(unit)))
             except (
@@ -239,19 +253,27 @@ def run_verify(
                 pending.append(exc)
         outcomes = []
         for k, (unit, item) in enumerate(zip(units, pending, strict=False), 1):
-            say(f"verify: compiling and checking {unit[0][0]} ({k - 1}/{len(units)} done)")
+            say(f"verify: compiling and checking {_label(unit)} ({k - 1}/{len(units)} done)")
             try:
                 if isinstance(item, Exception):
                     raise item
                 outcomes.extend(jax.device_get(item.result()(keys)))
             except Exception:  # find out which group(s) of the architecture raised
                 outcomes.extend(evaluate_alone(group) for group in unit)
-            say(f"verify: checked {unit[0][0]} ({k}/{len(units)} architectures)")
+            say(f"verify: checked {_label(unit)} ({k}/{len(units)})")
     groups = [group for unit in units for group in unit]
+    effects = {
+        (a, m): out for (a, m, ids), out in zip(groups, outcomes, strict=True) if ids == (EFFECT,)
+    }
 
     results = []
     for (a, m, ids), residuals in zip(groups, outcomes, strict=False):
+        if ids == (EFFECT,):
+            continue
         arch, method = ARCHITECTURES[a], METHODS[m]
+        effect = effects.get((a, m))
+        if isinstance(effect, Exception) and not isinstance(residuals, Exception):
+            residuals = effect  # the effect could not be measured: no verdict either
         if isinstance(residuals, Exception):
             exc = residuals
             message = (
@@ -276,7 +298,7 @@ def run_verify(
                     )
                 )
             continue
-        effect = residuals.get(EFFECT)
+        effect = None if effect is None else effect[EFFECT]
         mass, moved = (math.nan, math.nan) if effect is None else (float(np.min(x)) for x in effect)
         for tid in ids:
             thm = THEOREMS[tid]
