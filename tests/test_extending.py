@@ -267,8 +267,8 @@ def test_one_raising_method_does_not_take_down_its_architecture(monkeypatch, cap
     out = capsys.readouterr().out
     assert code == 1
     assert re.search(
-        r"relative_attention\s+paper\s+buggy_method\s+holds\s+error\s+nan\s+2\s+ERROR \(the check "
-        r"raised ValueError: a user's method bug\)",
+        r"relative_attention\s+paper\s+buggy_method\s+holds\s+error\s+nan\s+-\s+-\s+2\s+"
+        r"ERROR \(the check raised ValueError: a user's method bug\)",
         out,
     )
     assert re.search(r"relative_attention\s+paper\s+prefix\s+holds\s+holds", out)

@@ -304,7 +304,8 @@ def test_nan_residual_is_an_error_row_not_fails(monkeypatch, capsys):
 def test_python_api_messages_say_what_was_expected():
     from theory.model import forward
     from theory.params import init_params
-    from theory.trials import TrialShape
+    from theory.registry import METHODS
+    from theory.trials import TrialShape, draw_trial
     from theory.verify import replay, run_verify
 
     gpt = ARCHITECTURES["gpt"]
@@ -323,6 +324,8 @@ def test_python_api_messages_say_what_was_expected():
         run_verify(["relative_attention"], ["gpt"], ["prefix"], shape=TrialShape(n_p=-1))
     with pytest.raises(ToolkitError, match=r"n_p: expected an int >= 1, got -1"):
         replay("relative_attention", "gpt", "prefix", 0, 0, TrialShape(n_p=-1))
+    with pytest.raises(ToolkitError, match=r"TrialShape.n: expected an int >= 1, got 0"):
+        draw_trial(gpt, METHODS["prefix"], jax.random.PRNGKey(0), TrialShape(n=0))
 
 
 # ------------------------------------------------------------------ progress on long work

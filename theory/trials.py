@@ -61,6 +61,7 @@ def draw_trial(
     arch: Architecture, method: Method, key, shape: TrialShape = TrialShape(), dtype=jnp.float64
 ) -> Trial:
     """One random trial (pure; vmap over ``key`` for many)."""
+    check_shape(shape)
     k_params, k_tokens, k_method, k_mask = jax.random.split(key, 4)
     params = init_params(arch, k_params, dtype)
     tokens = jax.random.randint(k_tokens, (shape.n,), 0, arch.d_vocab)
