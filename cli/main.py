@@ -110,7 +110,12 @@ def _internal_error(exc: BaseException, debug: bool) -> int:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run the command line on ``argv`` (default ``sys.argv[1:]``); returns the exit code,
+    argparse's own included (2 for a usage error, 0 for ``--help``)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE if exc.code else EXIT_OK
     try:
         import theory
 

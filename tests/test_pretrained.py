@@ -203,7 +203,7 @@ def test_bad_texts(model):
         (["verify", "--model", "minilm", "--atlas"], "--atlas cannot be combined with --model"),
         (
             ["verify", "--model", "minilm", "--prefix-length", "0"],
-            "n_p: expected an int >= 1, got 0",
+            "--prefix-length: expected an int >= 1, got 0",
         ),
     ],
 )
