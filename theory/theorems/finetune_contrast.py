@@ -203,6 +203,7 @@ THEOREM = Theorem(
             changes=(("positional", "rope"), ("qk_norm", True)),
         ),
     ),
+    requires=("attention", "projections"),
     coq=CoqProof(
         names=(
             "FinetuneContrast.finetune_contrast",
