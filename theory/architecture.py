@@ -102,6 +102,12 @@ class Architecture:
         return None
 
 
+def meets(arch: Architecture, requires: tuple) -> bool:
+    """Whether ``arch`` has every feature ``requires`` names and none it names as ``"!name"``."""
+    features = arch.features
+    return all((f[1:] not in features) if f.startswith("!") else (f in features) for f in requires)
+
+
 def validate_architecture(arch: Architecture) -> Architecture:
     """Check an architecture's fields; raise ToolkitError naming the bad field."""
     for field in ("n_layers", "n_heads", "d_model", "d_head", "d_vocab", "n_ctx", "mlp_depth"):

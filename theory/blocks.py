@@ -35,7 +35,8 @@ Any other wiring is a registered :class:`BlockKind`:
   kv_bias         a learned key/value bias (an attention sink) in every layer
   ==============  ============================================================================
 
-  Attention kinds add their own (``AttentionKind.features``, e.g. ``differential``).
+  Attention kinds add their own (``AttentionKind.features``): ``differential`` (two softmax
+  maps per head), ``signed_weights`` (weights may be negative, so no log-ratio of weights).
 
 The prefix theorems (docs/theory.md §3) concern one attention layer *given its inputs*, so
 they hold for every block kind whose attention is an attention kind of :mod:`theory.attention`;
@@ -74,9 +75,7 @@ def register_block(kind: BlockKind, *, replace: bool = False) -> BlockKind:
     for field in ("forward", "mixer"):
         value = getattr(kind, field)
         if value is not None and not callable(value):
-            raise ToolkitError(
-                f"block kind {kind.name!r}: {field} must be callable, got {value!r}"
-            )
+            raise ToolkitError(f"block kind {kind.name!r}: {field} must be callable, got {value!r}")
     if not isinstance(kind.features, tuple) or not all(isinstance(f, str) for f in kind.features):
         raise ToolkitError(
             f"block kind {kind.name!r}: features must be a tuple of names, got {kind.features!r}"

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
+from theory.architecture import meets
 from theory.context import HardPrompt, InitialState, KVPrefix, LatentPrefix, Prefix, SoftPrompt
 from theory.registry import BLOCK_KINDS, METHODS
 
@@ -29,8 +30,8 @@ class Method:
     requires: tuple = ()  # architecture features the method needs (theory.blocks)
 
     def applies(self, arch) -> bool:
-        """Whether the method can run on ``arch`` (it has every required feature)."""
-        return set(self.requires) <= arch.features
+        """Whether the method can run on ``arch`` (its features meet ``requires``)."""
+        return meets(arch, self.requires)
 
 
 def register_method(method: Method, *, replace: bool = False) -> Method:

@@ -107,6 +107,19 @@ def run_recurrence(init: Array, decay: Array, drive: Array) -> Array:
     return jax.lax.scan(step, init, (decay, drive))[1]
 
 
+def entering_state(record: dict, n_p: int) -> Array:
+    """The state a layer carries into the first content position: after the last virtual
+    position, or the initial state when there is none (``record``: one block's activations)."""
+    if n_p:
+        return record[act_name("state")][n_p - 1]
+    return record[act_name("state_init")]
+
+
+def propagator(decay: Float[Array, "n ..."]) -> Float[Array, "n ..."]:
+    """``Phi_t = a_0 a_1 ... a_t`` (elementwise): how much of the entering state is left at t."""
+    return jnp.cumprod(decay, axis=0)
+
+
 def recurrence_of(arch: Architecture) -> Recurrence | None:
     """The architecture's recurrence (None for blocks whose mixer is not a recurrence)."""
     mixer = BLOCK_KINDS[arch.block].mixer

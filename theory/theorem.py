@@ -15,8 +15,9 @@ A :class:`Theorem` holds everything the toolkit knows about one result, under on
   for a theorem without one;
 * ``coq``: the Coq theorems that prove the statement in general (:class:`CoqProof`, ``proofs/``);
 * ``requires``: the architecture features the statement is about (default: an attention layer;
-  :mod:`theory.blocks` lists the features). On an architecture without them the theorem does
-  not apply: ``verify`` runs no row there and the atlas shows the cell as n/a.
+  :mod:`theory.blocks` lists the features; ``"!name"``: the architecture must not have the
+  feature). Where they are missing the theorem does not apply: ``verify`` runs no row there and
+  the atlas shows the cell as n/a.
 
 Most checks measure an identity that should hold (residual ~ 0). A *witness* check measures how
 far a REFUTED claim misses ("the wider method is no wider"): its expected verdict is "fails" and
@@ -28,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from theory.architecture import Architecture
+from theory.architecture import Architecture, meets
 from theory.errors import ToolkitError
 from theory.methods import Method, default_expectation
 from theory.registry import ARCHITECTURES, METHODS, THEOREMS
@@ -101,8 +102,8 @@ class Theorem:
     requires: tuple = ("attention",)  # architecture features the statement is about
 
     def applies(self, arch: Architecture) -> bool:
-        """Whether the statement is about ``arch`` (it has every required feature)."""
-        return set(self.requires) <= arch.features
+        """Whether the statement is about ``arch`` (its features meet ``requires``)."""
+        return meets(arch, self.requires)
 
     def in_default_run(self, arch: Architecture) -> bool:
         return self.default_run is None or bool(self.default_run(arch))

@@ -203,7 +203,7 @@ THEOREM = Theorem(
             changes=(("positional", "rope"), ("qk_norm", True)),
         ),
     ),
-    requires=("attention", "projections"),
+    requires=("attention", "projections", "!signed_weights"),
     coq=CoqProof(
         names=(
             "FinetuneContrast.finetune_contrast",

@@ -119,7 +119,7 @@ register_attention(
         derivation=differential_derivation,
         description="differential attention: softmax(q1.k1) - 0.8 softmax(q2.k2) over head halves "
         "(Ye et al., 2024)",
-        features=("differential",),
+        features=("differential", "signed_weights"),
     )
 )
 
@@ -152,7 +152,6 @@ register_architecture(
                 "bias_span",
                 "pre_ln",
                 "position_shift",
-                "finetune_contrast",
             )
         )
         + (("deeper_first_order", "fails", FIRST_MAP),),

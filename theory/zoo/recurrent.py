@@ -17,7 +17,8 @@ with ``D = n_heads * d_head`` channels and the input map ``u_t = x_t W_in``:
   q_t s_t / sqrt(d_head)``.
 
 ``broken_recurrence`` is a NEGATIVE CONTROL, not a model: an LTI SSM whose decay also reads the
-first position of the sequence, i.e. a transition that reads the prefix.
+first position of the sequence, i.e. a transition that reads the prefix. No architecture uses it;
+the theorems' controls put it into ``s4d`` (``Control.changes``).
 
 Every readout ends with the output map ``W_O [D, d_model]`` (``[H, d_head, d_model]`` for
 retention). The architectures run only when named (``default_run=False``: ``make atlas``,
@@ -292,10 +293,6 @@ SIZES = dict(
     default_methods=RECURRENT_METHODS,
     default_run=False,
 )
-READS_PREFIX = (
-    "the transition reads the first position of the sequence, which a prefix occupies: the "
-    "content's decays change with the prefix (a negative control)"
-)
 
 
 def recurrent(name, block, description, **fields):
@@ -336,16 +333,4 @@ recurrent(
     "RetNet-style retention: decayed linear attention, fixed per-head decays, GELU MLP",
     n_layers=2,
     d_mlp=32,
-)
-recurrent(
-    "broken-recurrence",
-    "broken_recurrence",
-    "NEGATIVE CONTROL: an LTI SSM whose decay reads the sequence's first position",
-    n_layers=1,
-    d_state=4,
-    d_mlp=32,
-    negative_control=True,
-    expectations=tuple(
-        (t, "fails", READS_PREFIX) for t in ("recurrent_state", "recurrent_bias", "initial_state")
-    ),
 )
