@@ -131,7 +131,11 @@ THEOREM = Theorem(
         ),
     ),
     coq=CoqProof(
-        names=("Recurrent.prefix_enters_as_state", "Recurrent.prefix_is_initial_state"),
+        names=(
+            "Recurrent.prefix_is_initial_state",
+            "Recurrent.deep_prefix_is_initial_state",
+            "Recurrent.prefix_enters_as_state",
+        ),
         general_in=(
             "every number of virtual inputs n_p and content length, state dimension, and decays "
             "and drives that depend on the position's input; deep models: every layer reads the "

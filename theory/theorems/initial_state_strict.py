@@ -168,7 +168,12 @@ THEOREM = Theorem(
         ),
     ),
     coq=CoqProof(
-        names=("Recurrent.initial_state_strict", "Recurrent.retention_rank_bound"),
+        names=(
+            "Recurrent.initial_state_strict",
+            "Recurrent.lti_reachable_span",
+            "Recurrent.outside_span",
+            "Recurrent.retention_rank_bound",
+        ),
         general_in=(
             "every state size S and number of virtual inputs n_p < S (a state no combination of "
             "n_p vectors reaches); retention: every head dimension and n_p"
