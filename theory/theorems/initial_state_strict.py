@@ -178,5 +178,11 @@ THEOREM = Theorem(
             "every state size S and number of virtual inputs n_p < S (a state no combination of "
             "n_p vectors reaches); retention: every head dimension and n_p"
         ),
+        gap=(
+            "The converse (d_state inputs reach every state when the decays of a channel differ, "
+            "B has no zero and W_in is onto: an invertible Vandermonde matrix) is checked "
+            "numerically (the control 'd_state virtual inputs'), not proved in Coq; for the "
+            "selective kinds no witness is claimed (the theorem does not apply to them)."
+        ),
     ),
 )

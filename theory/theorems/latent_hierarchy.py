@@ -136,5 +136,10 @@ THEOREM = Theorem(
             "every number of heads, latent size, head and RoPE dimensions, and any maps (so any "
             "norm before attention, biases, rotations), every n, n_p"
         ),
+        gap=(
+            "The inclusions hold by the definitions of the contexts (the wider context is built "
+            "from the narrower one's maps), as for hierarchy; the layer is modelled by its maps, "
+            "not as the toolkit's block."
+        ),
     ),
 )

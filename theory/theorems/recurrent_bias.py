@@ -211,5 +211,10 @@ THEOREM = Theorem(
             "function of the input for the selective form); retention: every head dimension and "
             "number of virtual inputs n_p (the bias lies in the span of their values)"
         ),
+        gap=(
+            "The decays are taken as any numbers in (0, 1] (or exponentials of any log-decays): "
+            "the parameterisations of theory/zoo/recurrent.py (sigmoid, exp(-softplus)) are not "
+            "modelled; the input-free bias is proved for a readout that reads the state only."
+        ),
     ),
 )
