@@ -6,7 +6,8 @@ Weights follow TransformerLens's layout (documented in docs/conventions.md)::
                          W_type [n_token_types, d_model] (BERT)
     params["ln_embed"]   w, b [d_model]                      (embed_norm only)
     params["blocks"][l]  ln1, ln2: w [d_model] (+ b for LayerNorm)   (norm != "none")
-                         attn ("projections" blocks): W_Q [n_heads, d_model, d_head], b_Q [n_heads, d_head],
+                         attn (blocks with the "projections" feature):
+                               W_Q [n_heads, d_model, d_head], b_Q [n_heads, d_head],
                                W_K, W_V [n_kv_heads, d_model, d_head], b_K, b_V [n_kv_heads, d_head],
                                W_O [n_heads, d_head, d_model], b_O [d_model],
                                q_norm, k_norm: w [d_head]    (qk_norm only)
