@@ -31,8 +31,9 @@ def add_parser(sub) -> None:
     )
     p.add_argument(
         "--architecture",
-        default="paper",
-        help="architecture of the --substitute JAX run (default paper)",
+        default=None,
+        help="architecture of the --substitute JAX run (default paper, or the first one the "
+        "theorem applies to)",
     )
     p.set_defaults(run=run)
 
@@ -103,7 +104,8 @@ def _run_substitute(args, theorems, architectures) -> int:
     if args.seed < 0:
         raise ToolkitError(f"--seed must be an int >= 0, got {args.seed}")
     theorem = theorems.lookup(args.theorem)
-    architectures.lookup(args.architecture)
+    if args.architecture is not None:
+        architectures.lookup(args.architecture)
     inputs = {}
     if theorem.id == "capacity":  # the constructions attain the counts the theorem states
         from constructions.capacity import counts

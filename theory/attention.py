@@ -46,7 +46,8 @@ class AttentionKind:
 
     ``derivation`` (optional): ``() -> theory.symbolic.Derivation`` of how a prefix acts on
     this kind when that differs from plain softmax; the atlas renders it and the tests check
-    every step.
+    every step. ``features``: names the kind adds to an architecture's features (theorems that
+    need them name them in ``Theorem.requires``).
     """
 
     name: str
@@ -54,6 +55,7 @@ class AttentionKind:
     weights: Callable
     description: str
     derivation: Callable | None = None
+    features: tuple = ()
 
 
 def _check_kind(kind: AttentionKind) -> None:
@@ -170,6 +172,22 @@ def attention_layer(
         n_p = keys.shape[1]
         k = k.at[:n_p].set(jnp.swapaxes(keys, 0, 1).astype(k.dtype))
         v = v.at[:n_p].set(jnp.swapaxes(values, 0, 1).astype(v.dtype))
+    return attend_heads(p, arch, q, k, v, positions, mask, virtual)
+
+
+def attend_heads(
+    p: dict,
+    arch: Architecture,
+    q: Float[Array, "N H dh"],
+    k: Float[Array, "N G dh"],
+    v: Float[Array, "N G dh"],
+    positions: Int[Array, " N"],
+    mask: Bool[Array, "N N"],
+    virtual: Bool[Array, " N"],
+) -> tuple[Float[Array, "N d_model"], dict]:
+    """The heads' weights (the architecture's attention kind), outputs ``z`` and ``attn_out`` from
+    queries, keys and values (after rotation); ``p`` holds ``W_O`` and ``b_O``. Returns
+    ``(attn_out, record)`` with the activations q, k, v, scores, pattern, z."""
     group = arch.n_heads // arch.kv_heads
     k_rep = jnp.repeat(k, group, axis=1)
     v_rep = jnp.repeat(v, group, axis=1)

@@ -112,24 +112,35 @@ def plan(theorems=None, architectures=None, methods=None):
     method_names = _select(methods, METHODS)
     groups = []
     for a in arch_names:
-        defaults = ARCHITECTURES[a].default_methods
+        arch = ARCHITECTURES[a]
+        if not (theorems or architectures or methods or arch.default_run):
+            continue  # checked only when named (make atlas names every architecture)
+        defaults = arch.default_methods
         for m in defaults:
             if m not in METHODS:
                 raise unknown_name(f"method in default_methods of architecture {a!r}:", m, METHODS)
         for m in method_names:
             if not methods and defaults and m not in defaults:
                 continue  # default run: the architecture's representative methods (docs/atlas.md)
+            if not METHODS[m].applies(arch):
+                continue  # e.g. a KV-prefix on a recurrent model
             ids = tuple(
                 t
                 for t in theorem_ids
                 if m in THEOREMS[t].method_names()
-                and (theorems or architectures or THEOREMS[t].in_default_run(ARCHITECTURES[a]))
+                and THEOREMS[t].applies(arch)
+                and (theorems or architectures or THEOREMS[t].in_default_run(arch))
             )
             if ids:
                 groups.append((a, m, ids))
     if not groups:
+        needs = "; ".join(
+            f"{t} needs {', '.join(THEOREMS[t].requires) or 'nothing'}" for t in theorem_ids
+        )
         raise ToolkitError(
-            f"nothing to run: no theorem among {theorem_ids} applies to methods {method_names}"
+            f"nothing to run: no theorem among {theorem_ids} applies to architectures "
+            f"{arch_names} with methods {method_names} (a theorem applies to architectures with "
+            f"the features it requires: {needs})"
         )
     return groups
 

@@ -210,6 +210,7 @@ THEOREM = Theorem(
             changes=(("positional", "rope"), ("qk_norm", True)),
         ),
     ),
+    requires=("attention", "projections", "!signed_weights"),
     coq=CoqProof(
         names=(
             "FinetuneContrast.finetune_contrast",

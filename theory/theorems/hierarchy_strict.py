@@ -174,6 +174,7 @@ THEOREM = Theorem(
             transform=prefix_of_a_soft_prompt,
         ),
     ),
+    requires=(),
     coq=CoqProof(
         names=(
             "HierarchyStrict.soft_not_hard",

@@ -168,6 +168,7 @@ THEOREM = Theorem(
             transform=tie_values_to_keys,
         ),
     ),
+    requires=("attention", "projections"),
     coq=CoqProof(
         names=(
             "KVConverse.kv_converse",
