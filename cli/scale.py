@@ -54,9 +54,7 @@ def add_scale_arguments(parser, devices_help: str) -> None:
     g.add_argument(
         "--num-processes", type=_int_at_least(1), metavar="P", help="processes in the run"
     )
-    g.add_argument(
-        "--process-id", type=_int_at_least(0), metavar="I", help="this process, 0..P-1"
-    )
+    g.add_argument("--process-id", type=_int_at_least(0), metavar="I", help="this process, 0..P-1")
 
 
 def requested(args) -> bool:
@@ -108,6 +106,18 @@ def mesh_for(args, devices_axis: str):
     if args.mesh is not None:
         return make_mesh(parse_mesh(args.mesh))
     return make_mesh({devices_axis: args.devices or jax.device_count()})
+
+
+def process_index() -> int:
+    import jax
+
+    return jax.process_index()
+
+
+def process_count() -> int:
+    import jax
+
+    return jax.process_count()
 
 
 def is_main_process() -> bool:

@@ -196,7 +196,7 @@ def run_sweep(args, mesh) -> int:
     results = [rows[k] for k in keys if k in rows]
     code = 0 if len(results) == len(keys) and all(r.as_expected for r in results) else 1
     if not main_process:
-        print(f"process {_process_index()}: done; process 0 prints and writes the results")
+        print(f"process {scale.process_index()}: done; process 0 prints and writes the results")
         return code
     print(format_table(results) if len(seeds) == 1 else format_sweep(results))
     print(f"elapsed {elapsed:.1f} s ({len(new)} results computed, {len(done)} resumed)")
@@ -219,19 +219,7 @@ def run_sweep(args, mesh) -> int:
         }
         if mesh is not None:
             payload["mesh"] = dict(mesh.shape)
-            payload["processes"] = _process_count()
+            payload["processes"] = scale.process_count()
         with open(args.json, "w") as fh:
             json.dump(payload, fh, indent=2)
     return code
-
-
-def _process_index() -> int:
-    import jax
-
-    return jax.process_index()
-
-
-def _process_count() -> int:
-    import jax
-
-    return jax.process_count()

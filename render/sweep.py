@@ -38,7 +38,9 @@ def format_sweep(results: list[Result]) -> str:
             )
         )
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in table]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in table
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths).rstrip())
     seeds = sorted({r.seed for r in results})
     n_ok = sum(r.as_expected for r in results)

@@ -107,7 +107,9 @@ def make_mesh(sizes: dict[str, int], devices=None) -> Mesh:
             f"use all {len(available)} of them"
         )
     shape = tuple(sizes.get(a, 1) for a in AXES)
-    return jax.make_mesh(shape, AXES, devices=available[:n])
+    # Mesh's default axis type: shardings propagate through the computation as XLA's SPMD
+    # partitioner chooses (jax.make_mesh would make them part of every array's type).
+    return Mesh(np.array(available[:n], dtype=object).reshape(shape), AXES)
 
 
 def padded(n: int, mesh: Mesh, axes=AXES) -> int:
@@ -213,3 +215,19 @@ def from_process0(x: np.ndarray) -> np.ndarray:
     if jax.process_count() == 1:
         return np.asarray(x)
     return np.asarray(multihost_utils.broadcast_one_to_all(np.asarray(x)))
+
+
+def on_mesh(tree, mesh: Mesh) -> bool:
+    """Whether every leaf of ``tree`` is already a global array laid out on ``mesh``."""
+    leaves = jax.tree_util.tree_leaves(tree)
+    return bool(leaves) and all(
+        isinstance(x, jax.Array)
+        and isinstance(x.sharding, NamedSharding)
+        and x.sharding.mesh == mesh
+        for x in leaves
+    )
+
+
+def ensure_params_on(params, mesh: Mesh, axis: str = "model"):
+    """``params`` as :func:`shard_params` places them, unless they are on ``mesh`` already."""
+    return params if on_mesh(params, mesh) else shard_params(params, mesh, axis)
