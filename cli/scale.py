@@ -30,7 +30,6 @@ def _int_at_least(low: int):
             raise argparse.ArgumentTypeError(f"expected an int >= {low}, got {text!r}")
         return value
 
-    parse.__name__ = f"int >= {low}"
     return parse
 
 
@@ -90,6 +89,8 @@ def start(args) -> None:
     n = mesh_size(sizes) if sizes is not None else args.devices
     if n is not None:  # without an accelerator, split the host CPU into as many devices
         distributed.request_cpu_devices(n // (args.num_processes or 1))
+    # several CPU devices share one thread pool: make room (theory/distributed.py says why)
+    distributed.protect_cpu_pool(distributed.host_device_count())
     if args.coordinator is not None:
         distributed.initialize(args.coordinator, args.num_processes, args.process_id)
 

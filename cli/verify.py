@@ -195,6 +195,8 @@ def run_sweep(args, mesh) -> int:
         rows = {result_key(r): r for r in new}
     results = [rows[k] for k in keys if k in rows]
     code = 0 if len(results) == len(keys) and all(r.as_expected for r in results) else 1
+    # Only process 0 holds the resumed rows: its verdict is every process's exit code.
+    code = int(from_process0(np.array(code, np.int32)))
     if not main_process:
         print(f"process {scale.process_index()}: done; process 0 prints and writes the results")
         return code
@@ -213,7 +215,7 @@ def run_sweep(args, mesh) -> int:
     if args.json:
         payload = {
             "results": [r.to_json() for r in results],
-            "seeds": seeds,
+            **({"seed": seeds[0]} if len(seeds) == 1 else {"seeds": seeds}),
             "trials": args.trials,
             "elapsed_s": elapsed,
         }

@@ -6,6 +6,14 @@
 * :func:`request_cpu_devices`: split the host CPU into ``n`` XLA devices (what
   ``--xla_force_host_platform_device_count=n`` does), so sharded runs work without an
   accelerator.  GPU and TPU backends are not affected.
+* :func:`protect_cpu_pool`: room in XLA's CPU thread pool for several devices at once.
+  jaxlib's batched LAPACK kernels (SVD, QR, Cholesky, ...; jaxlib 0.10.2) split their batch
+  over XLA's intra-op thread pool and block their own pool thread until the parts finish.
+  When every thread of the pool is blocked so, nothing runs the parts and the process hangs
+  with every thread idle.  The pool has one thread per core (2 on a 2-core host), and N CPU
+  devices run N programs at once on it: ``verify --devices 4`` on 2 cores hung this way.
+  XLA sizes the pool from ``$PJRT_NPROC``; with many threads per device the pool never runs
+  out (the extra threads idle; results are the same).
 
 Both must run before JAX creates its backends (its first computation or ``jax.devices()``);
 like :func:`theory.configure_jax` they change the process, so only entry points call them.
@@ -22,6 +30,8 @@ from theory.errors import ToolkitError
 from theory.runtime import _backends_initialized
 
 HOST_DEVICE_FLAG = "--xla_force_host_platform_device_count"
+POOL_ENV = ("PJRT_NPROC", "NPROC")  # what XLA reads for its CPU thread pool size
+POOL_THREADS_PER_DEVICE = 32
 
 
 def parse_coordinator(address: str) -> tuple[str, int]:
@@ -106,4 +116,27 @@ def request_cpu_devices(n: int) -> bool:
     if n == 1 or host_device_count_chosen() or _backends_initialized():
         return False
     jax.config.update("jax_num_cpu_devices", n)
+    return True
+
+
+def host_device_count() -> int:
+    """The CPU devices this process will have, as chosen so far (1 unless set)."""
+    if jax.config.jax_num_cpu_devices >= 0:
+        return jax.config.jax_num_cpu_devices
+    if os.environ.get("JAX_NUM_CPU_DEVICES", "").isdigit():
+        return int(os.environ["JAX_NUM_CPU_DEVICES"])
+    for flag in os.environ.get("XLA_FLAGS", "").split():
+        name, _, value = flag.partition("=")
+        if name == HOST_DEVICE_FLAG and value.isdigit():
+            return int(value)
+    return 1
+
+
+def protect_cpu_pool(local_devices: int) -> bool:
+    """Size XLA's CPU thread pool for ``local_devices`` devices (the module docstring says why)
+    unless the user sized it or JAX has started; returns whether it did."""
+    if local_devices <= 1 or any(v in os.environ for v in POOL_ENV) or _backends_initialized():
+        return False
+    threads = max(os.cpu_count() or 1, POOL_THREADS_PER_DEVICE * local_devices)
+    os.environ["PJRT_NPROC"] = str(threads)
     return True
