@@ -81,8 +81,10 @@ def measure(folder: Path, devices: int, repeats: int, out: Path) -> None:
     import jax
 
     import theory
+    from theory.distributed import host_device_count, protect_cpu_pool
 
     theory.configure_jax()
+    protect_cpu_pool(host_device_count())  # as the command line does for several CPU devices
     from interop.checks import context_residuals
     from interop.hf import load_hf
     from theory import sharding
@@ -169,9 +171,9 @@ def main() -> None:
         f"over N {base['platform']} devices, {os.cpu_count()} CPU cores\n"
     )
     print(
-        "| N | parameters per device MiB | x N / N=1 | XLA arguments MiB | XLA temporaries MiB | "
-        "XLA outputs MiB | device peak MiB | process peak RSS MiB | load s | compile s | "
-        "run s | max diff from N=1 |"
+        "| N | parameters per device MiB | that x N / N=1 | XLA arguments MiB "
+        "| XLA temporaries MiB | XLA outputs MiB | device peak MiB | process peak RSS MiB "
+        "| load s | compile s | run s | max diff from N=1 |"
     )
     print("|---:" * 12 + "|")
     for r in records:
@@ -189,8 +191,10 @@ def main() -> None:
             f"| {r['run_s']:.3f} | {diff:.1e} |"
         )
     print(
-        "\n`x N / N=1`: the parameter bytes on the fullest device times N, over the bytes on one "
-        "device (1.000 = exactly 1/N each; replicated leaves such as norms push it above 1)."
+        "\n`that x N / N=1`: the parameter bytes on the fullest device times N, over the bytes on "
+        "one device (1.000 = exactly 1/N each; replicated leaves such as norms push it above 1). "
+        "XLA arguments: the per-device inputs of the compiled check (jit drops the parameters "
+        "it does not read, e.g. the unembedding)."
     )
 
 
