@@ -209,8 +209,6 @@ def _shape() -> dict:
 KILLER = textwrap.dedent("""
     import os, signal
     from cli.results import ResultsFile
-from theory import distributed
-from theory.distributed import POOL_ENV
 
     KILL_AFTER = {kill_after}
     _append = ResultsFile.append
