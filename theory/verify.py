@@ -270,10 +270,10 @@ def run_verify(
     def compile_lowered(lowered):
         return lowered.compile(compiler_options=FAST_COMPILE)
 
-    def evaluate_alone(group, unit_keys_):
+    def evaluate_alone(group, seed_keys):
         """Residuals of one group, or the exception it raised (isolates a failing group)."""
         try:
-            return fetch(compile_lowered(lower([group]))(unit_keys_))[0]
+            return fetch(compile_lowered(lower([group]))(seed_keys))[0]
         except Exception as exc:
             return exc
 
@@ -301,13 +301,13 @@ def run_verify(
                 pending.append(exc)
         for unit, item, seeds_left in zip(units, pending, todo, strict=True):
             for s in seeds_left:
-                unit_keys_ = keys_of(s)
+                seed_keys = keys_of(s)
                 try:
                     if isinstance(item, Exception):
                         raise item
-                    outcomes = fetch(item.result()(unit_keys_))
+                    outcomes = fetch(item.result()(seed_keys))
                 except Exception:  # find out which group(s) of the architecture raised
-                    outcomes = [evaluate_alone(group, unit_keys_) for group in unit]
+                    outcomes = [evaluate_alone(group, seed_keys) for group in unit]
                 rows = [
                     r
                     for group, residuals in zip(unit, outcomes, strict=True)
