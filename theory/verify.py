@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from theory import sharding
 from theory.architecture import Architecture
 from theory.compare import shared_runs
 from theory.errors import ToolkitError, unknown_name
@@ -145,6 +146,82 @@ def plan(theorems=None, architectures=None, methods=None):
     return groups
 
 
+def result_key(r: Result) -> tuple:
+    """What identifies a result in a sweep: (model, theorem, method, seed); the model of a random
+    trial is its architecture."""
+    return (r.architecture, r.theorem, r.method, r.seed)
+
+
+def unit_keys(unit, seed: int) -> list[tuple]:
+    """The :func:`result_key` of every result one (architecture, seed) unit of a sweep gives."""
+    return [(a, t, m, seed) for a, m, ids in unit for t in ids]
+
+
+def check_seeds(seeds) -> list[int]:
+    """A non-empty list of distinct ints >= 0, in the given order (ToolkitError otherwise)."""
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
+        raise ToolkitError(f"seeds: expected a list of ints >= 0, got {seeds!r}")
+    seeds = list(seeds)
+    bad = [s for s in seeds if not isinstance(s, int) or isinstance(s, bool) or s < 0]
+    if not seeds or bad:
+        raise ToolkitError(f"seeds: expected a non-empty list of ints >= 0, got {seeds!r}")
+    return list(dict.fromkeys(seeds))
+
+
+def group_results(group, residuals, trials: int, seed: int) -> list[Result]:
+    """The Results of one (architecture, method, theorem ids) group from its residuals
+    ``{theorem_id: [trials]}``, or from the exception its check raised (error rows)."""
+    a, m, ids = group
+    arch, method = ARCHITECTURES[a], METHODS[m]
+    results = []
+    if isinstance(residuals, Exception):
+        exc = residuals
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        message = f"the check raised {type(exc).__name__}: {first}"
+        for tid in ids:
+            expected, _ = THEOREMS[tid].expectation(arch, method)
+            results.append(
+                Result(
+                    tid,
+                    a,
+                    m,
+                    expected,
+                    "error",
+                    math.nan,
+                    trials,
+                    THEOREMS[tid].tolerance,
+                    seed,
+                    -1,
+                    message,
+                )
+            )
+        return results
+    for tid in ids:
+        thm = THEOREMS[tid]
+        r = np.asarray(residuals[tid], dtype=np.float64)
+        finite = np.isfinite(r)
+        worst = int(np.argmax(np.where(finite, r, np.inf)))
+        max_res = float(r[worst])
+        verdict = "holds" if finite.all() and max_res <= thm.tolerance else "fails"
+        expected, reason = thm.expectation(arch, method)
+        results.append(
+            Result(
+                tid,
+                a,
+                m,
+                expected,
+                verdict,
+                max_res,
+                trials,
+                thm.tolerance,
+                seed,
+                worst,
+                reason,
+            )
+        )
+    return results
+
+
 def run_verify(
     theorems=None,
     architectures=None,
@@ -153,32 +230,74 @@ def run_verify(
     trials: int = 16,
     shape: TrialShape = TrialShape(),
     workers: int | None = None,
+    *,
+    seeds=None,
+    mesh=None,
+    skip=frozenset(),
+    on_rows=None,
 ) -> list[Result]:
-    """Check the selected theorems x architectures x methods on ``trials`` random trials each."""
+    """Check the selected theorems x architectures x methods on ``trials`` random trials each.
+
+    A sweep: ``seeds`` (a list, replacing ``seed``) runs each (architecture, seed) unit with
+    the architecture's function compiled once.  Units whose every :func:`result_key` is in
+    ``skip`` are not run (resuming a sweep); ``on_rows(results)`` is called as each unit
+    finishes (in order), and the results of the units run are returned.
+
+    ``mesh`` (a :mod:`theory.sharding` mesh) spreads each unit's trials over its devices, each
+    device running the same check on its slice of the keys (padded to a multiple of the device
+    count; the padding is dropped).
+    """
     if not isinstance(trials, int) or trials < 1:
         raise ToolkitError(f"trials must be a positive int, got {trials!r}")
     if not isinstance(seed, int) or seed < 0:
         raise ToolkitError(f"seed must be an int >= 0, got {seed!r}")
+    seed_list = [seed] if seeds is None else check_seeds(seeds)
+    skip = frozenset(skip)
     groups = plan(theorems, architectures, methods)
-    keys = trial_keys(seed, trials)
+    if mesh is None:
+        keys = trial_keys(seed_list[0], trials)
+
+        def keys_of(s):
+            return keys if s == seed_list[0] else trial_keys(s, trials)
+
+        fetch = jax.device_get
+    else:
+        n_keys = sharding.padded(trials, mesh)
+
+        def keys_of(s):
+            return sharding.place_batch(np.asarray(trial_keys(s, n_keys)), mesh)
+
+        def fetch(out):
+            return sharding.to_host(out, trials)
+
+        keys = keys_of(seed_list[0])
 
     def lower(unit):
-        return jax.jit(groups_function(unit, shape)).lower(keys)
+        fn = groups_function(unit, shape)
+        if mesh is not None:
+            fn = sharding.over_trials(fn, mesh)
+        return jax.jit(fn).lower(keys)
 
     def compile_lowered(lowered):
         return lowered.compile(compiler_options=FAST_COMPILE)
 
-    def evaluate_alone(group):
+    def evaluate_alone(group, seed_keys):
         """Residuals of one group, or the exception it raised (isolates a failing group)."""
         try:
-            return jax.device_get(compile_lowered(lower([group]))(keys))[0]
+            return fetch(compile_lowered(lower([group]))(seed_keys))[0]
         except Exception as exc:
             return exc
 
     by_arch: dict = {}
     for group in groups:
         by_arch.setdefault(group[0], []).append(group)
-    units = list(by_arch.values())
+    units, todo = [], []
+    for unit in by_arch.values():
+        seeds_left = [s for s in seed_list if not set(unit_keys(unit, s)) <= skip]
+        if seeds_left:
+            units.append(unit)
+            todo.append(seeds_left)
+    results: list[Result] = []
     # Python tracing and lowering hold the GIL, so they run here, one architecture at a time,
     # while XLA compiles the architectures already lowered in the worker threads (compilation
     # releases the GIL).  Compiled functions run afterwards, in this thread.
@@ -191,66 +310,23 @@ def run_verify(
                 Exception
             ) as exc:  # a (user-registered) variant that cannot run: an error row, not a crash
                 pending.append(exc)
-        outcomes = []
-        for unit, item in zip(units, pending, strict=False):
-            try:
-                if isinstance(item, Exception):
-                    raise item
-                outcomes.extend(jax.device_get(item.result()(keys)))
-            except Exception:  # find out which group(s) of the architecture raised
-                outcomes.extend(evaluate_alone(group) for group in unit)
-    groups = [group for unit in units for group in unit]
-
-    results = []
-    for (a, m, ids), residuals in zip(groups, outcomes, strict=False):
-        arch, method = ARCHITECTURES[a], METHODS[m]
-        if isinstance(residuals, Exception):
-            exc = residuals
-            message = (
-                f"the check raised {type(exc).__name__}: "
-                f"{str(exc).splitlines()[0] if str(exc) else ''}"
-            )
-            for tid in ids:
-                expected, _ = THEOREMS[tid].expectation(arch, method)
-                results.append(
-                    Result(
-                        tid,
-                        a,
-                        m,
-                        expected,
-                        "error",
-                        math.nan,
-                        trials,
-                        THEOREMS[tid].tolerance,
-                        seed,
-                        -1,
-                        message,
-                    )
-                )
-            continue
-        for tid in ids:
-            thm = THEOREMS[tid]
-            r = np.asarray(residuals[tid], dtype=np.float64)
-            finite = np.isfinite(r)
-            worst = int(np.argmax(np.where(finite, r, np.inf)))
-            max_res = float(r[worst])
-            verdict = "holds" if finite.all() and max_res <= thm.tolerance else "fails"
-            expected, reason = thm.expectation(arch, method)
-            results.append(
-                Result(
-                    tid,
-                    a,
-                    m,
-                    expected,
-                    verdict,
-                    max_res,
-                    trials,
-                    thm.tolerance,
-                    seed,
-                    worst,
-                    reason,
-                )
-            )
+        for unit, item, seeds_left in zip(units, pending, todo, strict=True):
+            for s in seeds_left:
+                seed_keys = keys_of(s)
+                try:
+                    if isinstance(item, Exception):
+                        raise item
+                    outcomes = fetch(item.result()(seed_keys))
+                except Exception:  # find out which group(s) of the architecture raised
+                    outcomes = [evaluate_alone(group, seed_keys) for group in unit]
+                rows = [
+                    r
+                    for group, residuals in zip(unit, outcomes, strict=True)
+                    for r in group_results(group, residuals, trials, s)
+                ]
+                results.extend(rows)
+                if on_rows is not None:
+                    on_rows(rows)
     return results
 
 
