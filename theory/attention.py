@@ -13,9 +13,11 @@ An :class:`AttentionKind` turns queries, keys, a logit bias and the visibility m
 * ``pattern``: the weights ``A_ij`` (0 on invisible keys).
 
 ``normalised`` declares whether the weights of a row are shares of one common denominator
-(softmax, off-by-one softmax, normalised linear attention). For such kinds a prefix rescales
-the content weights by ``c_i = 1 - m_i`` (``m_i`` the prefix mass); for an unnormalised kind
-(sigmoid) the predicted factor is ``c_i = 1`` (docs/theory.md §3.10.4).
+(softmax, off-by-one softmax, normalised linear attention). For such kinds, when each key's
+score does not depend on which other keys are present (condition (S) of docs/theory.md §1.2;
+scalable-softmax violates it), a prefix rescales the content weights by ``c_i = 1 - m_i``
+(``m_i`` the prefix mass); for an unnormalised kind (sigmoid) the predicted factor is
+``c_i = 1`` (docs/theory.md §3.10.4).
 
 Shapes: ``q [Nq, n_heads, d_head]``, ``k [Nk, n_heads, d_head]`` (key/value heads already
 repeated for grouped-query attention), ``bias [n_heads, Nq, Nk]`` (or a scalar 0),
