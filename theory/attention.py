@@ -61,8 +61,9 @@ def register_attention(kind: AttentionKind) -> AttentionKind:
 
 def scaled_logits(q, k, arch, bias):
     """``T q.k / sqrt(d_head) + bias``, shape ``[n_heads, Nq, Nk]``."""
+    # sqrt(d_head) in q's dtype: jnp.sqrt of a Python int is float64 under x64
     logits = jnp.einsum("qhd,khd->hqk", q, k) * (
-        arch.temperature / jnp.sqrt(q.shape[-1]).astype(q.dtype)
+        arch.temperature / jnp.sqrt(jnp.asarray(q.shape[-1], q.dtype))
     )
     return logits + bias
 
@@ -72,13 +73,15 @@ def masked_exp(logits, mask):
     neg = jnp.finfo(logits.dtype).min
     shifted = jnp.where(mask[None], logits, neg)
     row_max = jax.lax.stop_gradient(jnp.max(shifted, axis=-1, keepdims=True))
-    return jnp.where(mask[None], jnp.exp(shifted - row_max), 0.0), row_max
+    zero = jnp.zeros((), logits.dtype)  # a typed 0 (a Python 0.0 is a float64 operand under x64)
+    return jnp.where(mask[None], jnp.exp(shifted - row_max), zero), row_max
 
 
 def safe_divide(num, den):
     """num / den, with 0 where den == 0 (a query that sees no key)."""
     ok = den > 0
-    return jnp.where(ok, num / jnp.where(ok, den, 1.0), 0.0)
+    zero, one = jnp.zeros((), num.dtype), jnp.ones((), den.dtype)
+    return jnp.where(ok, num / jnp.where(ok, den, one), zero)
 
 
 def _softmax_weights(q, k, arch, bias, mask, virtual):

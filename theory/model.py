@@ -135,7 +135,9 @@ def attention_layer(p: dict, arch: Architecture, h, positions, mask, virtual, kv
         bias = scheme.logit_bias(arch, positions, positions).astype(q.dtype)
     scores, pattern = ATTENTION_KINDS[arch.attention].weights(q, k_rep, arch, bias, mask, virtual)
     z = jnp.einsum("hqk,khd->qhd", pattern, v_rep)
-    attn_out = jnp.einsum("qhd,hdm->qm", z, p["W_O"]) + p["b_O"]
+    # sum_h z_h W_O[h] as one product over the flattened heads [N, H*d_head] @ [H*d_head, d_model]
+    W_O = p["W_O"]
+    attn_out = z.reshape(z.shape[0], -1) @ W_O.reshape(-1, W_O.shape[-1]) + p["b_O"]
     record = {
         "attn.hook_q": q,
         "attn.hook_k": k,
