@@ -11,7 +11,7 @@ Methods (``Adaptation.kind``):
   lora       ``W + A B`` with ``A [d_in, r]``, ``B [r, d_out]`` (``B = 0`` at init) on the chosen
              matrices of every layer; no context change (zero tokens)
 
-"Prefix slots are zero tokens in the no-prefix model" (THEORY.md §4): the base model
+"Prefix slots are zero tokens in the no-prefix model" (docs/theory.md §4): the base model
 always sees ``n_p`` virtual positions holding token 0, so a prefix replaces exactly
 those states and the content sits at the same positions.  Prefixes are initialised
 to the base model's own states of those zero tokens (the adapted model starts equal

@@ -1,4 +1,4 @@
-"""The models of THEORY.md §4 and their per-mode sizes and training budgets.
+"""The models of docs/theory.md §4 and their per-mode sizes and training budgets.
 
 Three modes:
 

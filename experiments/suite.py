@@ -1,4 +1,4 @@
-"""The experiments of THEORY.md §4 (the paper's table) and the appendix observation.
+"""The experiments of docs/theory.md §4 (the paper's table) and the appendix observation.
 
 Each experiment takes a :class:`experiments.runner.Runner` and returns a JSON-able
 record: ``rows`` (what was trained, parameter count, steps, accuracy per task, the

@@ -192,6 +192,7 @@ def settings_of(name, arch, adapt, cfg, base_id) -> dict:
         "name": name,
         "trainer": TRAINER_VERSION,
         "dtype": DTYPE,
+        "jax": jax.__version__,
         "arch": asdict(arch),
         "adapt": asdict(adapt),
         "train": asdict(cfg),
