@@ -151,8 +151,8 @@ def main(argv=None):
         "companion = the paper's PyTorch code on this machine"
     )
     header = (
-        f"| step | GFLOP/step | ms/step | GFLOP/s | of JAX matmul | companion ms | speed-up |"
-        f"\n|---|---:|---:|---:|---:|---:|---:|"
+        "| step | GFLOP/step | ms/step | GFLOP/s | of JAX matmul | companion ms | speed-up |"
+        "\n|---|---:|---:|---:|---:|---:|---:|"
     )
     print(header)
     rows = []

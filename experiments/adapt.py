@@ -31,11 +31,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments.tasks import MODEL_LEN
 from theory.architecture import Architecture
 from theory.context import HardPrompt, KVPrefix, Prefix
 from theory.errors import ToolkitError, unknown_name
 from theory.model import forward
-from experiments.tasks import MODEL_LEN
 
 KINDS = ("pretrain", "finetune", "prefix", "kv_prefix", "lora")
 LORA_MATRICES = ("W_in", "W_out", "W_Q", "W_K", "W_V", "W_O")

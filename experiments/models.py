@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from experiments.tasks import D_VOCAB
 from theory.architecture import Architecture, validate_architecture
 from theory.errors import unknown_name
-from experiments.tasks import D_VOCAB
 
 MODES = ("quick", "default", "full")
 N_CTX = 32
@@ -124,8 +124,8 @@ MODE_CONFIGS = {
         d_lora=96,
         pre_lora=Budget(2000, 2e-3),
         prefix_lora=Budget(2000, 3e-2),
-        lora=Budget(5000, 1e-2, "wsd", 0.95),
-        ft_lora=Budget(600, 3e-3),
+        lora=Budget(10000, 1e-2, "wsd", 0.95),
+        ft_lora=Budget(1500, 3e-3),
         n_eval=2048,
     ),
     "full": ModeConfig(

@@ -25,19 +25,24 @@ def markdown(results: list[dict]) -> str:
     if results:
         r0 = results[0]
         lines += [
-            f"Mode `{r0['mode']}`, seed {r0['seed']}, accuracy = exact match of the whole 10-token greedy "
-            f"output on {r0['n_eval']} test-split inputs. Paper figures from docs/theory.md §4.",
+            (
+                f"Mode `{r0['mode']}`, seed {r0['seed']}, accuracy = exact match of the whole "
+                f"10-token greedy output on {r0['n_eval']} test-split inputs. Paper figures from "
+                "docs/theory.md §4."
+            ),
             "",
         ]
         env = r0.get("environment")
         if env:
             lines += [
-                f"Environment: JAX {env.get('jax')} (jaxlib {env.get('jaxlib')}), optax "
-                f"{env.get('optax')}, NumPy {env.get('numpy')}, {env.get('cpu')}, "
-                f"{env.get('cores')} cores, XLA_FLAGS `{env.get('xla_flags')}`. The same command "
-                "and seed reproduce these figures bit for bit on this machine; another CPU or "
-                "JAX release rounds differently and training amplifies that, so expect figures "
-                "within the spread over seeds below, not identical ones.",
+                (
+                    f"Environment: JAX {env.get('jax')} (jaxlib {env.get('jaxlib')}), optax "
+                    f"{env.get('optax')}, NumPy {env.get('numpy')}, {env.get('cpu')}, "
+                    f"{env.get('cores')} cores, XLA_FLAGS `{env.get('xla_flags')}`. The same "
+                    "command and seed reproduce these figures bit for bit on this machine; "
+                    "another CPU or JAX release rounds differently and training amplifies that, "
+                    "so expect figures within the spread over seeds, not identical ones."
+                ),
                 "",
             ]
     for res in results:
@@ -45,8 +50,10 @@ def markdown(results: list[dict]) -> str:
         lines += [
             f"## {res['title']}",
             "",
-            f"Model: {res['model']}. Wall time {res['seconds']} s "
-            f"(training in this invocation {trained:.0f} s; resumed checkpoints cost ~0).",
+            (
+                f"Model: {res['model']}. Wall time {res['seconds']} s "
+                f"(training in this invocation {trained:.0f} s; resumed checkpoints cost ~0)."
+            ),
             "",
         ]
         if res["rows"]:

@@ -2,13 +2,12 @@
 
 import os
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import theory  # noqa: F401
-import jax
-import jax.numpy as jnp
-
 from experiments import adapt as A
 from experiments import checkpoint, tasks
 from experiments.evaluate import greedy
