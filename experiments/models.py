@@ -7,7 +7,7 @@ Three modes:
            not expected to hold at this size.
   default  sized for a 2-core CPU (the whole ``experiment all`` within 30 minutes):
            the paper's 1-layer models, the 4-layer models at d_model 64 (combine) and
-           96 (the LoRA row) instead of 256, Adam with larger learning rates and far
+           128 (the LoRA row) instead of 256, Adam with larger learning rates and far
            fewer iterations than the paper.
   full     the paper's sizes (d_model 96 / 256 / 256) and iteration counts (for a GPU).
 
