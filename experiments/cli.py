@@ -58,7 +58,6 @@ def run(args) -> int:
     from experiments import report
     from experiments.runner import Runner
     from experiments.suite import EXPERIMENTS, get_experiment
-
     from theory.errors import ToolkitError
 
     names = list(EXPERIMENTS) if args.name == "all" else [args.name]
