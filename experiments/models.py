@@ -124,7 +124,7 @@ MODE_CONFIGS = {
         d_lora=128,
         pre_lora=Budget(2000, 2e-3),
         prefix_lora=Budget(2000, 3e-2),
-        lora=Budget(5000, 1e-2, "wsd", 0.95),
+        lora=Budget(7500, 1e-2, "wsd", 0.95),
         ft_lora=Budget(1000, 3e-3),
         n_eval=2048,
     ),
