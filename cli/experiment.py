@@ -8,6 +8,7 @@ usage errors.
 
 from __future__ import annotations
 
+import os
 import time
 
 
@@ -43,6 +44,14 @@ def add_parser(subparsers) -> None:
         help="retrain from scratch, replacing this run's checkpoints (default: resume them)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--seed-runs",
+        nargs="+",
+        metavar="SEED=DIR",
+        default=(),
+        help="output directories of the same experiments run with other seeds: results.md "
+        "then tabulates every claim for each seed, with the spread",
+    )
     p.set_defaults(run=run, mode="default")
 
 
@@ -50,8 +59,18 @@ def run(args) -> int:
     from experiments import report
     from experiments.runner import Runner
     from experiments.suite import EXPERIMENTS, get_experiment
+    from theory.errors import ToolkitError
 
     names = list(EXPERIMENTS) if args.name == "all" else [args.name]
+    seed_runs = {}
+    for item in args.seed_runs:
+        seed, _, path = item.partition("=")
+        if not seed.strip().lstrip("-").isdigit() or not path or not os.path.isdir(path):
+            raise ToolkitError(
+                f"--seed-runs: expected SEED=DIR with an integer seed and an existing "
+                f"directory, got {item!r}"
+            )
+        seed_runs[int(seed)] = path
     for name in names:
         get_experiment(name)  # unknown names fail before any training
     runner = Runner(
@@ -68,7 +87,7 @@ def run(args) -> int:
                 f"[{'ok' if c['holds'] else 'FAILS'}] {name}: "
                 f"{c['claim']}: {c['value']:.4g} {c['op']} {c['target']:g}"
             )
-    md = report.write_markdown(runner.out)
+    md = report.write_markdown(runner.out, {**seed_runs, args.seed: runner.out})
     print(f"results: {md}  (elapsed {time.perf_counter() - start:.1f} s, mode {args.mode})")
     if args.mode == "quick":
         print("quick mode: tiny models, the claims are reported but not expected to hold (exit 0)")

@@ -78,7 +78,8 @@ def scaled_logits(
 ) -> Float[Array, "H Nq Nk"]:
     """``T q.k / sqrt(d_head) + bias``: the inverse temperature ``T = arch.temperature`` and the
     ``1/sqrt(d_head)`` scale multiply every logit alike, virtual keys included."""
-    scale = arch.temperature / jnp.sqrt(q.shape[-1]).astype(q.dtype)
+    # sqrt(d_head) in q's dtype: jnp.sqrt of a Python int is float64 under x64
+    scale = arch.temperature / jnp.sqrt(jnp.asarray(q.shape[-1], q.dtype))
     logits = jnp.einsum("qhd,khd->hqk", q, k) * scale
     return logits + bias
 
@@ -88,13 +89,15 @@ def masked_exp(logits: Float[Array, "H Nq Nk"], mask: Bool[Array, "Nq Nk"]):
     neg = jnp.finfo(logits.dtype).min
     shifted = jnp.where(mask[None], logits, neg)
     row_max = jax.lax.stop_gradient(jnp.max(shifted, axis=-1, keepdims=True))
-    return jnp.where(mask[None], jnp.exp(shifted - row_max), 0.0), row_max
+    zero = jnp.zeros((), logits.dtype)  # typed: a Python 0.0 is a float64 operand under x64
+    return jnp.where(mask[None], jnp.exp(shifted - row_max), zero), row_max
 
 
 def safe_divide(num: Array, den: Array) -> Array:
     """num / den, with 0 where den == 0 (a query that sees no key)."""
     ok = den > 0
-    return jnp.where(ok, num / jnp.where(ok, den, 1.0), 0.0)
+    zero, one = jnp.zeros((), num.dtype), jnp.ones((), den.dtype)
+    return jnp.where(ok, num / jnp.where(ok, den, one), zero)
 
 
 def _softmax_weights(q, k, arch, bias, mask, virtual):
@@ -200,7 +203,9 @@ def attend_heads(
     kind = ATTENTION_KINDS[arch.attention]
     scores, pattern = kind.weights(q, k_rep, arch, bias, mask, virtual)
     z = jnp.einsum("hqk,khd->qhd", pattern, v_rep)
-    attn_out = jnp.einsum("qhd,hdm->qm", z, p["W_O"]) + p["b_O"]
+    # sum_h z_h W_O[h] as one product over the flattened heads [N, H*d_head] @ [H*d_head, d_model]
+    W_O = p["W_O"]
+    attn_out = z.reshape(z.shape[0], -1) @ W_O.reshape(-1, W_O.shape[-1]) + p["b_O"]
     values = {"q": q, "k": k, "v": v, "scores": scores, "pattern": pattern, "z": z}
     record = {act_name(name): value for name, value in values.items()}
     return attn_out, record
