@@ -1,84 +1,200 @@
-"""Training throughput at the paper's model sizes (docs/theory.md §4), batch 64, float32 on this machine.
+"""Training throughput against the machine's matrix-multiply rate, all in ONE run (float32).
 
-For each model: Adam steps per second of pretraining (all weights), of
-prefix-tuning (frozen model, hidden-state prefix) and of rank-1 LoRA on the LoRA
-row's matrices (W_in, W_out, W_O), measured in ONE run so the ratios are
-meaningful on a shared CPU.  Compilation is excluded (one warm-up call);
-each measurement is the best of ``--repeats`` timed calls of ``--chunk`` steps
-(``lax.scan`` inside one jitted call, exactly as :mod:`experiments.train` runs).
+For each step kind of the paper's 4-layer 4-head d 256 model (batch 64, ``n_p`` 10:
+pretraining, prefix-tuning, rank-1 LoRA on W_in, W_out, W_O) and the 1-layer d 96
+pretraining: milliseconds per Adam step, the FLOP model of the step, the achieved
+GFLOP/s and its fraction of JAX's own float32 matmul rate (2048 x 2048 matrices)
+measured in the same run, and the speed relative to the companion PyTorch code's figures
+measured on this machine (2 threads, same settings).
 
-    .venv/bin/python benchmarks/bench_training.py [--chunk 20] [--repeats 2] [--models attn,elicit,combine]
+A shared CPU inflates wall times, so every kind is timed in rounds that alternate the
+kinds (and the matmul), each figure is the best round, and the load average is printed
+before and after.  Compilation is excluded; a round is one jitted call of ``--chunk``
+steps (``lax.scan``, exactly as :mod:`experiments.train` runs them).
+
+FLOP model (matrix products only, ``N = n_p + 19`` positions, batch ``b``): the forward
+pass costs ``F_w = 2 b (N L 12 d^2 + 19 d V)`` in weight products and
+``F_a = 4 b L N^2 d`` in attention products.  A step costs ``3 F_w + 3 F_a`` when the
+weights are trained (forward, input gradients, weight gradients) and ``2 F_w + 3 F_a``
+when they are frozen (prefix, LoRA: no weight gradients), plus LoRA's rank-r products.
+
+    .venv/bin/python benchmarks/bench_training.py [--chunk 10] [--rounds 5] [--json FILE]
+        [--xla-flags "--xla_cpu_..."]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import platform
+import sys
 import time
 
-import theory  # noqa: F401  (float64 default; we pass float32 explicitly)
-import jax
-import jax.numpy as jnp
-import numpy as np
-
-from experiments.adapt import Adaptation, init_trainable
-from experiments.models import make_arch
-from experiments.suite import LORA_TARGETS
-from experiments.tasks import make_batch
-from experiments.train import TrainConfig, _chunk_fn
-from theory.params import init_params
-
-MODELS = {  # paper sizes
-    "attn": (lambda: make_arch("bench-attn-1L1H-d96", 1, 1, 96), 1),
-    "elicit": (
-        lambda: make_arch("bench-elicit-1L4H-d256", 1, 4, 256, ln_before_attention=False),
-        1,
-    ),
-    "combine": (lambda: make_arch("bench-combine-4L4H-d256", 4, 4, 256), 10),
-}
+# the companion PyTorch minGPT code on this machine (2 threads, batch 64, float32), ms/step
+COMPANION_MS = {"pretrain": 279.0, "prefix": 223.0, "lora": 245.0, "pretrain_1L_d96": 16.8}
+KINDS = ("pretrain", "prefix", "lora", "pretrain_1L_d96")
 
 
-def steps_per_second(arch, adapt, chunk: int, repeats: int, batch: int = 64) -> float:
-    cfg = TrainConfig(task="random", steps=10**6, lr=1e-3, batch=batch)
-    base = init_params(arch, jax.random.PRNGKey(0), dtype=jnp.float32)
-    trainable = init_trainable(adapt, arch, base, jax.random.PRNGKey(1))
-    opt, run_chunk = _chunk_fn(arch, adapt, cfg)
-    state = opt.init(trainable)
-    batches = jnp.asarray(np.stack([make_batch("random", 0, s, batch) for s in range(chunk)]))
-    trainable, state, losses = run_chunk(trainable, state, base, batches)  # compile + warm up
-    losses.block_until_ready()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        trainable, state, losses = run_chunk(trainable, state, base, batches)
-        losses.block_until_ready()
-        best = min(best, time.perf_counter() - t0)
-    return chunk / best
+def flop_model(arch, n_p: int, batch: int, kind: str, rank: int = 1) -> float:
+    """FLOPs of one training step (see the module docstring)."""
+    from experiments.tasks import MODEL_LEN
+
+    d, L, V, N = arch.d_model, arch.n_layers, arch.d_vocab, n_p + MODEL_LEN
+    f_w = 2 * batch * (N * L * 12 * d * d + MODEL_LEN * d * V)
+    f_a = 4 * batch * L * N * N * d
+    if kind.startswith("pretrain") or kind == "finetune":
+        return 3 * f_w + 3 * f_a
+    flops = 2 * f_w + 3 * f_a
+    if kind == "lora":  # (x A) B on W_in, W_out, W_O: forward 2 products, backward 4
+        d_mlp = arch.d_mlp
+        per_token = (d + d_mlp) + (d_mlp + d) + (d + d)
+        flops += 3 * 2 * batch * N * L * rank * per_token
+    return flops
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--chunk", type=int, default=20)
-    ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--models", default="attn,elicit,combine")
+    ap.add_argument("--chunk", type=int, default=10, help="steps per timed call")
+    ap.add_argument("--rounds", type=int, default=5, help="timed rounds (best one counts)")
+    ap.add_argument("--kinds", default=",".join(KINDS))
+    ap.add_argument("--json", help="also write the figures to this JSON file")
+    ap.add_argument("--xla-flags", default=None, help="XLA_FLAGS for this run (set before JAX)")
     args = ap.parse_args(argv)
+    if args.xla_flags is not None:
+        os.environ["XLA_FLAGS"] = args.xla_flags
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from experiments import train as T
+    from experiments.adapt import Adaptation, init_trainable
+    from experiments.models import make_arch
+    from experiments.suite import LORA_TARGETS
+    from experiments.tasks import make_batch
+    from theory.params import init_params
+
+    batch, n_p = 64, 10
+    big = make_arch("bench-4L4H-d256", 4, 4, 256)
+    small = make_arch("bench-1L1H-d96", 1, 1, 96)
+    setups = {
+        "pretrain": (big, Adaptation("pretrain", n_p)),
+        "finetune": (big, Adaptation("finetune", n_p)),
+        "prefix": (big, Adaptation("prefix", n_p)),
+        "kv_prefix": (big, Adaptation("kv_prefix", n_p)),
+        "lora": (big, Adaptation("lora", n_p, rank=1, targets=LORA_TARGETS)),
+        "pretrain_1L_d96": (small, Adaptation("pretrain", 1)),
+    }
+    kinds = args.kinds.split(",")
+    for k in kinds:
+        if k not in setups:
+            sys.exit(f"unknown kind {k!r}; expected some of {', '.join(setups)}")
+
+    cfg = T.TrainConfig(task="random", steps=10**6, lr=1e-3, batch=batch)
+    batches = jnp.asarray(np.stack([make_batch("random", 0, s, batch) for s in range(args.chunk)]))
+    scalars = jnp.asarray(T.step_scalars(cfg, 0, args.chunk))
+    constants = jnp.asarray(T.adam_constants(cfg))
+    calls = {}
+    for k in kinds:
+        arch, adapt = setups[k]
+        base = init_params(arch, jax.random.PRNGKey(0), dtype=jnp.float32)
+        trainable = init_trainable(adapt, arch, base, jax.random.PRNGKey(1))
+        state = T.init_opt_state(trainable)
+        fn = T.chunk_fn(arch, adapt)
+        t0 = time.perf_counter()
+        fn(trainable, state, base, batches, scalars, constants)[2].block_until_ready()
+        compile_s = time.perf_counter() - t0
+        calls[k] = (
+            lambda fn=fn, a=(trainable, state, base, batches, scalars, constants): fn(*a),
+            compile_s,
+        )
+
+    n = 2048
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
+    b = jax.random.normal(jax.random.PRNGKey(1), (n, n), jnp.float32)
+    matmul = jax.jit(lambda a, b: a @ b)
+    matmul(a, b).block_until_ready()
+    an, bn = np.asarray(a), np.asarray(b)
+
+    load_before = load()
+    best = {k: float("inf") for k in kinds + ["matmul", "numpy"]}
+    for _ in range(args.rounds):
+        t0 = time.perf_counter()
+        matmul(a, b).block_until_ready()
+        best["matmul"] = min(best["matmul"], time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        an @ bn
+        best["numpy"] = min(best["numpy"], time.perf_counter() - t0)
+        for k in kinds:
+            t0 = time.perf_counter()
+            calls[k][0]()[2].block_until_ready()
+            best[k] = min(best[k], (time.perf_counter() - t0) / args.chunk)
+    load_after = load()
+
+    mm_rate = 2 * n**3 / best["matmul"] / 1e9
+    np_rate = 2 * n**3 / best["numpy"] / 1e9
     print(
-        f"device: {jax.devices()[0].platform}, batch 64, float32, chunk {args.chunk}, best of {args.repeats}"
+        f"jax {jax.__version__}, {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores, XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}"
+    )
+    print(f"load average (1, 5, 15 min) before: {load_before}; after: {load_after}")
+    print(
+        f"float32 {n}x{n} matmul: JAX {mm_rate:.0f} GFLOP/s, NumPy {np_rate:.0f} GFLOP/s "
+        f"(best of {args.rounds})"
     )
     print(
-        f"{'model':28s} {'pretrain steps/s':>17s} {'prefix steps/s':>15s} {'LoRA steps/s':>13s} "
-        f"{'prefix/pretrain':>16s} {'LoRA/pretrain':>14s}"
+        f"batch {batch}, chunk {args.chunk}, best of {args.rounds} alternating rounds; "
+        "companion = the paper's PyTorch code on this machine"
     )
-    for key in args.models.split(","):
-        make, n_p = MODELS[key]
-        arch = make()
-        pre = steps_per_second(arch, Adaptation("pretrain", n_p), args.chunk, args.repeats)
-        pf = steps_per_second(arch, Adaptation("prefix", n_p), args.chunk, args.repeats)
-        lo = steps_per_second(
-            arch, Adaptation("lora", n_p, rank=1, targets=LORA_TARGETS), args.chunk, args.repeats
+    header = (
+        "| step | GFLOP/step | ms/step | GFLOP/s | of JAX matmul | companion ms | speed-up |"
+        "\n|---|---:|---:|---:|---:|---:|---:|"
+    )
+    print(header)
+    rows = []
+    for k in kinds:
+        arch, adapt = setups[k]
+        gflop = flop_model(arch, adapt.n_p, batch, adapt.kind, adapt.rank) / 1e9
+        ms = best[k] * 1e3
+        rate = gflop / best[k]
+        comp = COMPANION_MS.get(k)
+        rows.append(
+            {
+                "kind": k,
+                "model": arch.name,
+                "gflop_per_step": gflop,
+                "ms_per_step": ms,
+                "gflop_per_s": rate,
+                "fraction_of_matmul": rate / mm_rate,
+                "companion_ms": comp,
+                "compile_s": calls[k][1],
+            }
         )
         print(
-            f"{arch.name:28s} {pre:17.1f} {pf:15.1f} {lo:13.1f} {pf / pre:16.2f} {lo / pre:14.2f}"
+            f"| {k} ({arch.name}) | {gflop:.2f} | {ms:.1f} | {rate:.0f} | {rate / mm_rate:.0%} | "
+            f"{comp if comp else '-'} | {f'{comp / ms:.2f}x' if comp else '-'} |"
         )
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(
+                {
+                    "jax": jax.__version__,
+                    "xla_flags": os.environ.get("XLA_FLAGS", ""),
+                    "load_before": load_before,
+                    "load_after": load_after,
+                    "matmul_gflop_per_s": mm_rate,
+                    "numpy_matmul_gflop_per_s": np_rate,
+                    "chunk": args.chunk,
+                    "rounds": args.rounds,
+                    "rows": rows,
+                },
+                fh,
+                indent=2,
+            )
 
 
 if __name__ == "__main__":

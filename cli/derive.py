@@ -36,8 +36,9 @@ def add_parser(sub) -> None:
     )
     p.add_argument(
         "--architecture",
-        default="paper",
-        help="architecture of the --substitute JAX run (default paper)",
+        default=None,
+        help="architecture of the --substitute JAX run (default paper, or the first one the "
+        "theorem applies to)",
     )
     p.set_defaults(run=run)
 
@@ -107,7 +108,8 @@ def _run_substitute(args, theorems, architectures) -> int:
             "--substitute takes one theorem id and prints text; got it with " + ", ".join(used)
         )
     theorem = theorems.lookup(args.theorem)
-    architectures.lookup(args.architecture)
+    if args.architecture is not None:
+        architectures.lookup(args.architecture)
     inputs = {}
     if theorem.id == "capacity":  # the constructions attain the counts the theorem states
         from constructions.capacity import counts

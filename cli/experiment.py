@@ -54,6 +54,14 @@ def add_parser(subparsers) -> None:
         action="store_true",
         help="no progress bars (as --quiet; they are shown only when stderr is a terminal)",
     )
+    p.add_argument(
+        "--seed-runs",
+        nargs="+",
+        metavar="SEED=DIR",
+        default=(),
+        help="output directories of the same experiments run with other seeds: results.md "
+        "then tabulates every claim for each seed, with the spread",
+    )
     p.set_defaults(run=run, mode="default")
 
 
@@ -61,8 +69,18 @@ def run(args) -> int:
     from experiments import report
     from experiments.runner import Runner
     from experiments.suite import EXPERIMENTS, get_experiment
+    from theory.errors import ToolkitError
 
     names = list(EXPERIMENTS) if args.name == "all" else [args.name]
+    seed_runs = {}
+    for item in args.seed_runs:
+        seed, _, path = item.partition("=")
+        if not seed.strip().lstrip("-").isdigit() or not path or not os.path.isdir(path):
+            raise ToolkitError(
+                f"--seed-runs: expected SEED=DIR with an integer seed and an existing "
+                f"directory, got {item!r}"
+            )
+        seed_runs[int(seed)] = path
     for name in names:
         get_experiment(name)  # unknown names fail before any training
     validate.output_dir(args.out or os.path.join("runs", args.mode), "--out")
@@ -80,7 +98,7 @@ def run(args) -> int:
                 f"[{'ok' if c['holds'] else 'FAILS'}] {name}: "
                 f"{c['claim']}: {c['value']:.4g} {c['op']} {c['target']:g}"
             )
-    md = report.write_markdown(runner.out)
+    md = report.write_markdown(runner.out, {**seed_runs, args.seed: runner.out})
     print(f"results: {md}  (elapsed {time.perf_counter() - start:.1f} s, mode {args.mode})")
     if args.mode == "quick":
         print("quick mode: tiny models, the claims are reported but not expected to hold (exit 0)")

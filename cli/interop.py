@@ -7,6 +7,10 @@
     prefix-theory export  --model hf:DIR --context FILE.npz --out ADAPTER_DIR [--task-type T]
                           [--force]
 
+``verify --model hf:DIR`` and ``inspect`` take ``--devices N`` / ``--mesh SPEC`` and the
+multi-process options (cli/scale.py, docs/scale.md): the model's parameters are split over
+the devices; process 0 prints and writes.
+
 Inputs: ``--text FILE`` (one input per line) is tokenised with ``DIR/tokenizer.json``; without
 it, :data:`DEFAULT_TEXTS` when the folder has a tokenizer, otherwise seeded random token ids
 (four sequences of 8, the last right-padded to 5).  Every error is a ToolkitError (exit 2)
@@ -20,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cli import validate
+from cli import scale, validate
 from theory.context import HardPrompt, KVPrefix, Prefix, SoftPrompt
 from theory.errors import ToolkitError
 
@@ -99,7 +103,10 @@ def run_hf_verify(args) -> int:
     model_dir = hf_dir(args.model)
     out = Path(args.out) if args.out else default_out(model_dir)
     validate.output_dir(out, "--out")
-    models = {d: load_hf(model_dir, d) for d in ("float32", "float64")}
+    mesh = scale.mesh_for(args, "model")
+    if mesh is not None and scale.is_main_process():
+        print(f"running on {scale.describe(mesh)}")
+    models = {d: load_hf(model_dir, d, mesh=mesh) for d in ("float32", "float64")}
     adapter = read_adapter(args.adapter, models["float32"]) if args.adapter else None
     n_p = args.prefix_length or (adapter.n_virtual if adapter is not None else 1)
     longest = max(n_p, adapter.n_virtual if adapter is not None else 0)
@@ -114,7 +121,11 @@ def run_hf_verify(args) -> int:
         trials=args.trials,
         seed=args.seed,
         theorems=args.theorem,
+        mesh=mesh,
     )
+    if not scale.is_main_process():
+        print(f"process {scale.process_index()}: done; process 0 prints and writes the report")
+        return 0 if report.as_expected else 1
     text = format_report(report)
     print(text)
     out.mkdir(parents=True, exist_ok=True)
@@ -141,7 +152,10 @@ def run_inspect(args, plot=None) -> int:
         raise ToolkitError("--png needs a renderer; run inspect through the prefix-theory CLI")
     validate.output_file(args.json, "--json")
     validate.output_file(args.png, "--png", suffix=".png")
-    model = load_hf(hf_dir(args.model), args.dtype)
+    mesh = scale.mesh_for(args, "model")
+    if mesh is not None and scale.is_main_process():
+        print(f"running on {scale.describe(mesh)}")
+    model = load_hf(hf_dir(args.model), args.dtype, mesh=mesh)
     adapter = read_adapter(args.adapter, model)
     ids, mask, names = model_inputs(model, args.text, args.seed, adapter.n_virtual)
     info = {
@@ -149,7 +163,10 @@ def run_inspect(args, plot=None) -> int:
         "peft_type": adapter.peft_type,
         "n_virtual": adapter.n_virtual,
     }
-    result = inspect_adapter(model, adapter.context, ids, mask, names, info)
+    result = inspect_adapter(model, adapter.context, ids, mask, names, info, mesh=mesh)
+    if not scale.is_main_process():
+        print(f"process {scale.process_index()}: done; process 0 prints and writes the results")
+        return 0
     print(format_inspection(result))
     written = []
     if args.json:
@@ -229,6 +246,9 @@ def add_parsers(sub) -> None:
     )
     p.add_argument(
         "--dtype", choices=("float64", "float32"), default="float64", help="default float64"
+    )
+    scale.add_scale_arguments(
+        p, "split the model over N devices (heads, MLP hidden units, vocabulary)"
     )
     p.set_defaults(run=_run_inspect_with_png)
     p = sub.add_parser(

@@ -1,7 +1,10 @@
 """The ``prefix-theory`` command line.
 
-    prefix-theory verify [--seed S] [--trials N] [--theorem ID]... [--architecture NAME]...
-                         [--method NAME]... [--json PATH] [--atlas [DIR]] [--plugin MODULE]...
+    prefix-theory verify [--seed S | --seeds SPEC] [--trials N] [--theorem ID]...
+                         [--architecture NAME]... [--method NAME]... [--json PATH]
+                         [--atlas [DIR]] [--plugin MODULE]... [--results PATH]
+                         [--devices N | --mesh SPEC]
+                         [--coordinator HOST:PORT --num-processes P --process-id I]
     prefix-theory verify --model minilm [--out DIR] [--steps N] [--prefix-length N] ...
     prefix-theory derive THEOREM [--latex|--markdown] [--substitute] | --all | --list
     prefix-theory prove [THEOREM ...] [--negative-controls] [--json PATH]
@@ -118,8 +121,12 @@ def main(argv=None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE if exc.code else EXIT_OK
     try:
         import theory
+        from cli import scale
 
         theory.configure_jax()  # float64 and the XLA CPU workaround (theory/runtime.py)
+        if getattr(args, "check", None) is not None:
+            args.check(args)  # option values, before any process or device is set up
+        scale.start(args)  # jax.distributed and devices: before anything computes (cli/scale.py)
         theory.load_env_plugins()
         return args.run(args)
     except ToolkitError as exc:

@@ -11,7 +11,7 @@ Methods (``Adaptation.kind``):
   lora       ``W + A B`` with ``A [d_in, r]``, ``B [r, d_out]`` (``B = 0`` at init) on the chosen
              matrices of every layer; no context change (zero tokens)
 
-"Prefix slots are zero tokens in the no-prefix model" (THEORY.md §4): the base model
+"Prefix slots are zero tokens in the no-prefix model" (docs/theory.md §4): the base model
 always sees ``n_p`` virtual positions holding token 0, so a prefix replaces exactly
 those states and the content sits at the same positions.  Prefixes are initialised
 to the base model's own states of those zero tokens (the adapted model starts equal
@@ -49,6 +49,8 @@ class Adaptation:
     n_p: int  # virtual positions (zero tokens in the base model)
     rank: int = 0  # LoRA rank
     targets: tuple = ()  # LoRA matrices (names or aliases)
+    scale: float = 1.0  # LoRA: the update is scale * A B (alpha / r; rsLoRA: alpha / sqrt(r))
+    init_scale: float = 1.0  # LoRA: A starts with entries of std init_scale / sqrt(d_in)
 
     @property
     def matrices(self) -> tuple:
@@ -137,8 +139,10 @@ def init_trainable(adapt: Adaptation, arch: Architecture, base, key):
             for i, m in enumerate(adapt.matrices):
                 d_in, d_out = lora_shape(arch, m)
                 k = jax.random.fold_in(key, l * len(LORA_MATRICES) + i)
+                # the scale is cast first: a NumPy float64 scalar would promote A to float64
+                scale = jnp.asarray(adapt.init_scale / np.sqrt(d_in), dtype)
                 layer[m] = {
-                    "A": jax.random.normal(k, (d_in, adapt.rank), dtype) / np.sqrt(d_in),
+                    "A": jax.random.normal(k, (d_in, adapt.rank), dtype) * scale,
                     "B": jnp.zeros((adapt.rank, d_out), dtype),
                 }
             layers.append(layer)
@@ -162,15 +166,105 @@ def init_trainable(adapt: Adaptation, arch: Architecture, base, key):
     return {"keys": keys, "values": values}
 
 
-def _lora_apply(arch, base, layers):
+OUTER_PRODUCT_MAX_RANK = 8  # low_rank_product: gradients as sums of outer products up to this rank
+
+
+@jax.custom_vjp
+def low_rank_product(x, A, B):
+    """``(x @ A) @ B`` for ``x [..., d_in]``, ``A [d_in, r]``, ``B [r, d_out]``.
+
+    Its gradients for small r are sums over positions of outer products (a broadcast
+    multiply and a reduction over the leading axes), which XLA CPU computes in place; as
+    matrix products they would first transpose the ``[positions, d_out]`` gradient.
+    """
+    return (x @ A) @ B
+
+
+def _low_rank_fwd(x, A, B):
+    u = x @ A
+    return u @ B, (x, u, A, B)
+
+
+def _outer_sum(a, b):
+    """``sum_t a[t]^T b[t]`` over all leading axes: ``[..., m], [..., n] -> [m, n]``."""
+    if a.shape[-1] <= OUTER_PRODUCT_MAX_RANK or b.shape[-1] <= OUTER_PRODUCT_MAX_RANK:
+        lead = tuple(range(a.ndim - 1))
+        return jnp.sum(a[..., :, None] * b[..., None, :], axis=lead)
+    return a.reshape(-1, a.shape[-1]).T @ b.reshape(-1, b.shape[-1])
+
+
+def _low_rank_bwd(res, dy):
+    x, u, A, B = res
+    g = dy @ B.T  # [..., r]
+    return g @ A.T, _outer_sum(x, g), _outer_sum(u, dy)
+
+
+low_rank_product.defvjp(_low_rank_fwd, _low_rank_bwd)
+
+
+@jax.tree_util.register_pytree_node_class
+class LowRankUpdated:
+    """A frozen matrix with a low-rank update, ``W + s A B``, applied to inputs as
+    ``x @ W + s (x @ A) @ B`` without forming ``W + s A B``.
+
+    Training through the product never forms the full-size gradient ``x^T dy`` of the
+    frozen ``W`` (which ``W + A B`` would, to pass it on to ``A`` and ``B``): the gradients
+    of ``A`` and ``B`` come from the rank-r activations ``x @ A`` and ``dy @ B^T``.
+    :func:`theory.model.mlp` multiplies its inputs by ``W_in`` and ``W_out`` with ``@``,
+    so the update reaches it through ``__rmatmul__``.
+    """
+
+    def __init__(self, W, A, B, scale=1.0):
+        self.W, self.A, self.B, self.scale = W, A, B, scale
+
+    shape = property(lambda self: self.W.shape)
+    dtype = property(lambda self: self.W.dtype)
+
+    def __rmatmul__(self, x):
+        low = low_rank_product(x, self.A, self.B)
+        return x @ self.W + (low if self.scale == 1.0 else self.scale * low)
+
+    def reshape(self, *shape):
+        """The same update with ``W`` reshaped (``A``'s rows follow ``W``'s leading axes)."""
+        return LowRankUpdated(self.W.reshape(*shape), self.A, self.B, self.scale)
+
+    def materialise(self):
+        """The updated matrix ``W + s A B`` itself."""
+        return self.W + (self.scale * (self.A @ self.B)).reshape(self.W.shape)
+
+    def tree_flatten(self):
+        return (self.W, self.A, self.B), self.scale
+
+    @classmethod
+    def tree_unflatten(cls, scale, children):
+        return cls(*children, scale=scale)
+
+
+def materialise(params):
+    """``params`` with every :class:`LowRankUpdated` matrix formed (plain arrays: what
+    :func:`theory.params.validate_params` and the evidence code expect)."""
+    return jax.tree_util.tree_map(
+        lambda x: x.materialise() if isinstance(x, LowRankUpdated) else x,
+        params,
+        is_leaf=lambda x: isinstance(x, LowRankUpdated),
+    )
+
+
+def _lora_apply(arch, adapt, base, layers):
     blocks = []
+    s = adapt.scale
     for bp, layer in zip(base["blocks"], layers):
         attn, mlp = dict(bp["attn"]), dict(bp.get("mlp", {}))
         for m, ab in layer.items():
-            delta = ab["A"] @ ab["B"]  # [d_in, d_out]
             if m in ("W_in", "W_out"):
-                mlp[m] = mlp[m] + delta
-            elif m == "W_O":
+                mlp[m] = LowRankUpdated(mlp[m], ab["A"], ab["B"], s)
+                continue
+            if m == "W_O":  # applied to the heads flattened, [N, H*d_head] (theory.model)
+                attn[m] = LowRankUpdated(attn[m], ab["A"], ab["B"], s)
+                continue
+            delta = ab["A"] @ ab["B"]  # [d_in, d_out]
+            delta = delta if s == 1.0 else s * delta
+            if m == "W_O":
                 attn[m] = attn[m] + delta.reshape(attn[m].shape)
             else:
                 W = attn[m]  # [heads, d, k]
@@ -189,7 +283,7 @@ def apply(adapt: Adaptation, arch: Architecture, base, trainable):
     if adapt.kind in ("pretrain", "finetune"):
         return trainable, base_context(adapt)
     if adapt.kind == "lora":
-        return _lora_apply(arch, base, trainable), base_context(adapt)
+        return _lora_apply(arch, adapt, base, trainable), base_context(adapt)
     if adapt.kind == "prefix":
         return base, Prefix(trainable["states"])
     return base, KVPrefix(trainable["keys"], trainable["values"])

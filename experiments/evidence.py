@@ -1,4 +1,4 @@
-"""Evidence beyond accuracy, on the trained models (THEORY.md §3 on real training runs).
+"""Evidence beyond accuracy, on the trained models (docs/theory.md §3 on real training runs).
 
 * :func:`attention_maps` — layer-0 content attention without a prefix, with a prefix, and
   with the prefix share removed and the rest rescaled (they coincide, §3), next to the
@@ -15,6 +15,8 @@ Figures are written with matplotlib's Agg backend (no display needed).
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -22,6 +24,18 @@ import numpy as np
 from experiments.tasks import MODEL_LEN, N_DIGITS, target
 from theory.hooks import act_name
 from theory.model import forward
+
+
+def _in_float64(fn):
+    """Run ``fn`` with JAX's float64 enabled, whatever the process-wide setting: the
+    residuals are float64 figures, and training elsewhere never depends on that setting."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with jax.enable_x64(True):
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 
 def _f64(tree):
@@ -42,6 +56,7 @@ def _seq(x, task):
     return jnp.asarray(np.concatenate([x, target(task, x[None])[0]])[:MODEL_LEN], jnp.int32)
 
 
+@_in_float64
 def attention_maps(arch, base, ft_params, prefix_states, x, task, path, n_p):
     """PNG of layer-0 head-0 content attention: pretrained (no prefix), fine-tuned, prefixed,
     prefixed rescaled; returns the residual max |rescaled - no-prefix| over heads."""
@@ -87,6 +102,7 @@ def attention_maps(arch, base, ft_params, prefix_states, x, task, path, n_p):
     return {"rescaled_vs_no_prefix_max_abs": residual, "finetune_change_max_abs": change_ft}
 
 
+@_in_float64
 def bias_plot(arch, base, prefixes: dict, x_inputs, path, position=N_DIGITS - 1):
     """PNG of the attn_out activation at content ``position`` for each prefix (and none), PCA 2-D.
 
@@ -153,6 +169,7 @@ def bias_plot(arch, base, prefixes: dict, x_inputs, path, position=N_DIGITS - 1)
     return {"convex_combination_residual": residuals, "mean_shift": shifts}
 
 
+@_in_float64
 def prefix_attention(arch, base, prefixes: dict, x_inputs, path):
     """Share of each prefix position in the attention a content query gives to the prefix.
 

@@ -1,4 +1,4 @@
-"""The models of THEORY.md §4 and their per-mode sizes and training budgets.
+"""The models of docs/theory.md §4 and their per-mode sizes and training budgets.
 
 Three modes:
 
@@ -7,7 +7,7 @@ Three modes:
            not expected to hold at this size.
   default  sized for a 2-core CPU (the whole ``experiment all`` within 30 minutes):
            the paper's 1-layer models, the 4-layer models at d_model 64 (combine) and
-           96 (the LoRA row) instead of 256, Adam with larger learning rates and far
+           128 (the LoRA row) instead of 256, Adam with larger learning rates and far
            fewer iterations than the paper.
   full     the paper's sizes (d_model 96 / 256 / 256) and iteration counts (for a GPU).
 
@@ -121,11 +121,11 @@ MODE_CONFIGS = {
         pre_combine=Budget(2000, 2e-3),
         prefix_combine=Budget(600, 1e-2),
         prefix_new=Budget(5000, 3e-2),
-        d_lora=96,
+        d_lora=128,
         pre_lora=Budget(2000, 2e-3),
         prefix_lora=Budget(2000, 3e-2),
-        lora=Budget(5000, 1e-2, "wsd", 0.95),
-        ft_lora=Budget(600, 3e-3),
+        lora=Budget(7500, 1e-2, "wsd", 0.95),
+        ft_lora=Budget(1000, 3e-3),
         n_eval=2048,
     ),
     "full": ModeConfig(

@@ -25,17 +25,35 @@ def markdown(results: list[dict]) -> str:
     if results:
         r0 = results[0]
         lines += [
-            f"Mode `{r0['mode']}`, seed {r0['seed']}, accuracy = exact match of the whole 10-token greedy "
-            f"output on {r0['n_eval']} test-split inputs. Paper figures from THEORY.md §4.",
+            (
+                f"Mode `{r0['mode']}`, seed {r0['seed']}, accuracy = exact match of the whole "
+                f"10-token greedy output on {r0['n_eval']} test-split inputs. Paper figures from "
+                "docs/theory.md §4."
+            ),
             "",
         ]
+        env = r0.get("environment")
+        if env:
+            lines += [
+                (
+                    f"Environment: JAX {env.get('jax')} (jaxlib {env.get('jaxlib')}), optax "
+                    f"{env.get('optax')}, NumPy {env.get('numpy')}, {env.get('cpu')}, "
+                    f"{env.get('cores')} cores, XLA_FLAGS `{env.get('xla_flags')}`. The same "
+                    "command and seed reproduce these figures bit for bit on this machine; "
+                    "another CPU or JAX release rounds differently and training amplifies that, "
+                    "so expect figures within the spread over seeds, not identical ones."
+                ),
+                "",
+            ]
     for res in results:
         trained = sum(r["train_seconds"] or 0 for r in res["rows"])
         lines += [
             f"## {res['title']}",
             "",
-            f"Model: {res['model']}. Wall time {res['seconds']} s "
-            f"(training in this invocation {trained:.0f} s; resumed checkpoints cost ~0).",
+            (
+                f"Model: {res['model']}. Wall time {res['seconds']} s "
+                f"(training in this invocation {trained:.0f} s; resumed checkpoints cost ~0)."
+            ),
             "",
         ]
         if res["rows"]:
@@ -82,8 +100,47 @@ def markdown(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_markdown(out: str) -> str:
-    """Collect every ``{out}/*.json`` experiment record into ``{out}/results.md``."""
+def _claim_value(c) -> str:
+    v = c["value"]
+    return f"{v:g}" if abs(v) > 1 or v == 0 or c["target"] > 1 else _pct(v)
+
+
+def seeds_markdown(runs: dict) -> str:
+    """Every claim for several seeds: ``runs`` maps seed -> the output directory of a run
+    of the same mode with that seed.  Each seed's figure, the spread (max - min) and whether
+    the claim holds for every seed."""
+    seeds = sorted(runs)
+    per_seed = {seed: {r["name"]: r for r in load_results(runs[seed])} for seed in seeds}
+    names = [n for n in per_seed[seeds[0]] if all(n in per_seed[s] for s in seeds)]
+    lines = [
+        f"## Every claim for {len(seeds)} seeds",
+        "",
+        "The same mode and code with seeds " + ", ".join(str(s) for s in seeds) + " (the seed "
+        "sets the initialisations, the data stream and the test inputs).",
+        "",
+        "| experiment | claim | target | "
+        + " | ".join(f"seed {s}" for s in seeds)
+        + " | spread | holds for every seed |",
+        "|---|---|---:|" + "---:|" * len(seeds) + "---:|---|",
+    ]
+    for name in names:
+        for i, c in enumerate(per_seed[seeds[0]][name]["claims"]):
+            cs = [per_seed[s][name]["claims"][i] for s in seeds]
+            values = [x["value"] for x in cs]
+            spread = max(values) - min(values)
+            spread_s = _pct(spread) if 0 < c["target"] <= 1 else f"{spread:g}"
+            target = _pct(c["target"]) if 0 < c["target"] <= 1 else f"{c['target']:g}"
+            lines.append(
+                f"| {name} | {c['claim']} | {c['op']} {target} | "
+                + " | ".join(_claim_value(x) for x in cs)
+                + f" | {spread_s} | {'yes' if all(x['holds'] for x in cs) else 'NO'} |"
+            )
+    lines.append("")
+    return "\n".join(lines)
+
+
+def load_results(out: str) -> list[dict]:
+    """The experiment records ``{out}/*.json``, in the order of the experiments."""
     from experiments.suite import EXPERIMENTS
 
     order = list(EXPERIMENTS)
@@ -94,7 +151,16 @@ def write_markdown(out: str) -> str:
         if res.get("name") in EXPERIMENTS:
             results.append(res)
     results.sort(key=lambda r: order.index(r["name"]))
+    return results
+
+
+def write_markdown(out: str, seed_runs: dict | None = None) -> str:
+    """Collect every ``{out}/*.json`` experiment record into ``{out}/results.md``; with
+    ``seed_runs`` ({seed: directory}, this run included), also the table over seeds."""
+    text = markdown(load_results(out))
+    if seed_runs and len(seed_runs) > 1:
+        text += "\n" + seeds_markdown(seed_runs)
     path = os.path.join(out, "results.md")
     with open(path, "w") as fh:
-        fh.write(markdown(results))
+        fh.write(text)
     return path

@@ -4,7 +4,9 @@ and the result record (rows next to the paper's numbers, claims with targets).""
 from __future__ import annotations
 
 import os
+import platform
 import time
+from importlib import metadata
 
 import jax
 import jax.numpy as jnp
@@ -116,6 +118,37 @@ def claim(text: str, value: float, op: str, target: float) -> dict:
     return {"claim": text, "value": value, "op": op, "target": target, "holds": bool(holds)}
 
 
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment() -> dict:
+    """What the figures depend on besides the code, seed and mode: XLA compiles for the
+    host's instruction set, so another CPU (or JAX release) rounds differently, and training
+    amplifies any rounding difference into a different trajectory."""
+    versions = {}
+    for pkg in ("jax", "jaxlib", "optax", "numpy"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    return {
+        **versions,
+        "python": platform.python_version(),
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "device": jax.devices()[0].platform,
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+    }
+
+
 def timed(fn):
     def wrapper(runner, *args, **kwargs):
         t0 = time.perf_counter()
@@ -124,6 +157,7 @@ def timed(fn):
         result["mode"] = runner.mode
         result["seed"] = runner.seed
         result["n_eval"] = runner.cfg.n_eval
+        result["environment"] = environment()
         return result
 
     wrapper.__name__ = fn.__name__

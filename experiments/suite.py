@@ -1,4 +1,4 @@
-"""The experiments of THEORY.md §4 (the paper's table) and the appendix observation.
+"""The experiments of docs/theory.md §4 (the paper's table) and the appendix observation.
 
 Each experiment takes a :class:`experiments.runner.Runner` and returns a JSON-able
 record: ``rows`` (what was trained, parameter count, steps, accuracy per task, the
@@ -238,8 +238,9 @@ def lora(r: Runner) -> dict:
     pf_ad = Adaptation("prefix", N_P_LORA)
     lo_ad = Adaptation("lora", N_P_LORA, rank=1, targets=LORA_TARGETS)
     ft_ad = Adaptation("finetune", N_P_LORA)
-    pf, pinfo = r.adapted(arch, base, binfo, pf_ad, "double_hist", r.cfg.prefix_lora)
+    # the row's claim first: LoRA, then the prefix and the fine-tuning reference
     lo, linfo = r.adapted(arch, base, binfo, lo_ad, "double_hist", r.cfg.lora)
+    pf, pinfo = r.adapted(arch, base, binfo, pf_ad, "double_hist", r.cfg.prefix_lora)
     ft, finfo = r.adapted(arch, base, binfo, ft_ad, "double_hist", r.cfg.ft_lora)
     acc_base = r.evaluate(arch, Adaptation("pretrain", N_P_LORA), base, base, FOUR + tasks)
     acc_pf = r.evaluate(arch, pf_ad, base, pf, tasks)

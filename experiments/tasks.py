@@ -1,4 +1,4 @@
-"""The synthetic digit tasks of THEORY.md §4 (the paper's minGPT experiments).
+"""The synthetic digit tasks of docs/theory.md §4 (the paper's minGPT experiments).
 
 An input ``x`` is ``N_DIGITS = 10`` digits from ``0..7`` (``N_INPUT_SYMBOLS = 8``);
 the output ``y`` is 10 tokens of the vocabulary ``0..9`` (``D_VOCAB = 10``, so that

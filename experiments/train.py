@@ -49,41 +49,103 @@ class TrainConfig:
     ckpt_every: int = 1000  # steps between checkpoints
     schedule: str = "cosine"  # one of SCHEDULES (see the module docstring)
     b2: float = 0.999  # Adam's second-moment decay (the companion code uses 0.95)
+    lr_ratio_B: float = 1.0  # LoRA: learning rate of the B factors / that of A (LoRA+)
 
 
 SCHEDULES = ("cosine", "constant", "wsd")
 WSD_DECAY_SHARE = 0.25  # "wsd": the share of the steps spent decaying
+END_SHARE = 0.05  # "cosine" and "wsd" decay to this share of the peak rate
+B1 = 0.9  # Adam's first-moment decay
+EPS = 1e-8  # Adam's epsilon
+CLIP_NORM = 1.0  # gradients are clipped to this global norm
+# Changes whenever a checkpoint written by an earlier trainer would not resume identically
+# (optimiser state layout, step arithmetic); part of every checkpoint's fingerprint.
+TRAINER_VERSION = 2
+DTYPE = "float32"  # every trained value (parameters, activations, optimiser state)
+
+
+def _linear(count, start, end, steps):
+    frac = 1.0 - np.clip(count, 0, steps) / steps
+    return (start - end) * frac + end
+
+
+def _cosine(count, peak, steps):
+    cosine = 0.5 * (1.0 + np.cos(np.pi * np.minimum(count, steps) / steps))
+    return peak * ((1.0 - END_SHARE) * cosine + END_SHARE)
 
 
 def learning_rate(cfg: TrainConfig):
-    """The optax schedule of ``cfg`` (step -> learning rate)."""
+    """The schedule of ``cfg``: step (0-based, array-like) -> learning rate (numpy float64).
+
+    Evaluated on the host in float64 and handed to the jitted steps as float32 numbers,
+    so the compiled step holds no float64 value whatever JAX's x64 setting.
+    """
     if cfg.schedule not in SCHEDULES:
         raise unknown_name("learning-rate schedule", cfg.schedule, SCHEDULES)
     warmup = min(cfg.warmup, max(cfg.steps // 2, 1))
-    if cfg.schedule == "cosine":
-        schedule = optax.warmup_cosine_decay_schedule(
-            0.0, cfg.lr, warmup, max(cfg.steps, warmup + 1), end_value=0.05 * cfg.lr
-        )
-    elif cfg.schedule == "constant":
-        schedule = optax.join_schedules(
-            [optax.linear_schedule(0.0, cfg.lr, warmup), optax.constant_schedule(cfg.lr)], [warmup]
-        )
-    else:
-        decay = max(int(WSD_DECAY_SHARE * cfg.steps), 1)
-        stable_end = max(cfg.steps - decay, warmup)
-        schedule = optax.join_schedules(
-            [
-                optax.linear_schedule(0.0, cfg.lr, warmup),
-                optax.constant_schedule(cfg.lr),
-                optax.cosine_decay_schedule(cfg.lr, decay, alpha=0.05),
-            ],
-            [warmup, stable_end],
-        )
+    lr = cfg.lr
+
+    def schedule(step):
+        t = np.asarray(step, np.float64)
+        ramp = _linear(t, 0.0, lr, warmup)
+        if cfg.schedule == "cosine":
+            after = _cosine(t - warmup, lr, max(cfg.steps, warmup + 1) - warmup)
+        elif cfg.schedule == "constant":
+            after = np.full_like(t, lr)
+        else:
+            decay = max(int(WSD_DECAY_SHARE * cfg.steps), 1)
+            stable_end = max(cfg.steps - decay, warmup)
+            after = np.where(t < stable_end, lr, _cosine(t - stable_end, lr, decay))
+        return np.where(t < warmup, ramp, after)
+
     return schedule
 
 
-def optimizer(cfg: TrainConfig):
-    return optax.chain(optax.clip_by_global_norm(1.0), optax.adam(learning_rate(cfg), b2=cfg.b2))
+def step_scalars(cfg: TrainConfig, start: int, n: int) -> np.ndarray:
+    """Per-step numbers ``[n, 3]`` float32 for steps ``start..start+n-1``: the learning rate
+    and Adam's bias corrections ``1 - B1^t``, ``1 - b2^t`` (t = step + 1), computed in float64."""
+    steps = np.arange(start, start + n, dtype=np.float64)
+    return np.stack(
+        [
+            learning_rate(cfg)(steps),
+            1.0 - B1 ** (steps + 1),
+            1.0 - cfg.b2 ** (steps + 1),
+        ],
+        axis=-1,
+    ).astype(np.float32)
+
+
+def adam_constants(cfg: TrainConfig) -> np.ndarray:
+    """``[B1, 1 - B1, b2, 1 - b2, lr_ratio_B]`` as float32 (differences taken in float64)."""
+    return np.array([B1, 1.0 - B1, cfg.b2, 1.0 - cfg.b2, cfg.lr_ratio_B], np.float32)
+
+
+def init_opt_state(trainable):
+    """Adam's moments ``(mu, nu)``, zeros shaped like the trainables."""
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, trainable)
+    return zeros, zeros
+
+
+def _is_B(path) -> bool:
+    return str(getattr(path[-1], "key", "")) == "B"
+
+
+def adam_update(trainable, grads, state, scalars, constants):
+    """One clipped-Adam step (optax's ``clip_by_global_norm`` then ``adam``, the same
+    arithmetic), all in the trainables' dtype.  ``scalars``: this step's row of
+    :func:`step_scalars`; ``constants``: :func:`adam_constants`."""
+    grads, _ = optax.clip_by_global_norm(CLIP_NORM).update(grads, optax.EmptyState())
+    lr, bc1, bc2 = scalars[0], scalars[1], scalars[2]
+    b1, one_minus_b1, b2, one_minus_b2, ratio_B = (constants[i] for i in range(5))
+    mu, nu = state
+    mu = jax.tree_util.tree_map(lambda g, m: one_minus_b1 * g + b1 * m, grads, mu)
+    nu = jax.tree_util.tree_map(lambda g, v: one_minus_b2 * (g * g) + b2 * v, grads, nu)
+
+    def update(path, p, m, v):
+        rate = -lr * ratio_B if _is_B(path) else -lr
+        return p + rate * ((m / bc1) / (jnp.sqrt(v / bc2) + EPS))
+
+    return jax.tree_util.tree_map_with_path(update, trainable, mu, nu), (mu, nu)
 
 
 def loss_fn(trainable, base, arch, adapt, seqs):
@@ -98,28 +160,39 @@ def loss_fn(trainable, base, arch, adapt, seqs):
 _STEP_CACHE: dict = {}
 
 
-def _chunk_fn(arch, adapt, cfg):
-    key = (arch, adapt, cfg.lr, cfg.steps, cfg.warmup, cfg.schedule, cfg.b2)
+def chunk_fn(arch: Architecture, adapt):
+    """The jitted ``run_chunk(trainable, opt_state, base, batches, scalars, constants)``:
+    ``len(batches)`` Adam steps in one ``lax.scan``; returns ``(trainable, opt_state, losses)``.
+
+    Learning rates and Adam's constants are inputs, so one compiled function serves every
+    run of the same model and method.
+    """
+    key = (arch, adapt)
     if key not in _STEP_CACHE:
-        opt = optimizer(cfg)
 
-        def run_chunk(trainable, opt_state, base, batches):
-            def one(carry, seqs):
+        def run_chunk(trainable, opt_state, base, batches, scalars, constants):
+            def one(carry, xs):
                 tr, st = carry
+                seqs, sc = xs
                 loss, grads = jax.value_and_grad(loss_fn)(tr, base, arch, adapt, seqs)
-                updates, st = opt.update(grads, st, tr)
-                return (optax.apply_updates(tr, updates), st), loss
+                tr, st = adam_update(tr, grads, st, sc, constants)
+                return (tr, st), loss
 
-            (trainable, opt_state), losses = jax.lax.scan(one, (trainable, opt_state), batches)
+            (trainable, opt_state), losses = jax.lax.scan(
+                one, (trainable, opt_state), (batches, scalars)
+            )
             return trainable, opt_state, losses
 
-        _STEP_CACHE[key] = (opt, jax.jit(run_chunk))
+        _STEP_CACHE[key] = jax.jit(run_chunk)
     return _STEP_CACHE[key]
 
 
 def settings_of(name, arch, adapt, cfg, base_id) -> dict:
     return {
         "name": name,
+        "trainer": TRAINER_VERSION,
+        "dtype": DTYPE,
+        "jax": jax.__version__,
         "arch": asdict(arch),
         "adapt": asdict(adapt),
         "train": asdict(cfg),
@@ -153,8 +226,9 @@ def train(
         )
     key = jax.random.PRNGKey(cfg.seed) if init_key is None else init_key
     trainable = adapt_mod.init_trainable(adapt, arch, base, key)
-    opt, run_chunk = _chunk_fn(arch, adapt, cfg)
-    opt_state = opt.init(trainable)
+    run_chunk = chunk_fn(arch, adapt)
+    opt_state = init_opt_state(trainable)
+    constants = jnp.asarray(adam_constants(cfg))
     settings = settings_of(name, arch, adapt, cfg, base_id)
     path = os.path.join(run_dir, f"{name}.npz") if run_dir else None
     start = 0
@@ -179,7 +253,10 @@ def train(
         batches = jnp.asarray(
             np.stack([make_batch(cfg.task, cfg.seed, s, cfg.batch) for s in range(step, step + n)])
         )
-        trainable, opt_state, chunk_losses = run_chunk(trainable, opt_state, base, batches)
+        scalars = jnp.asarray(step_scalars(cfg, step, n))
+        trainable, opt_state, chunk_losses = run_chunk(
+            trainable, opt_state, base, batches, scalars, constants
+        )
         losses.append(np.asarray(chunk_losses))
         prev, step = step, step + n
         if bar is not None:

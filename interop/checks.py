@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from theory import sharding
 from theory.compare import compare
 from theory.context import Prefix, n_virtual
 from theory.errors import ToolkitError
@@ -115,14 +116,27 @@ def control_residuals(arch, params, adapted, ids, mask):
     return jax.vmap(one)(ids, mask)
 
 
-def compiled(fn, arch, *args):
-    """``fn(arch, *args)`` compiled with the verifier's fast options and run."""
+def compiled(fn, arch, *args, mesh=None, n_params: int = 1):
+    """``fn(arch, *args)`` compiled with the verifier's fast options and run.
+
+    With a ``mesh``: ``args`` are ``n_params`` parameter trees, then arrays batched along their
+    leading dimension; the parameters are split over the mesh's ``model`` axis and the batch
+    over its ``batch`` axis; the outputs come back as host arrays (``[batch, ...]``).
+    """
+    n = None
+    if mesh is not None:
+        params, batched = args[:n_params], args[n_params:]
+        n = jax.tree_util.tree_leaves(batched)[0].shape[0]
+        args = tuple(sharding.ensure_params_on(p, mesh) for p in params) + tuple(
+            sharding.place_batch(b, mesh, "batch") for b in batched
+        )
     with jax.default_matmul_precision("highest"):
-        return (
+        out = (
             jax.jit(fn, static_argnums=0)
             .lower(arch, *args)
             .compile(compiler_options=FAST_COMPILE)(*args)
         )
+    return out if mesh is None else sharding.to_host(out, n)
 
 
 @dataclass
@@ -275,6 +289,7 @@ def run_model_checks(
     seed: int = 0,
     theorems=THEOREM_IDS,
     name: str | None = None,
+    mesh=None,
 ) -> Report:
     """The §3 checks on a loaded model in each dtype of ``models`` ({"float32": m, "float64": m}).
 
@@ -282,6 +297,9 @@ def run_model_checks(
     positions) and, when given, the ``adapter`` (an :class:`interop.peft.Adapter`, its
     context widened to each dtype), each on every input ``ids``/``mask [B, n]``; then the
     rank-1 ``W_Q`` negative control.  ``inputs`` names the inputs in the report.
+
+    ``mesh`` (:mod:`theory.sharding`): the parameters split over its ``model`` axis (placed
+    there by ``load_hf(..., mesh=mesh)``, or here), inputs and contexts over its ``batch`` axis.
     """
     theorems = check_theorems(theorems)
     check_counts(n_p=(n_p, 1), trials=(trials, 1), seed=(seed, 0))
@@ -322,7 +340,7 @@ def run_model_checks(
     for d, model in models.items():
         t0 = time.perf_counter()
         batch = Prefix(jnp.repeat(states, B, axis=0).astype(d))
-        res = compiled(context_residuals, arch, model.params, batch, flat_ids, flat_mask)
+        res = compiled(context_residuals, arch, model.params, batch, flat_ids, flat_mask, mesh=mesh)
         res = {k: np.asarray(v).reshape(trials, B, arch.n_layers) for k, v in res.items()}
         report.rows.append(make_row("random", d, res, "holds", theorems))
         witness = update_witness(witness, res["unconditional"], "random", d, inputs)
@@ -331,17 +349,18 @@ def run_model_checks(
                 lambda x, d=d: jnp.broadcast_to(jnp.asarray(x, d), (B,) + x.shape),
                 adapter.context,
             )
-            res = compiled(context_residuals, arch, model.params, context, ids, mask)
+            res = compiled(context_residuals, arch, model.params, context, ids, mask, mesh=mesh)
             res = {k: np.asarray(v).reshape(1, B, arch.n_layers) for k, v in res.items()}
             report.rows.append(make_row("adapter", d, res, "holds", theorems))
             witness = update_witness(witness, res["unconditional"], "adapter", d, inputs)
+        if mesh is None:
+            adapted = rank1_control(model.params, key_control, d)
+        else:  # one SPMD computation on the split parameters (and the same draw)
+            adapted = jax.jit(rank1_control, static_argnums=2)(
+                model.params, np.asarray(key_control), d
+            )
         ctrl = compiled(
-            control_residuals,
-            arch,
-            model.params,
-            rank1_control(model.params, key_control, d),
-            ids,
-            mask,
+            control_residuals, arch, model.params, adapted, ids, mask, mesh=mesh, n_params=2
         )
         report.rows.append(
             make_row("rank1_WQ (negative control)", d, ctrl, "fails", theorems, with_mass=False)

@@ -29,6 +29,7 @@ from interop.files import read_checkpoint_tensors, read_json
 from theory.architecture import Architecture
 from theory.errors import ToolkitError
 from theory.params import validate_params
+from theory.sharding import shard_params
 
 FAMILIES: dict[str, Family] = {f.model_type: f for f in (gpt2.FAMILY, llama.FAMILY, bert.FAMILY)}
 DTYPES = ("float32", "float64")
@@ -89,8 +90,10 @@ def params_from_tensors(
     config: dict,
     dtype="float32",
     source: str = "weights",
+    mesh=None,
 ) -> dict:
-    """Map a checkpoint's tensors to the toolkit's parameter pytree (checked, then validated)."""
+    """Map a checkpoint's tensors to the toolkit's parameter pytree (checked, then validated);
+    with a ``mesh`` (:mod:`theory.sharding`) the parameters are split over its ``model`` axis."""
     dtype = check_dtype(dtype)
     base, heads = split_tensors(tensors, family)
     what = f"a {family.model_type} model with {arch_summary(arch)}"
@@ -111,16 +114,24 @@ def params_from_tensors(
         return np.asarray(base[name])
 
     params = family.to_params(t, arch, config)
-    params = jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype), params)
+    if mesh is None:
+        params = jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype), params)
+        validate_params(params, arch)
+        return params
+    # Sharded: converted and checked on the host, then each device receives only its slices.
+    params = jax.tree_util.tree_map(lambda x: np.asarray(x, dtype), params)
     validate_params(params, arch)
-    return params
+    return shard_params(params, mesh)
 
 
-def load_hf(folder, dtype="float32", name: str | None = None) -> HFModel:
+def load_hf(folder, dtype="float32", name: str | None = None, mesh=None) -> HFModel:
     """A ``save_pretrained`` folder as ``HFModel(arch, params, family, config, model_dir, perm)``.
 
     ``dtype`` float32 keeps float32 weights (float16/bfloat16 ones are widened exactly);
-    float64 is the exact widening of the stored values.
+    float64 is the exact widening of the stored values.  With a ``mesh``
+    (:func:`theory.sharding.make_mesh`) the parameters go straight from the files to the
+    devices, split over heads, MLP hidden units and vocabulary
+    (:func:`theory.sharding.param_specs`).
     """
     folder = Path(folder)
     dtype = check_dtype(dtype)
@@ -137,7 +148,7 @@ def load_hf(folder, dtype="float32", name: str | None = None) -> HFModel:
     arch = family.architecture(config, name or f"hf:{folder}")
     tensors, files = read_checkpoint_tensors(folder)
     source = str(files[0]) if len(files) == 1 else f"{folder} (sharded)"
-    params = params_from_tensors(tensors, arch, family, config, dtype, source)
+    params = params_from_tensors(tensors, arch, family, config, dtype, source, mesh)
     perm = family.key_permutation(arch) if family.key_permutation is not None else None
     return HFModel(arch, params, family, config, folder, perm)
 

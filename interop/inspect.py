@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from theory import sharding
 from theory.context import n_virtual
 from theory.errors import ToolkitError
 from theory.hooks import act_name
@@ -106,10 +107,12 @@ def numerical_rank(vectors: np.ndarray) -> int:
     return int(np.sum(s > max(RANK_RTOL * s[0], RANK_ATOL)))
 
 
-def inspect_adapter(model, context, ids, mask, inputs, adapter_info: dict | None = None):
+def inspect_adapter(model, context, ids, mask, inputs, adapter_info: dict | None = None, mesh=None):
     """Measure ``context`` (a KVPrefix, SoftPrompt or Prefix) on ``model`` (an HFModel).
 
     ``ids``/``mask [B, n]`` are the inputs (right-padded), ``inputs`` their names (texts).
+    ``mesh`` (:mod:`theory.sharding`): parameters split over its ``model`` axis, inputs over
+    its ``batch`` axis, the context replicated.
     """
     arch = model.arch
     n_p = n_virtual(context)
@@ -117,9 +120,17 @@ def inspect_adapter(model, context, ids, mask, inputs, adapter_info: dict | None
         raise ToolkitError("context: expected an adapter with at least one virtual position")
     ids, mask = jnp.asarray(ids), jnp.asarray(mask, bool)
     args = (model.params, ids, mask, context)
+    if mesh is not None:
+        args = (
+            sharding.ensure_params_on(model.params, mesh),
+            *sharding.place_batch((ids, mask), mesh, "batch"),
+            sharding.place_tree(context, mesh),
+        )
     with jax.default_matmul_precision("highest"):
         lowered = _measure.lower(args[0], arch, *args[1:])
         layers = lowered.compile(compiler_options=FAST_COMPILE)(*args)
+    if mesh is not None:
+        layers = sharding.to_host(layers, ids.shape[0])
     real = np.asarray(mask)  # [B, n]
     H = arch.n_heads
     result = {q: [] for q in QUANTITIES}

@@ -32,8 +32,13 @@ WEIGHT_METHODS = tuple(sorted(m for m in METHODS if METHODS[m].changes_weights))
 
 
 def architectures(negative_control: bool = False):
-    """Registered architectures (by name), normal ones or the negative controls."""
-    names = sorted(n for n, a in ARCHITECTURES.items() if a.negative_control == negative_control)
+    """Registered attention architectures (by name; the §3 comparison reads attention weights),
+    normal ones or the negative controls."""
+    names = sorted(
+        n
+        for n, a in ARCHITECTURES.items()
+        if a.negative_control == negative_control and "attention" in a.features
+    )
     return st.sampled_from(names)
 
 
@@ -66,7 +71,9 @@ def content_masks(draw, n: int):
 def trial_inputs(draw, arch_names=None, method_names=CONTEXT_METHODS):
     """(arch name, method name, shape, seed, content mask, T)."""
     arch = draw(arch_names if arch_names is not None else architectures())
-    method = draw(st.sampled_from(method_names))
+    method = draw(
+        st.sampled_from([m for m in method_names if METHODS[m].applies(ARCHITECTURES[arch])])
+    )
     shape = draw(st.sampled_from(SHAPES))
     seed = draw(st.integers(0, 2**31 - 1))
     mask = draw(content_masks(shape.n))

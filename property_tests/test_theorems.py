@@ -1,7 +1,8 @@
 """Every registered theorem, property-tested on random weights, shapes, masks and temperatures.
 
 Drawn from the registries, so a newly registered theorem or architecture is tested here with no
-edit: for each theorem, Hypothesis draws an architecture, a method the theorem runs with, a
+edit: for each theorem, Hypothesis draws an architecture the theorem applies to, a method the
+theorem runs with that can run there (``Theorem.applies``, ``Method.applies``), a
 shape bucket (with or without a random key-padding mask), an inverse temperature (set on the
 architecture itself, as a user's model would have it) and a seed; four random trials
 (``fold_in(seed, t)``) are checked at once (vmapped). The expected verdict comes from the
@@ -42,11 +43,21 @@ def residual_fn(theorem_id: str, arch_name: str, method: str, shape: TrialShape,
     return jax.jit(jax.vmap(one)).lower(keys).compile(compiler_options=FAST_COMPILE)
 
 
+def applicable(theorem_id: str) -> list:
+    """The (architecture, method) pairs the theorem is about and the method can run on."""
+    theorem = THEOREMS[theorem_id]
+    return [
+        (a, m)
+        for a in sorted(ARCHITECTURES)
+        if theorem.applies(ARCHITECTURES[a])
+        for m in sorted(theorem.method_names())
+        if METHODS[m].applies(ARCHITECTURES[a])
+    ]
+
+
 @st.composite
 def cases(draw, theorem_id: str):
-    theorem = THEOREMS[theorem_id]
-    method = draw(st.sampled_from(sorted(theorem.method_names())))
-    arch = draw(st.sampled_from(sorted(ARCHITECTURES)))
+    arch, method = draw(st.sampled_from(applicable(theorem_id)))
     shape = draw(st.sampled_from(SHAPES))
     T = draw(st.sampled_from(TEMPERATURES))
     seed = draw(st.integers(0, 2**32 - 1))

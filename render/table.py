@@ -67,6 +67,7 @@ def format_table(results: list[Result]) -> str:
     lines.append(
         "prefix mass, displacement: what the context changed, smallest over the trials "
         f"(each must exceed {EFFECT_FLOOR:.0e}, else the row is an ERROR: a check on a context "
-        "that does nothing holds vacuously)"
+        "that does nothing holds vacuously); `-`: not measured (a weight update, or a mixer "
+        "without attention, whose displacement is its output's)"
     )
     return "\n".join(lines)

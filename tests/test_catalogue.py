@@ -64,3 +64,16 @@ def test_capacity_counts_hard_tokens_and_soft_prompts():
     assert hard <= GPT.d_vocab < soft  # pigeonhole bound, and soft prompts beat it
     hard_again, rows = capacity.counts(GPT, trial, soft_from_rows=True)
     assert rows <= GPT.d_vocab and hard_again == hard
+
+
+def test_kv_converse_sees_qk_norm_even_with_full_row_rank():
+    """QK-norm keys are normalised: a random free key is unreachable although [W_K; W_V] has full
+    row rank (the linear system alone would say "holds")."""
+    from theory.theorems import kv_converse
+
+    arch = GPT.replace(
+        name="test-qk-full-rank", positional="rope", qk_norm=True, n_heads=2, d_head=4
+    )
+    assert kv_converse.full_row_rank(arch)
+    assert THEOREMS["kv_converse"].expectation(arch, METHODS["kv_prefix"])[0] == "fails"
+    assert residuals(kv_converse.check, arch, "kv_prefix", trials=4).max() > 1e-6

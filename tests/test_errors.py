@@ -75,7 +75,9 @@ def test_context_shape_errors(params):
     ):
         forward(params, GPT, jnp.arange(5), bad)
     with pytest.raises(
-        ToolkitError, match="expected None, HardPrompt, SoftPrompt, Prefix or KVPrefix, got ndarray"
+        ToolkitError,
+        match="expected None, HardPrompt, SoftPrompt, Prefix, KVPrefix, LatentPrefix or "
+        "InitialState, got ndarray",
     ):
         forward(params, GPT, jnp.arange(5), np.zeros(3))
     with pytest.raises(ToolkitError, match="expected finite values, got NaN or inf"):

@@ -75,3 +75,33 @@ def test_unknown_experiment_exits_2(capsys):
 def test_conflicting_modes_exit_2(capsys):
     assert main(["experiment", "all", "--quick", "--full"]) == 2
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_seed_table_reports_every_seed_and_failures(quick_run, tmp_path):
+    """results.md tabulates each claim for every seed with its spread; a claim that fails for
+    one seed is reported as not holding for every seed (negative control)."""
+    from experiments import report
+
+    _, out = quick_run
+    res = json.load(open(os.path.join(out, "new_attention.json")))
+    other = tmp_path / "seed1"
+    other.mkdir()
+    res1 = json.loads(json.dumps(res))
+    res1["seed"] = 1
+    c = res1["claims"][0]  # "full fine-tuning learns descending" (>= 80%)
+    c["value"], c["holds"] = 0.5, False
+    (other / "new_attention.json").write_text(json.dumps(res1))
+    md = open(report.write_markdown(str(other), {0: out, 1: str(other)})).read()
+    table = md[md.index("## Every claim for 2 seeds") :]
+    line = next(ln for ln in table.splitlines() if c["claim"] in ln)
+    cells = [x.strip() for x in line.strip("|").split("|")]
+    assert cells[3:5] == [report._pct(res["claims"][0]["value"]), "50.0%"]
+    assert cells[-1] == "NO"
+    assert all(
+        ln.endswith("| yes |") for ln in table.splitlines() if "a prefix cannot learn" in ln
+    ) == all(cl["holds"] for cl in res["claims"][1:])
+
+
+def test_bad_seed_runs_exit_2(capsys, tmp_path):
+    assert main(["experiment", "lora", "--quick", "--seed-runs", "x=" + str(tmp_path)]) == 2
+    assert "--seed-runs: expected SEED=DIR" in capsys.readouterr().err

@@ -68,19 +68,50 @@ def test_context_rows_report_their_effect_and_weight_rows_do_not(tmp_path, capsy
     assert rows["finetune_rank1_WQ"]["prefix_mass"] is None  # no context: nothing to show
 
 
+def _effect(mass, moved):
+    return {"prefix_mass": np.array(mass), "displacement": np.array(moved)}
+
+
 def test_judge_needs_every_trial_finite_and_effective():
     ok = np.array([1e-16, 2e-16])
-    effect = (np.array([0.3, 0.2]), np.array([0.5, 0.4]))
+    effect = _effect([0.3, 0.2], [0.5, 0.4])
     assert judge(ok, 1e-10, effect)[0] == "holds"
     assert judge(np.array([1e-16, 0.5]), 1e-10, effect)[:2] == ("fails", 1)
     verdict, trial, _, reason = judge(np.array([1e-16, np.nan]), 1e-10, effect)
     assert (verdict, trial) == ("error", 1) and "not finite" in reason
     assert judge(np.array([np.inf, 0.5]), 1e-10)[0] == "error"  # never "fails"
-    weak = (np.array([0.3, 0.0]), np.array([0.5, 0.4]))
-    assert judge(ok, 1e-10, weak)[:2] == ("error", 1)
-    still = (np.array([0.3, 0.2]), np.array([0.5, 1e-9]))
-    assert judge(ok, 1e-10, still)[0] == "error"
-    assert judge(ok, 1e-10, (np.array([np.nan, 0.2]), np.array([0.5, 0.4])))[0] == "error"
+    assert judge(ok, 1e-10, _effect([0.3, 0.0], [0.5, 0.4]))[:2] == ("error", 1)
+    assert judge(ok, 1e-10, _effect([0.3, 0.2], [0.5, 1e-9]))[0] == "error"
+    assert judge(ok, 1e-10, _effect([np.nan, 0.2], [0.5, 0.4]))[0] == "error"
+    # a mixer without attention: the displacement alone decides
+    assert judge(ok, 1e-10, {"displacement": np.array([0.5, 0.4])})[0] == "holds"
+    verdict, trial, _, reason = judge(ok, 1e-10, {"displacement": np.array([0.5, 0.0])})
+    assert (verdict, trial) == ("error", 1) and "displacement 0.0e+00" in reason
+
+
+@pytest.mark.parametrize("method", ["initial_state", "prefix"])
+def test_recurrent_contexts_report_their_effect(method):
+    """A recurrent mixer has no attention pattern: its rows report the displacement of the mixer
+    output (no prefix mass), and a context that moves it gives a verdict, not an ERROR."""
+    (row,) = run_verify(["recurrent_state"], ["s4d"], [method], trials=2)
+    assert row.verdict == "holds" and math.isnan(row.prefix_mass) and row.displacement > 1e-3
+
+
+def test_a_zero_initial_state_is_an_error_not_holds(monkeypatch):
+    """Negative control of the recurrent effect: a zero initial state changes nothing."""
+    import jax
+
+    import theory.verify
+
+    real = theory.verify.draw_trial
+
+    def zero_state(arch, method, key, shape, *args, **kwargs):
+        trial = real(arch, method, key, shape, *args, **kwargs)
+        return trial._replace(context=jax.tree.map(jnp.zeros_like, trial.context))
+
+    monkeypatch.setattr(theory.verify, "draw_trial", zero_state)
+    (row,) = run_verify(["recurrent_state"], ["s4d"], ["initial_state"], trials=2)
+    assert row.verdict == "error" and "no effect" in row.reason and row.displacement == 0.0
 
 
 def _row(verdict, residual, method="prefix", reason="docs/theory.md §3.1"):

@@ -16,7 +16,15 @@ from theory import zoo as _builtin_zoo  # noqa: F401  (registers the atlas varia
 from theory.architecture import Architecture, get_architecture, register_architecture
 from theory.attention import AttentionKind, register_attention
 from theory.blocks import BlockKind, register_block
-from theory.context import HardPrompt, KVPrefix, Prefix, SoftPrompt, n_virtual
+from theory.context import (
+    HardPrompt,
+    InitialState,
+    KVPrefix,
+    LatentPrefix,
+    Prefix,
+    SoftPrompt,
+    n_virtual,
+)
 from theory.errors import ToolkitError
 from theory.hooks import act_name
 from theory.methods import Method, get_method, register_method
@@ -54,7 +62,9 @@ __all__ = [
     "Control",
     "CoqProof",
     "HardPrompt",
+    "InitialState",
     "KVPrefix",
+    "LatentPrefix",
     "Method",
     "PositionalScheme",
     "Prefix",

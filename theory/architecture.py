@@ -11,6 +11,11 @@ Notation (docs/theory.md §1.1, TransformerLens names):
   d_head   key/query/value size ``k`` d_vocab  vocabulary size ``V``
   n_ctx    number of positions        d_mlp    MLP hidden width (0: no MLP)
   temperature  the inverse temperature ``T`` multiplying every attention logit
+  d_state  state size per channel of a recurrent block (docs/theory.md §5.1)
+  d_latent, d_rope  latent attention: shared key/value latent, decoupled RoPE key (§5.3)
+
+:attr:`Architecture.features` names what its layers provide (declared by the block kind and,
+for attention blocks, the attention kind); theorems and methods name the features they need.
 """
 
 from __future__ import annotations
@@ -61,8 +66,12 @@ class Architecture:
     final_norm: bool = True  # norm before the unembedding (only with norm="pre")
     n_token_types: int = 0  # BERT token-type embeddings (0: none)
     block: str = "standard"  # key of theory.blocks.BLOCK_KINDS ("standard": the fields above)
+    d_state: int = 0  # recurrent blocks: state size per channel
+    d_latent: int = 0  # latent attention: size of the key/value latent
+    d_rope: int = 0  # latent attention: size of the decoupled RoPE part of each key
     # methods a default `verify` runs here (empty: all; see docs/atlas.md)
     default_methods: tuple = ()
+    default_run: bool = True  # checked by a `verify` that names nothing (False: only when named)
     description: str = ""
     expectations: tuple = ()  # ((theorem_id, "holds"|"fails", reason), ...)
     negative_control: bool = False  # deliberately broken: expected to violate theorems
@@ -71,6 +80,16 @@ class Architecture:
     def kv_heads(self) -> int:
         """Number of key/value heads (``n_heads`` unless multi-/grouped-query)."""
         return self.n_heads if self.n_kv_heads is None else self.n_kv_heads
+
+    @property
+    def features(self) -> frozenset:
+        """What the layers provide: the block kind's features and, for attention blocks, the
+        attention kind's (see :mod:`theory.blocks`); ``Theorem.requires`` and
+        ``Method.requires`` name features."""
+        found = set(BLOCK_KINDS[self.block].features)
+        if "attention" in found:
+            found |= set(ATTENTION_KINDS[self.attention].features)
+        return frozenset(found)
 
     def replace(self, **changes) -> Architecture:
         """A copy with some fields changed (validated)."""
@@ -84,6 +103,12 @@ class Architecture:
         return None
 
 
+def meets(arch: Architecture, requires: tuple) -> bool:
+    """Whether ``arch`` has every feature ``requires`` names and none it names as ``"!name"``."""
+    features = arch.features
+    return all((f[1:] not in features) if f.startswith("!") else (f in features) for f in requires)
+
+
 def validate_architecture(arch: Architecture) -> Architecture:
     """Check an architecture's fields; raise ToolkitError naming the bad field."""
     for field in ("n_layers", "n_heads", "d_model", "d_head", "d_vocab", "n_ctx", "mlp_depth"):
@@ -92,10 +117,12 @@ def validate_architecture(arch: Architecture) -> Architecture:
             raise ToolkitError(
                 f"architecture {arch.name!r}: {field} must be a positive int, got {value!r}"
             )
-    if not isinstance(arch.d_mlp, int) or arch.d_mlp < 0:
-        raise ToolkitError(
-            f"architecture {arch.name!r}: d_mlp must be an int >= 0, got {arch.d_mlp!r}"
-        )
+    for field in ("d_mlp", "d_state", "d_latent", "d_rope"):
+        value = getattr(arch, field)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ToolkitError(
+                f"architecture {arch.name!r}: {field} must be an int >= 0, got {value!r}"
+            )
     POSITIONAL_SCHEMES.lookup(arch.positional)
     ATTENTION_KINDS.lookup(arch.attention)
     if arch.norm not in NORM_PLACEMENTS:

@@ -13,9 +13,11 @@ An :class:`AttentionKind` turns queries, keys, a logit bias and the visibility m
 * ``pattern``: the weights ``A_ij`` (0 on invisible keys).
 
 ``normalised`` declares whether the weights of a row are shares of one common denominator
-(softmax, off-by-one softmax, normalised linear attention). For such kinds a prefix rescales
-the content weights by ``c_i = 1 - m_i`` (``m_i`` the prefix mass); for an unnormalised kind
-(sigmoid) the predicted factor is ``c_i = 1`` (docs/theory.md §3.10.4).
+(softmax, off-by-one softmax, normalised linear attention). For such kinds, when each key's
+score does not depend on which other keys are present (condition (S) of docs/theory.md §1.2;
+scalable-softmax violates it), a prefix rescales the content weights by ``c_i = 1 - m_i``
+(``m_i`` the prefix mass); for an unnormalised kind (sigmoid) the predicted factor is
+``c_i = 1`` (docs/theory.md §3.10.4).
 
 Shapes: ``q [Nq, n_heads, d_head]``, ``k [Nk, n_heads, d_head]`` (key/value heads already
 repeated for grouped-query attention), ``bias [n_heads, Nq, Nk]`` (or a scalar 0),
@@ -46,7 +48,8 @@ class AttentionKind:
 
     ``derivation`` (optional): ``() -> theory.symbolic.Derivation`` of how a prefix acts on
     this kind when that differs from plain softmax; the atlas renders it and the tests check
-    every step.
+    every step. ``features``: names the kind adds to an architecture's features (theorems that
+    need them name them in ``Theorem.requires``).
     """
 
     name: str
@@ -54,6 +57,7 @@ class AttentionKind:
     weights: Callable
     description: str
     derivation: Callable | None = None
+    features: tuple = ()
 
 
 def _check_kind(kind: AttentionKind) -> None:
@@ -74,7 +78,8 @@ def scaled_logits(
 ) -> Float[Array, "H Nq Nk"]:
     """``T q.k / sqrt(d_head) + bias``: the inverse temperature ``T = arch.temperature`` and the
     ``1/sqrt(d_head)`` scale multiply every logit alike, virtual keys included."""
-    scale = arch.temperature / jnp.sqrt(q.shape[-1]).astype(q.dtype)
+    # sqrt(d_head) in q's dtype: jnp.sqrt of a Python int is float64 under x64
+    scale = arch.temperature / jnp.sqrt(jnp.asarray(q.shape[-1], q.dtype))
     logits = jnp.einsum("qhd,khd->hqk", q, k) * scale
     return logits + bias
 
@@ -84,13 +89,15 @@ def masked_exp(logits: Float[Array, "H Nq Nk"], mask: Bool[Array, "Nq Nk"]):
     neg = jnp.finfo(logits.dtype).min
     shifted = jnp.where(mask[None], logits, neg)
     row_max = jax.lax.stop_gradient(jnp.max(shifted, axis=-1, keepdims=True))
-    return jnp.where(mask[None], jnp.exp(shifted - row_max), 0.0), row_max
+    zero = jnp.zeros((), logits.dtype)  # typed: a Python 0.0 is a float64 operand under x64
+    return jnp.where(mask[None], jnp.exp(shifted - row_max), zero), row_max
 
 
 def safe_divide(num: Array, den: Array) -> Array:
     """num / den, with 0 where den == 0 (a query that sees no key)."""
     ok = den > 0
-    return jnp.where(ok, num / jnp.where(ok, den, 1.0), 0.0)
+    zero, one = jnp.zeros((), num.dtype), jnp.ones((), den.dtype)
+    return jnp.where(ok, num / jnp.where(ok, den, one), zero)
 
 
 def _softmax_weights(q, k, arch, bias, mask, virtual):
@@ -170,6 +177,22 @@ def attention_layer(
         n_p = keys.shape[1]
         k = k.at[:n_p].set(jnp.swapaxes(keys, 0, 1).astype(k.dtype))
         v = v.at[:n_p].set(jnp.swapaxes(values, 0, 1).astype(v.dtype))
+    return attend_heads(p, arch, q, k, v, positions, mask, virtual)
+
+
+def attend_heads(
+    p: dict,
+    arch: Architecture,
+    q: Float[Array, "N H dh"],
+    k: Float[Array, "N G dh"],
+    v: Float[Array, "N G dh"],
+    positions: Int[Array, " N"],
+    mask: Bool[Array, "N N"],
+    virtual: Bool[Array, " N"],
+) -> tuple[Float[Array, "N d_model"], dict]:
+    """The heads' weights (the architecture's attention kind), outputs ``z`` and ``attn_out`` from
+    queries, keys and values (after rotation); ``p`` holds ``W_O`` and ``b_O``. Returns
+    ``(attn_out, record)`` with the activations q, k, v, scores, pattern, z."""
     group = arch.n_heads // arch.kv_heads
     k_rep = jnp.repeat(k, group, axis=1)
     v_rep = jnp.repeat(v, group, axis=1)
@@ -180,7 +203,9 @@ def attention_layer(
     kind = ATTENTION_KINDS[arch.attention]
     scores, pattern = kind.weights(q, k_rep, arch, bias, mask, virtual)
     z = jnp.einsum("hqk,khd->qhd", pattern, v_rep)
-    attn_out = jnp.einsum("qhd,hdm->qm", z, p["W_O"]) + p["b_O"]
+    # sum_h z_h W_O[h] as one product over the flattened heads [N, H*d_head] @ [H*d_head, d_model]
+    W_O = p["W_O"]
+    attn_out = z.reshape(z.shape[0], -1) @ W_O.reshape(-1, W_O.shape[-1]) + p["b_O"]
     values = {"q": q, "k": k, "v": v, "scores": scores, "pattern": pattern, "z": z}
     record = {act_name(name): value for name, value in values.items()}
     return attn_out, record

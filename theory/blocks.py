@@ -16,6 +16,27 @@ Any other wiring is a registered :class:`BlockKind`:
 * ``param_shapes(arch) -> {name: shape or nested dict}``: extra parameters of each block,
   merged into ``params["blocks"][l]`` next to the standard ``attn``, ``ln1``, ``ln2`` and ``mlp``
   (norm weights named ``w``/``b`` are drawn near 1/0).
+* ``mixer(bp, arch, h, positions, mask, virtual, layer_context) -> (out [N, d_model], record)``:
+  the block's token mixer, run by ``attend``; ``layer_context`` is this layer's slice of a
+  per-layer context (:func:`theory.context.layer_context`) or None. ``None``: multi-head
+  attention on ``bp["attn"]`` (:func:`theory.attention.attention_layer`).
+* ``features``: what the block provides, named by ``Theorem.requires`` and ``Method.requires``:
+
+  ==============  ============================================================================
+  attention       the mixer is attention: activations q, k, v, scores, pattern, z over the N
+                  positions; it reads a KV-prefix
+  projections     queries, keys and values are the standard maps W_Q, W_K, W_V of ``bp["attn"]``
+                  (drawn for the block; checks that rebuild keys or rerun the layer need them)
+  recurrence      the mixer is a diagonal linear recurrence (:mod:`theory.recurrence`): state
+                  activations; it reads an initial state
+  time_invariant  the recurrence's decay does not depend on the input
+  latent          multi-head latent attention: keys and values from a shared latent; it reads a
+                  latent prefix
+  kv_bias         a learned key/value bias (an attention sink) in every layer
+  ==============  ============================================================================
+
+  Attention kinds add their own (``AttentionKind.features``): ``differential`` (two softmax
+  maps per head), ``signed_weights`` (weights may be negative, so no log-ratio of weights).
 
 The prefix theorems (docs/theory.md §3) concern one attention layer *given its inputs*, so
 they hold for every block kind whose attention is an attention kind of :mod:`theory.attention`;
@@ -45,13 +66,19 @@ class BlockKind:
     forward: Callable | None = None  # None: the standard block
     param_shapes: Callable | None = None  # arch -> extra leaves of each block
     requires: Callable | None = None  # arch -> None, or a message saying what is missing
+    mixer: Callable | None = None  # the token mixer (module doc); None: attention on bp["attn"]
+    features: tuple = ("attention", "projections")  # what the block provides (module doc)
 
 
 def register_block(kind: BlockKind, *, replace: bool = False) -> BlockKind:
     """Register a block kind under ``kind.name`` (see :class:`theory.registry.Registry`)."""
-    if kind.forward is not None and not callable(kind.forward):
+    for field in ("forward", "mixer"):
+        value = getattr(kind, field)
+        if value is not None and not callable(value):
+            raise ToolkitError(f"block kind {kind.name!r}: {field} must be callable, got {value!r}")
+    if not isinstance(kind.features, tuple) or not all(isinstance(f, str) for f in kind.features):
         raise ToolkitError(
-            f"block kind {kind.name!r}: forward must be callable, got {kind.forward!r}"
+            f"block kind {kind.name!r}: features must be a tuple of names, got {kind.features!r}"
         )
     return BLOCK_KINDS.register(kind, replace=replace)
 
@@ -108,15 +135,19 @@ def block_forward(
     """One transformer block ``[N, d_model] -> [N, d_model]``; returns (resid_post, record).
 
     ``mask`` is the ``[N, N]`` visibility matrix, ``virtual`` ``[N]`` marks prefix positions,
-    ``kv`` an optional KV-prefix of this layer. Running this on the content activations alone
+    ``kv`` this layer's part of a per-layer context (a KV-prefix's keys and values, an initial
+    state, a latent prefix) or None. Running this on the content activations alone
     (``virtual`` all False) is the no-prefix layer of the deeper-layer theorems.
     """
+    kind = BLOCK_KINDS[arch.block]
 
     def attend(h):
-        attn_out, record = attention_layer(bp["attn"], arch, h, positions, mask, virtual, kv)
-        return attn_out, dict(record, **{act_name("attn_out"): attn_out})
+        if kind.mixer is None:
+            out, record = attention_layer(bp["attn"], arch, h, positions, mask, virtual, kv)
+        else:
+            out, record = kind.mixer(bp, arch, h, positions, mask, virtual, kv)
+        return out, dict(record, **{act_name("attn_out"): out})
 
-    kind = BLOCK_KINDS[arch.block]
     forward = standard_block if kind.forward is None else kind.forward
     resid_post, record = forward(bp, arch, resid_pre, attend)
     record.update({act_name("resid_pre"): resid_pre, act_name("resid_post"): resid_post})

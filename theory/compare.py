@@ -38,6 +38,7 @@ from theory.registry import ATTENTION_KINDS
 from theory.trials import Trial
 
 PATTERN, Z, V = act_name("pattern"), act_name("z"), act_name("v")
+OUT = act_name("attn_out")
 
 
 class Comparison(NamedTuple):
@@ -145,9 +146,19 @@ def compare(arch: Architecture, trial: Trial) -> Comparison:
     return Comparison(*(jnp.stack(x) for x in (attn_res, out_res, masses, moved)))
 
 
-def context_effect(arch: Architecture, trial: Trial) -> tuple[Float[Array, ""], Float[Array, ""]]:
-    """What the trial's context changes: (prefix mass, output displacement), each the largest
-    over the layers; a check on a context that changes nothing holds vacuously
+def context_effect(arch: Architecture, trial: Trial) -> dict[str, Float[Array, ""]]:
+    """What the trial's context changes, each the largest over the layers: ``displacement``, how
+    far it moved a head's output (``hook_z``; for a mixer without attention heads, the mixer's
+    output ``hook_attn_out``), and, where the mixer attends, the ``prefix_mass`` on the virtual
+    positions. A check on a context that changes nothing holds vacuously
     (:data:`theory.tolerances.EFFECT_FLOOR`)."""
-    c = compare(arch, trial)
-    return jnp.max(jnp.abs(c.prefix_mass)), jnp.max(c.displacement)
+    pairs = layer_pairs(arch, trial)[0]
+    if all(PATTERN in layer.adapted for layer in pairs):
+        c = compare(arch, trial)
+        return {
+            "prefix_mass": jnp.max(jnp.abs(c.prefix_mass)),
+            "displacement": jnp.max(c.displacement),
+        }
+    n_p = n_virtual(trial.context)
+    moved = [jnp.max(jnp.abs(layer.adapted[OUT][n_p:] - layer.base[OUT])) for layer in pairs]
+    return {"displacement": jnp.max(jnp.stack(moved))}

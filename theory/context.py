@@ -13,7 +13,17 @@ Prefix         hidden state of every virtual position at    states ``[n_layers, 
 KVPrefix       key and value of every virtual position at   keys, values
                every layer (PEFT's ``past_key_values``,     ``[n_layers, n_kv_heads, n_p, d_head]``
                ``num_virtual_tokens = n_p``)                used as-is: no norm, no RoPE applied
+LatentPrefix   latent attention: the key/value latent and   latents ``[n_layers, n_p, d_latent]``,
+               the decoupled RoPE key of every virtual      rope_keys ``[n_layers, n_p, d_rope]``
+               position at every layer (docs/theory.md §5.3) (used as-is, like a latent cache)
+InitialState   recurrent blocks: the state every layer's    state ``[n_layers, *state shape]``
+               recurrence starts from (docs/theory.md       (no virtual positions: ``n_p = 0``)
+               §5.1); the recurrent analogue of a KV-prefix
 =============  ==========================================  ===================================
+
+KV-prefixes, latent prefixes and initial states act inside every layer: block ``l`` reads its
+slice :func:`layer_context` (a context of the same type without the layer axis), and each needs
+a block that reads it (the architecture feature ``attention``, ``latent`` or ``recurrence``).
 
 Hard and soft prompts are token embeddings: the model adds positions (and the
 embedding norm) to them exactly as to content tokens.  All contexts are
@@ -30,6 +40,7 @@ import numpy as np
 
 from theory.architecture import Architecture
 from theory.errors import ToolkitError
+from theory.registry import BLOCK_KINDS
 
 
 class HardPrompt(NamedTuple):
@@ -65,8 +76,35 @@ class KVPrefix(NamedTuple):
         return self.keys.shape[2]
 
 
-Context = None | HardPrompt | SoftPrompt | Prefix | KVPrefix
-CONTEXT_TYPES = (HardPrompt, SoftPrompt, Prefix, KVPrefix)
+class LatentPrefix(NamedTuple):
+    latents: jax.Array  # [n_layers, n_p, d_latent]
+    rope_keys: jax.Array  # [n_layers, n_p, d_rope]
+
+    @property
+    def n_virtual(self) -> int:
+        return self.latents.shape[1]
+
+
+class InitialState(NamedTuple):
+    state: jax.Array  # [n_layers, *state shape of the block's recurrence]
+
+    @property
+    def n_virtual(self) -> int:
+        return 0
+
+
+Context = None | HardPrompt | SoftPrompt | Prefix | KVPrefix | LatentPrefix | InitialState
+CONTEXT_TYPES = (HardPrompt, SoftPrompt, Prefix, KVPrefix, LatentPrefix, InitialState)
+# per-layer contexts and the architecture feature of the blocks that read them
+LAYER_CONTEXTS = {KVPrefix: "attention", LatentPrefix: "latent", InitialState: "recurrence"}
+
+
+def layer_context(context: Context, layer: int):
+    """Block ``layer``'s part of a per-layer context (the same type without the layer axis), or
+    None for contexts that act through the virtual positions' states."""
+    if type(context) not in LAYER_CONTEXTS:
+        return None
+    return type(context)(*(x[layer] for x in context))
 
 
 def n_virtual(context: Context) -> int:
@@ -113,8 +151,14 @@ def validate_context(context: Context, arch: Architecture) -> None:
         return
     if not isinstance(context, CONTEXT_TYPES):
         raise ToolkitError(
-            "context: expected None, HardPrompt, SoftPrompt, Prefix or KVPrefix, "
-            f"got {type(context).__name__}"
+            "context: expected None, HardPrompt, SoftPrompt, Prefix, KVPrefix, LatentPrefix or "
+            f"InitialState, got {type(context).__name__}"
+        )
+    needed = LAYER_CONTEXTS.get(type(context))
+    if needed is not None and needed not in arch.features:
+        raise ToolkitError(
+            f"context: a {type(context).__name__} needs blocks with the feature {needed!r}; "
+            f"architecture {arch.name!r} (block {arch.block!r}) has {sorted(arch.features)}"
         )
     if isinstance(context, HardPrompt):
         check_tokens("hard prompt tokens", context.tokens, arch)
@@ -131,6 +175,22 @@ def validate_context(context: Context, arch: Architecture) -> None:
             context.states,
             (arch.n_layers, n_p, arch.d_model),
         )
+    elif isinstance(context, LatentPrefix):
+        shape = tuple(getattr(context.latents, "shape", ()))
+        n_p = shape[1] if len(shape) == 3 else 0
+        _check_float(
+            "latent prefix latents [n_layers, n_p, d_latent]",
+            context.latents,
+            (arch.n_layers, n_p, arch.d_latent),
+        )
+        _check_float(
+            "latent prefix rope_keys [n_layers, n_p, d_rope]",
+            context.rope_keys,
+            (arch.n_layers, n_p, arch.d_rope),
+        )
+    elif isinstance(context, InitialState):
+        expected = (arch.n_layers, *BLOCK_KINDS[arch.block].mixer.state_shape(arch))
+        _check_float("initial state [n_layers, *state shape]", context.state, expected)
     else:
         shape = tuple(getattr(context.keys, "shape", ()))
         n_p = shape[2] if len(shape) == 4 else 0

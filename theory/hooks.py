@@ -21,7 +21,14 @@ k, v           [N, n_kv_heads, d_head]     keys and values (after RoPE / KV-pref
 scores         [n_heads, N, N]             raw scores (softmax: the logits ``l_ij``)
 pattern        [n_heads, N, N]             attention weights ``A_ij``
 z              [N, n_heads, d_head]        per-head outputs ``t_i = sum_j A_ij v_j``
-attn_out       [N, d_model]                ``sum_h z_h W_O[h] + b_O``
+latent         [N, d_latent]               latent attention: key/value latent ``c_j``
+rope_key       [N, d_rope]                 latent attention: decoupled RoPE key (rotated)
+mixer_in       [N, d_model]                recurrent blocks: the recurrence's input ``x_t``
+state_init     [*S]                        recurrent blocks: the state before position 0
+decay, drive   [N, *S]                     recurrent blocks: ``a_t``, ``b_t`` of
+                                           ``s_t = a_t * s_{t-1} + b_t`` (``S``: state shape)
+state          [N, *S]                     recurrent blocks: the state ``s_t``
+attn_out       [N, d_model]                token-mixer output (``sum_h z_h W_O[h] + b_O``)
 resid_mid      [N, d_model]                after the attention residual
 mlp_out        [N, d_model]                MLP output
 resid_post     [N, d_model]                block output
@@ -41,6 +48,13 @@ BLOCK_HOOKS = {
     "scores": "attn.hook_attn_scores",
     "pattern": "attn.hook_pattern",
     "z": "attn.hook_z",
+    "latent": "attn.hook_latent",
+    "rope_key": "attn.hook_rope_key",
+    "mixer_in": "mixer.hook_in",
+    "state_init": "mixer.hook_state_init",
+    "decay": "mixer.hook_decay",
+    "drive": "mixer.hook_drive",
+    "state": "mixer.hook_state",
     "attn_out": "hook_attn_out",
     "resid_mid": "hook_resid_mid",
     "mlp_out": "hook_mlp_out",

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import jax
 import sympy as sp
 
+from theory.errors import ToolkitError
 from theory.registry import ARCHITECTURES, METHODS
 from theory.theorem import Theorem
 from theory.trials import check_index, draw_trial
@@ -145,20 +146,32 @@ class Instance:
 def substitute(
     theorem: Theorem,
     seed: int = 0,
-    architecture: str = "paper",
+    architecture: str | None = None,
     progress: Callable[[str], None] | None = None,
     **instance_inputs,
 ) -> Instance:
     """The derivation at a random instance and the JAX side on one random trial (same seed).
 
-    ``instance_inputs`` go to the theorem's ``instance`` hook (e.g. the constructions' counts
-    for ``capacity``); ``progress(message)``, when given, is told each stage."""
+    ``architecture``: default ``paper``, or the first registered architecture the theorem
+    applies to; the method is the theorem's first that runs there. ``instance_inputs`` go to the
+    theorem's ``instance`` hook (e.g. the constructions' counts for ``capacity``);
+    ``progress(message)``, when given, is told each stage."""
     say = progress or (lambda message: None)
     check_index("seed", seed)
+    if architecture is None:
+        names = ["paper", *ARCHITECTURES]
+        architecture = next((a for a in names if theorem.applies(ARCHITECTURES[a])), "paper")
     arch = ARCHITECTURES.lookup(architecture)
+    runnable = [m for m in theorem.method_names() if METHODS[m].applies(arch)]
+    if not theorem.applies(arch) or not runnable:
+        raise ToolkitError(
+            f"theorem {theorem.id!r} does not apply to architecture {architecture!r} (it "
+            f"requires {', '.join(theorem.requires)}; the architecture has "
+            f"{', '.join(sorted(arch.features))})"
+        )
     say(f"derive --substitute {theorem.id}: the derivation at random numbers (sympy)")
     steps, values = symbolic_instance(theorem, seed)
-    method = METHODS.lookup(theorem.method_names()[0])
+    method = METHODS.lookup(runnable[0])
     say(f"derive --substitute {theorem.id}: one random trial on {arch.name} (JAX)")
     trial = draw_trial(arch, method, jax.random.PRNGKey(seed))
     rows = []

@@ -33,10 +33,10 @@ from theory.blocks import block_forward
 from theory.context import (
     Context,
     HardPrompt,
-    KVPrefix,
     Prefix,
     SoftPrompt,
     check_tokens,
+    layer_context,
     n_virtual,
     validate_context,
 )
@@ -97,7 +97,7 @@ def _forward(params, arch, tokens, context, position_offset, key_mask, token_typ
     for l, bp in enumerate(params["blocks"]):
         if isinstance(context, Prefix):
             resid = resid.at[:n_p].set(context.states[l].astype(resid.dtype))
-        kv = (context.keys[l], context.values[l]) if isinstance(context, KVPrefix) else None
+        kv = layer_context(context, l)
         resid, record = block_forward(bp, arch, resid, positions, mask, virtual, kv)
         cache.update({block_prefix(l) + name: value for name, value in record.items()})
     logits, normalized = unembed(params, arch, resid[n_p:])
@@ -121,7 +121,7 @@ def forward(
     Args:
       params: parameter pytree for ``arch`` (see :mod:`theory.params`).
       tokens: content token ids ``[n]``.
-      context: None, HardPrompt, SoftPrompt, Prefix or KVPrefix (``n_p`` virtual positions).
+      context: None or a context of :mod:`theory.context` (``n_p`` virtual positions).
       position_offset: position of the first content token (default ``n_p``).
       attention_mask: key mask ``[n_p + n]`` (virtual keys first); default all visible.
       token_types: BERT token types ``[n]`` (default zeros).

@@ -6,7 +6,8 @@ Weights follow TransformerLens's layout (documented in docs/conventions.md)::
                          W_type [n_token_types, d_model] (BERT)
     params["ln_embed"]   w, b [d_model]                      (embed_norm only)
     params["blocks"][l]  ln1, ln2: w [d_model] (+ b for LayerNorm)   (norm != "none")
-                         attn: W_Q [n_heads, d_model, d_head], b_Q [n_heads, d_head],
+                         attn (blocks with the "projections" feature):
+                               W_Q [n_heads, d_model, d_head], b_Q [n_heads, d_head],
                                W_K, W_V [n_kv_heads, d_model, d_head],
                                b_K, b_V [n_kv_heads, d_head],
                                W_O [n_heads, d_head, d_model], b_O [d_model],
@@ -15,6 +16,8 @@ Weights follow TransformerLens's layout (documented in docs/conventions.md)::
                                W_out [d_mlp, d_model], b_out [d_model],
                                W_gate [d_model, d_mlp] (gated), W_hidden [depth-1, d_mlp, d_mlp],
                                b_hidden [depth-1, d_mlp] (mlp_depth > 1)
+                         + the block kind's own leaves (``BlockKind.param_shapes``: e.g.
+                           ``mixer`` of a recurrent block, the latent maps, a key/value bias)
     params["ln_final"]   w (+ b)                              (norm == "pre" and final_norm)
     params["unembed"]    W_U [d_model, d_vocab], b_U [d_vocab]
 
@@ -61,7 +64,8 @@ def param_shapes(arch: Architecture) -> dict:
         if arch.qk_norm:
             attn["q_norm"] = {"w": (k,)}
             attn["k_norm"] = {"w": (k,)}
-        block = {"attn": attn}
+        block_kind = BLOCK_KINDS[arch.block]
+        block = {"attn": attn} if "projections" in block_kind.features else {}
         if arch.norm != "none":
             block["ln1"] = norm_shapes(arch)
             if not arch.parallel and arch.d_mlp:
@@ -75,7 +79,6 @@ def param_shapes(arch: Architecture) -> dict:
                 mlp["W_hidden"] = (arch.mlp_depth - 1, m, m)
                 mlp["b_hidden"] = (arch.mlp_depth - 1, m)
             block["mlp"] = mlp
-        block_kind = BLOCK_KINDS[arch.block]
         if block_kind.param_shapes is not None:
             block.update(block_kind.param_shapes(arch))
         blocks.append(block)
@@ -84,6 +87,10 @@ def param_shapes(arch: Architecture) -> dict:
         shapes["ln_final"] = norm_shapes(arch)
     shapes["unembed"] = {"W_U": (d, arch.d_vocab), "b_U": (arch.d_vocab,)}
     return shapes
+
+
+# maps from the block input (d_model wide) of the recurrent and latent blocks (docs/theory.md §5)
+INPUT_MAPS = ("W_B", "W_C", "W_dt", "W_r", "W_i", "W_DKV", "W_KR")
 
 
 def _leaf_scale(name: str, shape, arch: Architecture) -> tuple[float, float]:
@@ -96,6 +103,12 @@ def _leaf_scale(name: str, shape, arch: Architecture) -> tuple[float, float]:
         return 0.0, 1.0 / np.sqrt(arch.n_heads * arch.d_head)
     if name in ("W_out", "W_hidden"):
         return 0.0, 1.0 / np.sqrt(max(arch.d_mlp, 1))
+    if name in INPUT_MAPS:
+        return 0.0, 1.0 / np.sqrt(arch.d_model)
+    if name in ("W_UK", "W_UV"):
+        return 0.0, 1.0 / np.sqrt(max(arch.d_latent, 1))
+    if name in ("k_sink", "v_sink"):
+        return 0.0, 1.0
     if name == "w":
         return 1.0, 0.1
     return 0.0, 0.1  # biases

@@ -18,6 +18,13 @@ JAX, to get what the checks were calibrated for:
   the flag when JAX creates its CPU backend: if JAX has already computed, the flag cannot take
   effect and a warning says so. A user's own setting of the flag wins. GPU and TPU backends
   ignore it.
+* **room in XLA's CPU thread pool** (``$PJRT_NPROC``): jaxlib's batched LAPACK kernels (SVD, QR,
+  ...; jaxlib 0.10.2) split their batch over XLA's intra-op pool and block their own pool thread
+  until the parts finish. The pool has one thread per core, so on a 2-core host two such calls
+  at once leave no thread to run the parts and the process hangs with every thread idle
+  (``verify --theorem bias_span --trials 16`` did). With :data:`POOL_THREADS_PER_DEVICE`
+  threads per device the pool never runs out; the extra threads idle and results are the same.
+  A user's own ``$PJRT_NPROC`` (or ``$NPROC``) wins.
 """
 
 from __future__ import annotations
@@ -28,6 +35,9 @@ import warnings
 import jax
 
 XLA_CPU_FLAGS = {"xla_cpu_enable_concurrency_optimized_scheduler": "false"}
+POOL_ENV = ("PJRT_NPROC", "NPROC")  # what XLA reads for its CPU thread pool size
+POOL_THREADS_PER_DEVICE = 32
+_pool_size_set = {"threads": None}  # the size this module chose (a user's own setting wins)
 
 
 def _backends_initialized() -> bool:
@@ -58,7 +68,26 @@ def apply_xla_cpu_flags() -> None:
     os.environ["XLA_FLAGS"] = " ".join([current, *missing]).strip()
 
 
+def size_cpu_pool(devices: int = 1) -> bool:
+    """Give XLA's CPU thread pool :data:`POOL_THREADS_PER_DEVICE` threads per CPU device (at least
+    one per core) unless the user sized it or JAX has started; returns whether it did."""
+    chosen = _pool_size_set["threads"]
+    user_set = any(name in os.environ for name in POOL_ENV) and (
+        chosen is None or os.environ.get("PJRT_NPROC") != str(chosen)
+    )
+    if user_set or _backends_initialized():
+        return False
+    threads = max(os.cpu_count() or 1, POOL_THREADS_PER_DEVICE * max(devices, 1))
+    if chosen is not None and chosen >= threads:
+        return False
+    os.environ["PJRT_NPROC"] = str(threads)
+    _pool_size_set["threads"] = threads
+    return True
+
+
 def configure_jax(float64: bool = True) -> None:
-    """Set up JAX for verification: float64 (unless ``float64=False``) and the XLA CPU flags."""
+    """Set up JAX for verification: float64 (unless ``float64=False``), the XLA CPU flags and
+    room in the CPU thread pool (see the module doc)."""
     apply_xla_cpu_flags()
+    size_cpu_pool()
     jax.config.update("jax_enable_x64", bool(float64))

@@ -13,7 +13,11 @@ A :class:`Theorem` holds everything the toolkit knows about one result, under on
 * ``controls``: the negative controls (:class:`Control`), inputs on which the check must come
   out the other way. The test suite runs every control of every registered theorem, and fails
   for a theorem without one;
-* ``coq``: the Coq theorems that prove the statement in general (:class:`CoqProof`, ``proofs/``).
+* ``coq``: the Coq theorems that prove the statement in general (:class:`CoqProof`, ``proofs/``);
+* ``requires``: the architecture features the statement is about (default: an attention layer;
+  :mod:`theory.blocks` lists the features; ``"!name"``: the architecture must not have the
+  feature). Where they are missing the theorem does not apply: ``verify`` runs no row there and
+  the atlas shows the cell as n/a.
 
 Most checks measure an identity that should hold (residual ~ 0). A *witness* check measures how
 far a REFUTED claim misses ("the wider method is no wider"): its expected verdict is "fails" and
@@ -25,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from theory.architecture import Architecture
+from theory.architecture import Architecture, meets
 from theory.errors import ToolkitError
 from theory.methods import Method, default_expectation
 from theory.registry import ARCHITECTURES, METHODS, THEOREMS
@@ -96,6 +100,11 @@ class Theorem:
     default_run: Callable | None = None  # arch -> bool: in a `verify` that names nothing
     tolerance: float = TOL_F64
     coq: CoqProof | None = None
+    requires: tuple = ("attention",)  # architecture features the statement is about
+
+    def applies(self, arch: Architecture) -> bool:
+        """Whether the statement is about ``arch`` (its features meet ``requires``)."""
+        return meets(arch, self.requires)
 
     def in_default_run(self, arch: Architecture) -> bool:
         return self.default_run is None or bool(self.default_run(arch))
@@ -130,6 +139,13 @@ def _check_theorem(theorem: Theorem) -> None:
         raise ToolkitError(
             f"theorem {theorem.id!r}: coq must be a CoqProof with names and general_in, "
             f"got {theorem.coq!r}"
+        )
+    if not isinstance(theorem.requires, tuple) or not all(
+        isinstance(f, str) for f in theorem.requires
+    ):
+        raise ToolkitError(
+            f"theorem {theorem.id!r}: requires must be a tuple of feature names, "
+            f"got {theorem.requires!r}"
         )
     for control in theorem.controls:
         if not isinstance(control, Control) or control.outcome not in CONTROL_OUTCOMES:

@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from theory import sharding
 from theory.architecture import Architecture
 from theory.compare import context_effect, shared_runs
 from theory.errors import ToolkitError, unknown_name
@@ -41,7 +42,7 @@ from theory.trials import TrialShape, check_index, check_shape, draw_trial
 # default run), so XLA's backend optimisation and its new CPU fusion emitters are off
 # (together about 2x less compile CPU; the programs are tiny, so run time hardly matters).
 FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
-EFFECT = "context effect"  # key of the (prefix mass, displacement) pair among the residuals
+EFFECT = "context effect"  # key of theory.compare.context_effect's measures among the residuals
 
 
 @dataclass
@@ -79,9 +80,10 @@ class Result:
 def judge(residuals, tolerance: float, effect=None) -> tuple[str, int, float, str]:
     """(verdict, witness trial, max residual, reason of an "error") of one row.
 
-    ``residuals [trials]``; ``effect``: (prefix mass, displacement) ``[trials]`` each, for a
-    context method. A residual that is not finite, or a context without effect on some trial,
-    gives "error": neither "holds" nor "fails" can be concluded.
+    ``residuals [trials]``; ``effect``: ``{measure: [trials]}`` for a context method (see
+    :func:`theory.compare.context_effect`). A residual that is not finite, or a context without
+    effect on some trial (some measure at most :data:`EFFECT_FLOOR`), gives "error": neither
+    "holds" nor "fails" can be concluded.
     """
     r = np.asarray(residuals, dtype=np.float64)
     finite = np.isfinite(r)
@@ -90,18 +92,18 @@ def judge(residuals, tolerance: float, effect=None) -> tuple[str, int, float, st
         return "error", bad, float(r[bad]), f"residual is not finite ({r[bad]} on trial {bad})"
     worst = int(np.argmax(r))
     max_res = float(r[worst])
-    if effect is not None:
-        mass, moved = (np.asarray(x, dtype=np.float64) for x in effect)
-        weak = ~((mass > EFFECT_FLOOR) & (moved > EFFECT_FLOOR))  # NaN counts as no effect
+    if effect:
+        measures = {k: np.asarray(x, dtype=np.float64) for k, x in effect.items()}
+        weak = ~np.all([x > EFFECT_FLOOR for x in measures.values()], axis=0)  # NaN: no effect
         if weak.any():
             t = int(np.argmax(weak))
+            shown = ", ".join(f"{k.replace('_', ' ')} {x[t]:.1e}" for k, x in measures.items())
             return (
                 "error",
                 t,
                 max_res,
-                f"the context had no effect on trial {t} (prefix mass {mass[t]:.1e}, output "
-                f"displacement {moved[t]:.1e}; floor {EFFECT_FLOOR:.0e}): the check holds "
-                "vacuously",
+                f"the context had no effect on trial {t} ({shown}; floor {EFFECT_FLOOR:.0e}): "
+                "the check holds vacuously",
             )
     return ("holds" if max_res <= tolerance else "fails"), worst, max_res, ""
 
@@ -114,7 +116,8 @@ def trial_keys(seed: int, trials: int):
 
 def residual_function(arch: Architecture, method_name: str, theorem_ids: tuple, shape: TrialShape):
     """``keys [trials, 2] -> {theorem_id: residuals [trials]}`` (vmapped, not yet compiled); with
-    ``theorem_ids == (EFFECT,)``: ``{EFFECT: (prefix mass [trials], displacement [trials])}``, what
+    ``theorem_ids == (EFFECT,)``: ``{EFFECT: {measure: [trials]}}`` (``displacement`` and, where
+    the mixer attends, ``prefix_mass``), what
     the method's context changes on the same trials."""
     method = METHODS[method_name]
     if theorem_ids == (EFFECT,):
@@ -144,8 +147,8 @@ def _select(names, registry):
         return list(registry)
     if isinstance(names, str):
         raise ToolkitError(
-            f"run_verify/plan: expected a list of {registry.kind} ids, got the string "
-            f"{names!r} (write [{names!r}])"
+            f"expected a list of {registry.kind} names, got the string {names!r} "
+            f"(write [{names!r}])"
         )
     for name in names:
         registry.lookup(name)
@@ -159,32 +162,120 @@ def plan(theorems=None, architectures=None, methods=None):
     method_names = _select(methods, METHODS)
     groups = []
     for a in arch_names:
-        defaults = ARCHITECTURES[a].default_methods
+        arch = ARCHITECTURES[a]
+        if not (theorems or architectures or methods or arch.default_run):
+            continue  # checked only when named (make atlas names every architecture)
+        defaults = arch.default_methods
         for m in defaults:
             if m not in METHODS:
                 raise unknown_name(f"method in default_methods of architecture {a!r}:", m, METHODS)
         for m in method_names:
             if not methods and defaults and m not in defaults:
                 continue  # default run: the architecture's representative methods (docs/atlas.md)
+            if not METHODS[m].applies(arch):
+                continue  # e.g. a KV-prefix on a recurrent model
             ids = tuple(
                 t
                 for t in theorem_ids
                 if m in THEOREMS[t].method_names()
-                and (theorems or architectures or THEOREMS[t].in_default_run(ARCHITECTURES[a]))
+                and THEOREMS[t].applies(arch)
+                and (theorems or architectures or THEOREMS[t].in_default_run(arch))
             )
             if ids:
                 groups.append((a, m, ids))
     if not groups:
+        needs = "; ".join(
+            f"{t} needs {', '.join(THEOREMS[t].requires) or 'nothing'}" for t in theorem_ids
+        )
         raise ToolkitError(
-            f"nothing to run: no theorem among {theorem_ids} applies to methods {method_names}"
+            f"nothing to run: no theorem among {theorem_ids} applies to architectures "
+            f"{arch_names} with methods {method_names} (a theorem applies to architectures with "
+            f"the features it requires: {needs})"
         )
     return groups
 
 
-def _label(unit) -> str:
-    """An architecture's name, or its name and "context effect" for the effect function."""
-    a, _, ids = unit[0]
-    return f"{a}, context effect" if ids == (EFFECT,) else a
+def result_key(r: Result) -> tuple:
+    """What identifies a result in a sweep: (model, theorem, method, seed); the model of a random
+    trial is its architecture."""
+    return (r.architecture, r.theorem, r.method, r.seed)
+
+
+def unit_keys(unit, seed: int) -> list[tuple]:
+    """The :func:`result_key` of every result one (architecture, seed) unit of a sweep gives."""
+    return [(a, t, m, seed) for a, m, ids in unit for t in ids]
+
+
+def check_seeds(seeds) -> list[int]:
+    """A non-empty list of distinct ints >= 0, in the given order (ToolkitError otherwise)."""
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
+        raise ToolkitError(f"seeds: expected a list of ints >= 0, got {seeds!r}")
+    seeds = list(seeds)
+    bad = [s for s in seeds if not isinstance(s, int) or isinstance(s, bool) or s < 0]
+    if not seeds or bad:
+        raise ToolkitError(f"seeds: expected a non-empty list of ints >= 0, got {seeds!r}")
+    return list(dict.fromkeys(seeds))
+
+
+def group_results(group, residuals, trials: int, seed: int, effect=None) -> list[Result]:
+    """The Results of one (architecture, method, theorem ids) group from its residuals
+    ``{theorem_id: [trials]}``, or from the exception its check raised (error rows).
+
+    ``effect``: the group's context effect ``{EFFECT: {measure: [trials]}}`` measured
+    on the same trials (None for a weight update), or the exception measuring it raised."""
+    a, m, ids = group
+    arch, method = ARCHITECTURES[a], METHODS[m]
+    if isinstance(effect, Exception) and not isinstance(residuals, Exception):
+        residuals = effect  # the effect could not be measured: no verdict either
+    results = []
+    if isinstance(residuals, Exception):
+        exc = residuals
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        message = f"the check raised {type(exc).__name__}: {first}"
+        for tid in ids:
+            expected, _ = THEOREMS[tid].expectation(arch, method)
+            results.append(
+                Result(
+                    tid,
+                    a,
+                    m,
+                    expected,
+                    "error",
+                    math.nan,
+                    trials,
+                    THEOREMS[tid].tolerance,
+                    seed,
+                    -1,
+                    message,
+                )
+            )
+        return results
+    effect = None if effect is None else effect[EFFECT]
+    smallest = {} if effect is None else {k: float(np.min(x)) for k, x in effect.items()}
+    mass = smallest.get("prefix_mass", math.nan)  # nan: not measured (no attention, no context)
+    moved = smallest.get("displacement", math.nan)
+    for tid in ids:
+        thm = THEOREMS[tid]
+        verdict, witness, max_res, error = judge(residuals[tid], thm.tolerance, effect)
+        expected, reason = thm.expectation(arch, method)
+        results.append(
+            Result(
+                tid,
+                a,
+                m,
+                expected,
+                verdict,
+                max_res,
+                trials,
+                thm.tolerance,
+                seed,
+                witness,
+                error or reason,
+                mass,
+                moved,
+            )
+        )
+    return results
 
 
 def run_verify(
@@ -196,15 +287,32 @@ def run_verify(
     shape: TrialShape = TrialShape(),
     workers: int | None = None,
     progress: Callable[[str], None] | None = None,
+    *,
+    seeds=None,
+    mesh=None,
+    skip=frozenset(),
+    on_rows=None,
 ) -> list[Result]:
     """Check the selected theorems x architectures x methods on ``trials`` random trials each.
 
+    A sweep: ``seeds`` (a list, replacing ``seed``) runs each (architecture, seed) unit with
+    the architecture's function compiled once.  Units whose every :func:`result_key` is in
+    ``skip`` are not run (resuming a sweep); ``on_rows(results)`` is called as each unit
+    finishes (in order), and the results of the units run are returned.
+
+    ``mesh`` (a :mod:`theory.sharding` mesh) spreads each unit's trials over its devices, each
+    device running the same check on its slice of the keys (padded to a multiple of the device
+    count; the padding is dropped).
+
     ``progress(message)``, when given, is told which architecture is being traced and which has
-    been checked (the command line shows it on stderr)."""
+    been checked (the command line shows it on stderr).
+    """
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise ToolkitError(f"trials must be a positive int, got {trials!r}")
     check_index("seed", seed)
     check_shape(shape)
+    seed_list = [seed] if seeds is None else check_seeds(seeds)
+    skip = frozenset(skip)
     groups = plan(theorems, architectures, methods)
     for a in dict.fromkeys(a for a, _, _ in groups):
         if shape.n + shape.n_p > ARCHITECTURES[a].n_ctx:
@@ -212,115 +320,101 @@ def run_verify(
                 f"shape: {shape.n_p} virtual + {shape.n} content positions, but architecture "
                 f"{a!r} has n_ctx={ARCHITECTURES[a].n_ctx}"
             )
-    keys = trial_keys(seed, trials)
     say = progress or (lambda message: None)
+    if mesh is None:
+        keys = trial_keys(seed_list[0], trials)
+
+        def keys_of(s):
+            return keys if s == seed_list[0] else trial_keys(s, trials)
+
+        fetch = jax.device_get
+    else:
+        n_keys = sharding.padded(trials, mesh)
+
+        def keys_of(s):
+            return sharding.place_batch(np.asarray(trial_keys(s, n_keys)), mesh)
+
+        def fetch(out):
+            return sharding.to_host(out, trials)
+
+        keys = keys_of(seed_list[0])
 
     def lower(unit):
-        return jax.jit(groups_function(unit, shape)).lower(keys)
+        fn = groups_function(unit, shape)
+        if mesh is not None:
+            fn = sharding.over_trials(fn, mesh)
+        return jax.jit(fn).lower(keys)
 
     def compile_lowered(lowered):
         return lowered.compile(compiler_options=FAST_COMPILE)
 
-    def evaluate_alone(group):
+    def evaluate_alone(group, seed_keys):
         """Residuals of one group, or the exception it raised (isolates a failing group)."""
         try:
-            return jax.device_get(compile_lowered(lower([group]))(keys))[0]
+            return fetch(compile_lowered(lower([group]))(seed_keys))[0]
         except Exception as exc:
             return exc
+
+    def submit(pool, unit):
+        """The unit's compilation, started in ``pool`` (or the exception tracing raised: a
+        user-registered variant that cannot run gives error rows, not a crash)."""
+        try:
+            return pool.submit(compile_lowered, lower(unit))
+        except Exception as exc:
+            return exc
+
+    def evaluate(unit, item, seed_keys):
+        """The outcomes of a unit's groups: residuals, or the exception a group raised."""
+        try:
+            if isinstance(item, Exception):
+                raise item
+            return fetch(item.result()(seed_keys))
+        except Exception:  # find out which group(s) of the architecture raised
+            return [evaluate_alone(group, seed_keys) for group in unit]
 
     by_arch: dict = {}
     for group in groups:
         by_arch.setdefault(group[0], []).append(group)
-    units = []
+    jobs = []  # (unit, its context-effect unit, seeds to run)
     for unit in by_arch.values():
+        seeds_left = [s for s in seed_list if not set(unit_keys(unit, s)) <= skip]
         # the context's effect (a check on a context that does nothing holds vacuously) is
         # measured on the same trials by a function of its own, so the residuals compile, and
         # round, exactly as they would without it
         effects = [(a, m, (EFFECT,)) for a, m, _ in unit if not METHODS[m].changes_weights]
-        units += [unit, effects] if effects else [unit]
+        if seeds_left:
+            jobs.append((unit, effects, seeds_left))
+    results: list[Result] = []
     # Python tracing and lowering hold the GIL, so they run here, one architecture at a time,
     # while XLA compiles the architectures already lowered in the worker threads (compilation
     # releases the GIL).  Compiled functions run afterwards, in this thread.
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
         pending = []
-        for k, unit in enumerate(units, 1):
-            say(f"verify: tracing {_label(unit)} ({k}/{len(units)})")
-            try:
-                pending.append(pool.submit(compile_lowered, lower(unit)))
-            except (
-                Exception
-            ) as exc:  # a (user-registered) variant that cannot run: an error row, not a crash
-                pending.append(exc)
-        outcomes = []
-        for k, (unit, item) in enumerate(zip(units, pending, strict=False), 1):
-            say(f"verify: compiling and checking {_label(unit)} ({k - 1}/{len(units)} done)")
-            try:
-                if isinstance(item, Exception):
-                    raise item
-                outcomes.extend(jax.device_get(item.result()(keys)))
-            except Exception:  # find out which group(s) of the architecture raised
-                outcomes.extend(evaluate_alone(group) for group in unit)
-            say(f"verify: checked {_label(unit)} ({k}/{len(units)})")
-    groups = [group for unit in units for group in unit]
-    effects = {
-        (a, m): out for (a, m, ids), out in zip(groups, outcomes, strict=True) if ids == (EFFECT,)
-    }
-
-    results = []
-    for (a, m, ids), residuals in zip(groups, outcomes, strict=False):
-        if ids == (EFFECT,):
-            continue
-        arch, method = ARCHITECTURES[a], METHODS[m]
-        effect = effects.get((a, m))
-        if isinstance(effect, Exception) and not isinstance(residuals, Exception):
-            residuals = effect  # the effect could not be measured: no verdict either
-        if isinstance(residuals, Exception):
-            exc = residuals
-            message = (
-                f"the check raised {type(exc).__name__}: "
-                f"{str(exc).splitlines()[0] if str(exc) else ''}"
-            )
-            for tid in ids:
-                expected, _ = THEOREMS[tid].expectation(arch, method)
-                results.append(
-                    Result(
-                        tid,
-                        a,
-                        m,
-                        expected,
-                        "error",
-                        math.nan,
-                        trials,
-                        THEOREMS[tid].tolerance,
-                        seed,
-                        -1,
-                        message,
+        for k, (unit, effects, _) in enumerate(jobs, 1):
+            say(f"verify: tracing {unit[0][0]} ({k}/{len(jobs)})")
+            pending.append((submit(pool, unit), submit(pool, effects) if effects else None))
+        for k, ((unit, effects, seeds_left), (item, effect_item)) in enumerate(
+            zip(jobs, pending, strict=True)
+        ):
+            say(f"verify: compiling and checking {unit[0][0]} ({k}/{len(jobs)} done)")
+            for s in seeds_left:
+                seed_keys = keys_of(s)
+                outcomes = evaluate(unit, item, seed_keys)
+                effect_outcomes = evaluate(effects, effect_item, seed_keys) if effects else []
+                effect_of = {
+                    (a, m): out for (a, m, _), out in zip(effects, effect_outcomes, strict=True)
+                }
+                rows = [
+                    r
+                    for group, residuals in zip(unit, outcomes, strict=True)
+                    for r in group_results(
+                        group, residuals, trials, s, effect_of.get((group[0], group[1]))
                     )
-                )
-            continue
-        effect = None if effect is None else effect[EFFECT]
-        mass, moved = (math.nan, math.nan) if effect is None else (float(np.min(x)) for x in effect)
-        for tid in ids:
-            thm = THEOREMS[tid]
-            verdict, witness, max_res, error = judge(residuals[tid], thm.tolerance, effect)
-            expected, reason = thm.expectation(arch, method)
-            results.append(
-                Result(
-                    tid,
-                    a,
-                    m,
-                    expected,
-                    verdict,
-                    max_res,
-                    trials,
-                    thm.tolerance,
-                    seed,
-                    witness,
-                    error or reason,
-                    mass,
-                    moved,
-                )
-            )
+                ]
+                results.extend(rows)
+                if on_rows is not None:
+                    on_rows(rows)
+            say(f"verify: checked {unit[0][0]} ({k + 1}/{len(jobs)})")
     return results
 
 

@@ -7,3 +7,4 @@ Require Export PrefixTheory.HierarchyStrict PrefixTheory.PositionShift.
 Require Export PrefixTheory.FinetuneContrast PrefixTheory.DeeperFirstOrder.
 Require Export PrefixTheory.DeeperAttention PrefixTheory.Constructions PrefixTheory.Capacity.
 Require Export PrefixTheory.Differential.
+Require Export PrefixTheory.Recurrent PrefixTheory.Latent PrefixTheory.Sinks.

@@ -1,11 +1,14 @@
-(** Differential attention (the difference of two softmaxes, [softmax(a) - lam softmax(b)])
-    does not have the prefix property: a context can change the ratio of two content
-    weights.  Refuted claim, the differential analogue of [relative_attention_ratio]; the
-    counterexample: two content keys with logits [a = (0, 0)], [b = (0, 1)], [lam = 1/2], one
-    virtual position with logit 0 in both softmaxes. *)
+(** Differential attention (the difference of two softmaxes, [softmax(a) - lam softmax(b)],
+    docs/theory.md §5.2) does not have the prefix property: a context can change the ratio of
+    two content weights.  Refuted claim, the differential analogue of
+    [relative_attention_ratio]; the counterexample: two content keys with logits [a = (0, 0)],
+    [b = (0, 1)], [lam = 1/2], one virtual position with logit 0 in both softmaxes.  What holds
+    instead: each map keeps relative attention with its own prefix share, and the output is the
+    difference of two convex combinations ([differential_each_map], [differential_output]). *)
 
 Require Import Reals Lra Lia.
 Require Import PrefixTheory.Sums PrefixTheory.Linear PrefixTheory.Softmax.
+Require Import PrefixTheory.RelativeAttention PrefixTheory.ConvexOutput.
 Open Scope R_scope.
 
 Definition diff_weight (n : nat) (la lb : nat -> R) (lam : R) (j : nat) : R :=
@@ -45,3 +48,20 @@ Proof.
       rewrite Rmult_assoc, Rinv_r by lra. fold (Rdiv (2 * E + 1) (4 - E)). lra. }
     nra.
 Qed.
+
+(** What does hold: each softmax map keeps relative attention with its own prefix share ... *)
+Theorem differential_each_map (np n : nat) (lpa la lpb lb : nat -> R) (j : nat) :
+  (0 < n)%nat -> (j < n)%nat ->
+  weight_pt np n lpa la (np + j) = softmax n la j * (1 - prefix_mass np n lpa la) /\
+  weight_pt np n lpb lb (np + j) = softmax n lb j * (1 - prefix_mass np n lpb lb).
+Proof. intros Hn Hj. split; apply relative_attention; assumption. Qed.
+
+(** ... and the head output is the difference of two convex combinations of the virtual
+    values [vp] and the output without context (every coordinate [c]). *)
+Theorem differential_output (np n : nat) (lpa la lpb lb : nat -> R) (lam : R)
+    (vp vc : nat -> vec) (c : nat) :
+  (0 < n)%nat ->
+  head_pt np n lpa la vp vc c - lam * head_pt np n lpb lb vp vc c =
+  (bias np n lpa la vp c + (1 - prefix_mass np n lpa la) * head n la vc c) -
+  lam * (bias np n lpb lb vp c + (1 - prefix_mass np n lpb lb) * head n lb vc c).
+Proof. intro Hn. rewrite !convex_output by exact Hn. reflexivity. Qed.

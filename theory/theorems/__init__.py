@@ -1,7 +1,8 @@
 """The built-in theorems, one module each (the module is named after the theorem's id).
 
 :data:`BUILTIN` lists them in the order ``verify`` and the documents present them (the two §3
-identities first, then the catalogue); importing this package registers every one.
+identities first, then the catalogue, then the families of docs/theory.md §5); importing this
+package registers every one.
 """
 
 from theory.theorem import register_theorem
@@ -11,12 +12,21 @@ from theory.theorems import (
     convex_output,
     deeper_attention_changes,
     deeper_first_order,
+    differential_maps,
     finetune_contrast,
     hierarchy,
     hierarchy_strict,
+    initial_state,
+    initial_state_strict,
+    kv_bias_prefix,
+    kv_bias_rescales,
     kv_converse,
+    latent_hierarchy,
+    latent_strict,
     position_shift,
     pre_ln,
+    recurrent_bias,
+    recurrent_state,
     relative_attention,
     single_prefix,
 )
@@ -37,6 +47,15 @@ BUILTIN = tuple(
         position_shift,
         finetune_contrast,
         capacity,
+        recurrent_state,
+        recurrent_bias,
+        initial_state,
+        initial_state_strict,
+        differential_maps,
+        latent_hierarchy,
+        latent_strict,
+        kv_bias_prefix,
+        kv_bias_rescales,
     )
 )
 

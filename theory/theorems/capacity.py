@@ -230,6 +230,7 @@ THEOREM = Theorem(
             check=soft_prompts_from_rows_check,
         ),
     ),
+    requires=(),
     coq=CoqProof(
         names=(
             "Capacity.capacity",

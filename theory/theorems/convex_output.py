@@ -73,7 +73,7 @@ content activations (theory.compare)."""
 THEOREM = Theorem(
     id="convex_output",
     statement="A prefix moves a head's output along "
-    "t^pt = sum_p A^pt_ip v_p + (1 - sum_p A^pt_ip) t.",
+    "t^pt = sum_p A^pt_ip v_p + (1 - sum_p A^pt_ip) t (factor 1 for unnormalised kinds).",
     section="§3.2",
     assumptions=(
         "softmax-normalised attention",

@@ -192,6 +192,7 @@ THEOREM = Theorem(
             changes=(("positional", "rope"), ("qk_norm", True)),
         ),
     ),
+    requires=("attention", "projections"),
     coq=CoqProof(
         names=(
             "DeeperFirstOrder.deeper_first_order",

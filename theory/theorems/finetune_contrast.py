@@ -75,8 +75,9 @@ def derivation() -> Derivation:
         notes=(
             "Every weight-based change of H that makes the logit change "
             "depend on the key can do this; the limitation of prefixes is "
-            "structural (they never touch H), not a parameter count. The same "
-            "construction with W_K (a on the key side) works symmetrically.",
+            "structural (they never touch H), not a parameter count. A rank-1 "
+            "update of W_K can do the same, but not symmetrically: it needs a "
+            "non-zero query and the two keys' inputs linearly independent.",
         ),
     )
 
@@ -210,6 +211,7 @@ THEOREM = Theorem(
             changes=(("positional", "rope"), ("qk_norm", True)),
         ),
     ),
+    requires=("attention", "projections", "!signed_weights"),
     coq=CoqProof(
         names=(
             "FinetuneContrast.finetune_contrast",

@@ -11,8 +11,10 @@ the tolerance and ``verify`` expects "fails":
   ``max_l |s^{l+1} - F_l(s^l)|`` (``F_l`` read from the prefixed run). A positive value proves that
   the prefix's states are no soft prompt's states. It is a statement about the states (the
   parameters), not an exhaustive search over soft prompts for equal logits. With ONE layer there is
-  nothing to differ: a one-layer prefix is the soft prompt ``s^0 - p_0`` (no embedding norm), so
-  "holds" is expected.
+  no deeper state to differ and the residual is 0, so "holds" is expected. (Without an embedding
+  norm a one-layer prefix is the soft prompt ``s^0 - p_p`` at each virtual position ``p``; with
+  one, as in ``bloom``, a state outside the norm's image would be a further witness that this
+  check does not measure.)
 * KV-prefix ⊄ prefix: see ``kv_converse``.
 """
 
@@ -174,6 +176,7 @@ THEOREM = Theorem(
             transform=prefix_of_a_soft_prompt,
         ),
     ),
+    requires=(),
     coq=CoqProof(
         names=(
             "HierarchyStrict.soft_not_hard",

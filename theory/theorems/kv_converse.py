@@ -78,7 +78,20 @@ def derivation() -> Derivation:
 
 def full_row_rank(arch) -> bool:
     """Whether random weights give [W_K; W_V] full row rank (generically: 2 G d_head <= d_model)."""
-    return 2 * arch.kv_heads * arch.d_head <= arch.d_model and not arch.qk_norm
+    return 2 * arch.kv_heads * arch.d_head <= arch.d_model
+
+
+def qk_norm_key_targets(arch, attn, keys):
+    """With QK-norm a key is ``k = w * y / sqrt(mean(y^2) + eps)`` with ``y = W_K h + b_K``.
+
+    Returns ``(y, residual)``: the pre-norm key ``y`` that gives ``k`` when one exists, and how far
+    ``k`` is from every normalised key: ``u = k / w`` must have ``rho = mean(u^2) < 1`` (it equals
+    ``m / (m + eps)`` with ``m = mean(y^2)``), and then ``y = u sqrt(eps / (1 - rho))``."""
+    u = keys / attn["k_norm"]["w"]  # [n_p, G, d_head]
+    rho = jnp.mean(u * u, axis=-1, keepdims=True)
+    reachable = rho < 1.0
+    scale = jnp.sqrt(arch.norm_eps / jnp.where(reachable, 1.0 - rho, 1.0))
+    return u * scale, jnp.max(jnp.maximum(rho - 1.0, 0.0))
 
 
 def residuals(arch, trial):
@@ -91,6 +104,9 @@ def residuals(arch, trial):
         keys = jnp.swapaxes(trial.context.keys[l], 0, 1)  # [n_p, G, d_head]
         values = jnp.swapaxes(trial.context.values[l], 0, 1)
         keys = rotate(arch, keys, -jnp.arange(n_p))  # undo the rotation R_p
+        unreachable = jnp.zeros((), keys.dtype)
+        if arch.qk_norm:  # undo the norm too: keys of RMS >= 1 are no normalised key
+            keys, unreachable = qk_norm_key_targets(arch, attn, keys)
         target = jnp.concatenate(
             [(keys - attn["b_K"]).reshape(n_p, -1), (values - attn["b_V"]).reshape(n_p, -1)], axis=1
         )  # [n_p, 2 G k]
@@ -102,7 +118,7 @@ def residuals(arch, trial):
             axis=1,
         )  # [d, 2 G k]
         h = jnp.linalg.lstsq(M.T, target.T)[0].T  # [n_p, d_model]
-        out.append(max_abs(h @ M - target) / max_abs(target))
+        out.append(jnp.maximum(max_abs(h @ M - target) / max_abs(target), unreachable))
         states.append(h)
     res = jnp.stack(out)
     if arch.norm != "pre" and not arch.qk_norm:
@@ -120,10 +136,13 @@ def check(arch, trial):
 
 def expect(arch, method):
     dims = f"2 G d_head = {2 * arch.kv_heads * arch.d_head}"
+    if arch.qk_norm:
+        return "fails", (
+            "witness: qk-norm keys are normalised (RMS of k / w below 1), so a free key of larger "
+            "RMS is no state's image"
+        )
     if full_row_rank(arch):
         return "holds", f"{dims} <= d_model = {arch.d_model}: full row rank"
-    if arch.qk_norm:
-        return "fails", "witness: qk-norm keys have a fixed norm, a free key is unreachable"
     return "fails", (
         f"witness: {dims} > d_model = {arch.d_model}: "
         "a random KV-prefix is no hidden state's image (KV-prefix strictly wider)"
@@ -151,7 +170,8 @@ THEOREM = Theorem(
         "keys and values of all key/value heads of a layer come from one state",
         "pre-LN: about the attention input LN_1(s), not which inputs LayerNorm can output",
         "random weights: full row rank iff 2 G d_head <= d_model (generic)",
-        "qk-norm: keys have a fixed norm, so free keys are unreachable",
+        "qk-norm: a key is reachable only if RMS(k / w) < 1 (the norm's image); the check "
+        "measures that and solves the system for the pre-norm key",
     ),
     derivation=derivation,
     check=check,
@@ -168,6 +188,7 @@ THEOREM = Theorem(
             transform=tie_values_to_keys,
         ),
     ),
+    requires=("attention", "projections"),
     coq=CoqProof(
         names=(
             "KVConverse.kv_converse",

@@ -157,6 +157,7 @@ THEOREM = Theorem(
             check=raw_state_check,
         ),
     ),
+    requires=("attention", "projections"),
     coq=CoqProof(
         names=("Layer.pre_ln",),
         general_in=(

@@ -87,7 +87,7 @@ the adapted run's content activations (theory.compare)."""
 THEOREM = Theorem(
     id="relative_attention",
     statement="A prefix rescales a head's content attention uniformly: "
-    "A^pt_ij = A_ij (1 - sum_p A^pt_ip).",
+    "A^pt_ij = A_ij (1 - sum_p A^pt_ip) (factor 1 for unnormalised kinds, the modified form).",
     section="§3.1",
     assumptions=(
         "softmax-normalised attention (the prefix enters the denominator)",
