@@ -52,7 +52,7 @@ atlas: setup-all
 	$(VENV)/bin/prefix-theory verify --atlas docs $$($(PY) -c "import theory; print(' '.join('--architecture ' + a for a in theory.ARCHITECTURES))")
 
 test: setup-all
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 # docs/mutation.md: semantic bugs planted in the core one at a time; the property tests must kill
 # every one (scripts/mutation.py; about 20 minutes on two cores)

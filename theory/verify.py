@@ -147,8 +147,8 @@ def _select(names, registry):
         return list(registry)
     if isinstance(names, str):
         raise ToolkitError(
-            f"expected a list of {registry.kind} names, got the string {names!r} "
-            f"(write [{names!r}])"
+            f"run_verify/plan: expected a list of {registry.kind} ids, got the string "
+            f"{names!r} (write [{names!r}])"
         )
     for name in names:
         registry.lookup(name)
