@@ -83,25 +83,29 @@ def lora_shape(arch: Architecture, matrix: str) -> tuple[int, int]:
 
 
 def validate(adapt: Adaptation, arch: Architecture) -> Adaptation:
-    """Raise ToolkitError for impossible settings (unknown kind, prefix too long, rank too large)."""
+    """Raise ToolkitError for impossible settings (unknown kind, prefix too long, rank too
+    large)."""
     if adapt.kind not in KINDS:
         raise unknown_name("adaptation method", adapt.kind, KINDS)
     if not isinstance(adapt.n_p, int) or adapt.n_p < 0:
         raise ToolkitError(f"n_p must be an int >= 0, got {adapt.n_p!r}")
     if adapt.kind in ("prefix", "kv_prefix") and adapt.n_p < 1:
         raise ToolkitError(
-            f"{adapt.kind}: n_p must be >= 1 (a prefix needs at least one position), got {adapt.n_p}"
+            f"{adapt.kind}: n_p must be >= 1 (a prefix needs at least one position), "
+            f"got {adapt.n_p}"
         )
     if adapt.n_p + MODEL_LEN > arch.n_ctx:
         raise ToolkitError(
-            f"prefix longer than the context: n_p={adapt.n_p} virtual + {MODEL_LEN} content positions "
+            f"prefix longer than the context: n_p={adapt.n_p} virtual + {MODEL_LEN} content "
+            "positions "
             f"need {adapt.n_p + MODEL_LEN}, model {arch.name!r} has n_ctx={arch.n_ctx} "
             f"(n_p <= {arch.n_ctx - MODEL_LEN})"
         )
     if adapt.kind == "lora":
         if not adapt.targets:
             raise ToolkitError(
-                f"lora needs target matrices; expected some of {LORA_MATRICES} or {tuple(LORA_ALIASES)}"
+                f"lora needs target matrices; expected some of {LORA_MATRICES} or "
+                f"{tuple(LORA_ALIASES)}"
             )
         for t in adapt.targets:
             if t not in LORA_MATRICES and t not in LORA_ALIASES:
@@ -253,7 +257,7 @@ def materialise(params):
 def _lora_apply(arch, adapt, base, layers):
     blocks = []
     s = adapt.scale
-    for bp, layer in zip(base["blocks"], layers):
+    for bp, layer in zip(base["blocks"], layers, strict=False):
         attn, mlp = dict(bp["attn"]), dict(bp.get("mlp", {}))
         for m, ab in layer.items():
             if m in ("W_in", "W_out"):

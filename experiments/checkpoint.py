@@ -55,7 +55,7 @@ def read_meta(path: str) -> dict:
         raise ToolkitError(
             f"corrupt checkpoint {path!r}: expected an .npz written by prefix-theory experiment, "
             f"could not read it ({type(exc).__name__}: {exc})"
-        )
+        ) from exc
 
 
 def load(path: str, template, settings: dict):
@@ -64,7 +64,8 @@ def load(path: str, template, settings: dict):
     want = fingerprint(settings)
     if meta.get("fingerprint") != want:
         raise ToolkitError(
-            f"checkpoint {path!r} belongs to a different run (fingerprint {meta.get('fingerprint')}, "
+            f"checkpoint {path!r} belongs to a different run "
+            f"(fingerprint {meta.get('fingerprint')}, "
             f"expected {want}; its settings: {meta.get('settings')}). Refusing to overwrite it: "
             f"pass --fresh to replace it, or use another --out directory"
         )
@@ -77,12 +78,13 @@ def load(path: str, template, settings: dict):
         raise ToolkitError(
             f"corrupt checkpoint {path!r}: expected {len(leaves)} arrays, could not read them "
             f"({type(exc).__name__}: {exc})"
-        )
+        ) from exc
     if extra:
         raise ToolkitError(
-            f"corrupt checkpoint {path!r}: expected {len(leaves)} arrays, found {len(leaves) + extra}"
+            f"corrupt checkpoint {path!r}: expected {len(leaves)} arrays, "
+            f"found {len(leaves) + extra}"
         )
-    for i, (g, t) in enumerate(zip(got, leaves)):
+    for i, (g, t) in enumerate(zip(got, leaves, strict=False)):
         if g.shape != tuple(np.shape(t)) or g.dtype != np.asarray(t).dtype:
             raise ToolkitError(
                 f"checkpoint {path!r} does not match the model: array {i} has shape {g.shape} "

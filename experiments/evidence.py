@@ -86,7 +86,7 @@ def attention_maps(arch, base, ft_params, prefix_states, x, task, path, n_p):
             f"with prefix, rescaled by 1/(1-A0)\nmax |diff| vs no prefix = {residual:.1e}",
         ),
     ]
-    for ax, (M, title) in zip(axes, panels):
+    for ax, (M, title) in zip(axes, panels, strict=False):
         im = ax.imshow(M, vmin=0, vmax=1, cmap="viridis")
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("key (content position)")
@@ -188,7 +188,7 @@ def prefix_attention(arch, base, prefixes: dict, x_inputs, path):
     for label, states in prefixes.items():
         ctx = Prefix(jnp.asarray(states))
 
-        def one(s):
+        def one(s, ctx=ctx):
             _, c = forward(base, arch, s, ctx, validate=False)
             return jnp.stack(
                 [
@@ -209,7 +209,7 @@ def prefix_attention(arch, base, prefixes: dict, x_inputs, path):
         }
     plt = _plt()
     fig, axes = plt.subplots(1, len(maps), figsize=(3.2 * len(maps), 3.8), squeeze=False)
-    for i, (ax, (label, M)) in enumerate(zip(axes[0], maps.items())):
+    for i, (ax, (label, M)) in enumerate(zip(axes[0], maps.items(), strict=False)):
         im = ax.imshow(M, vmin=0, vmax=0.6, cmap="magma", aspect="auto")
         ax.set_title(f"prefix for {label}", fontsize=9)
         ax.set_xlabel("prefix position")
@@ -217,7 +217,8 @@ def prefix_attention(arch, base, prefixes: dict, x_inputs, path):
             ax.set_ylabel("layer x head")
     fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8)
     fig.suptitle(
-        f"share of each of the {n_p} prefix positions in the prefix attention (uniform = {1 / n_p:.2f})",
+        f"share of each of the {n_p} prefix positions in the prefix attention "
+        f"(uniform = {1 / n_p:.2f})",
         fontsize=10,
     )
     fig.savefig(path, dpi=90, bbox_inches="tight")

@@ -50,7 +50,9 @@ def make_arch(
             norm="pre" if ln_before_attention else "none",
             causal=True,
             mlp_act="gelu_tanh",
-            description=f"digit-task decoder: {n_layers} layer(s), {n_heads} head(s), d_model {d_model}",
+            description=(
+                f"digit-task decoder: {n_layers} layer(s), {n_heads} head(s), d_model {d_model}"
+            ),
         )
     )
 

@@ -66,7 +66,8 @@ def markdown(results: list[dict]) -> str:
                 paper = ", ".join(f"{t} {_pct(a)}" for t, a in row["paper"].items()) or "-"
                 steps = f"{row['steps']} ({row['paper_steps'] if row['paper_steps'] else '-'})"
                 lines.append(
-                    f"| {row['setting']} | {row['n_params']:,} | {steps} | {row['lr']:g} | {ours} | {paper} |"
+                    f"| {row['setting']} | {row['n_params']:,} | {steps} | {row['lr']:g} | "
+                    f"{ours} | {paper} |"
                 )
             lines.append("")
         if res.get("cross_task"):

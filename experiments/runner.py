@@ -80,7 +80,8 @@ class Runner:
         return self._models[name]
 
     def adapted(self, arch, base, base_info, adapt, task: str, budget: Budget):
-        """(trainable, info) of ``adapt`` trained on ``task`` on top of ``base`` (frozen unless finetune)."""
+        """(trainable, info) of ``adapt`` trained on ``task`` on top of ``base`` (frozen unless
+        finetune)."""
         tag = adapt.kind if adapt.kind != "lora" else f"lora{adapt.rank}-{'+'.join(adapt.targets)}"
         name = (
             f"{arch.name}-{tag}{adapt.n_p if adapt.kind in ('prefix', 'kv_prefix') else ''}-{task}"
@@ -96,7 +97,8 @@ class Runner:
 
 
 def row(setting: str, info: dict, accs: dict, paper: dict | None = None, paper_steps=None) -> dict:
-    """One table row: what was trained, its parameter count and steps, accuracies (ours and paper)."""
+    """One table row: what was trained, its parameter count and steps, accuracies (ours and
+    paper)."""
     return {
         "setting": setting,
         "method": info.get("method"),

@@ -124,8 +124,8 @@ def elicit(r: Runner) -> dict:
     tasks = FOUR
     base, binfo = r.pretrained(arch, "random", r.cfg.pre_elicit, N_P_ELICIT)
     acc_base = r.evaluate(arch, Adaptation("pretrain", N_P_ELICIT), base, base, tasks)
-    paper_base = dict(zip(FOUR, (0.31, 0.19, 0.30, 0.16)))
-    paper_pf = dict(zip(FOUR, (0.941, 0.837, 0.996, 0.998)))
+    paper_base = dict(zip(FOUR, (0.31, 0.19, 0.30, 0.16), strict=True))
+    paper_pf = dict(zip(FOUR, (0.941, 0.837, 0.996, 0.998), strict=True))
     rows = [row("pretrain on random (no prefix)", binfo, acc_base, paper_base, 20000)]
     matrix, claims, states = {}, [], {}
     ad = Adaptation("prefix", N_P_ELICIT)
@@ -145,8 +145,8 @@ def elicit(r: Runner) -> dict:
     return {
         "name": "elicit",
         "title": "Eliciting a pretrained skill (1 layer, 4 heads, no LayerNorm)",
-        "model": f"1 layer, 4 heads, d_model {arch.d_model}, no LayerNorm at all (paper: d 256, no LN before "
-        "attention)",
+        "model": f"1 layer, 4 heads, d_model {arch.d_model}, no LayerNorm at all (paper: d 256, "
+        "no LN before attention)",
         "rows": rows,
         "claims": claims,
         "cross_task": matrix,
@@ -162,14 +162,15 @@ def _combine_base(r):
 
 @timed
 def combine(r: Runner) -> dict:
-    """Prefixes combine pretrained skills (ascending_add1) but cannot learn a new one (double_hist)."""
+    """Prefixes combine pretrained skills (ascending_add1) but cannot learn a new one
+    (double_hist)."""
     arch, base, binfo = _combine_base(r)
     tasks = FOUR + ["ascending_add1", "double_hist"]
     acc_base = r.evaluate(arch, Adaptation("pretrain", N_P_COMBINE), base, base, tasks)
     rows = [row("pretrain on random (no prefix)", binfo, acc_base, None, 40000)]
     ad = Adaptation("prefix", N_P_COMBINE)
     matrix, claims = {}, []
-    paper_pf = dict(zip(FOUR, (0.997, 0.996, 1.0, 1.0)))
+    paper_pf = dict(zip(FOUR, (0.997, 0.996, 1.0, 1.0), strict=True))
     for task in FOUR:
         pf, info = r.adapted(arch, base, binfo, ad, task, r.cfg.prefix_combine)
         matrix[task] = r.evaluate(arch, ad, base, pf, tasks)
@@ -208,8 +209,8 @@ def combine(r: Runner) -> dict:
     return {
         "name": "combine",
         "title": f"Combining skills ({arch.n_layers} layers, 4 heads)",
-        "model": f"{arch.n_layers} layers, 4 heads, d_model {arch.d_model}, pre-LN, n_p={N_P_COMBINE} "
-        f"(paper: 4 layers, d 256)",
+        "model": f"{arch.n_layers} layers, 4 heads, d_model {arch.d_model}, pre-LN, "
+        f"n_p={N_P_COMBINE} (paper: 4 layers, d 256)",
         "rows": rows,
         "claims": claims,
         "cross_task": matrix,
@@ -284,8 +285,9 @@ def lora(r: Runner) -> dict:
     return {
         "name": "lora",
         "title": "Same parameter count, other method (LoRA)",
-        "model": f"{arch.n_layers} layers, 4 heads, d_model {arch.d_model}, pre-LN, pretrained with n_p={N_P_LORA} "
-        f"(paper: d 256); prefix {N_P_LORA} x {arch.n_layers} layers x d = {pinfo['n_params']} parameters; "
+        "model": f"{arch.n_layers} layers, 4 heads, d_model {arch.d_model}, pre-LN, pretrained "
+        f"with n_p={N_P_LORA} (paper: d 256); prefix {N_P_LORA} x {arch.n_layers} layers x d = "
+        f"{pinfo['n_params']} parameters; "
         f"rank-1 LoRA on W_in, W_out, W_O = {arch.n_layers} x 12 d = {linfo['n_params']} "
         "(paper: both 12,288)",
         "rows": rows,
@@ -302,14 +304,15 @@ def prefix_attention_exp(r: Runner) -> dict:
         task: r.adapted(arch, base, binfo, ad, task, r.cfg.prefix_combine)[0]["states"]
         for task in FOUR
     }
-    # reference: the untrained prefix (the base model's own zero-token states, where training starts)
+    # reference: the untrained prefix (the base model's own zero-token states, where training
+    # starts)
     states["zero tokens (untrained)"] = init_trainable(ad, arch, base, None)["states"]
     stats = prefix_attention(arch, base, states, r.x_test[:256], _png(r, "prefix_attention.png"))
     median = float(np.median([stats[t]["median_max_share_x_np"] for t in FOUR]))
     claims = [
         claim(
-            "attention over prefix positions is not uniform: the most attended position gets at least "
-            "twice the uniform share (median over heads and prefixes)",
+            "attention over prefix positions is not uniform: the most attended position gets at "
+            "least twice the uniform share (median over heads and prefixes)",
             median,
             ">=",
             2.0,
