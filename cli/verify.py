@@ -9,6 +9,7 @@ from cli import model as model_cli
 from cli import scale, validate
 from cli.progress import Progress
 from theory.errors import ToolkitError
+from theory.trials import SEED_BOUND
 
 
 def add_parser(sub) -> None:
@@ -70,16 +71,27 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run, check=check_sweep_options)
 
 
+MAX_SWEEP_SEEDS = 1_000_000  # a longer sweep is a typo, not a plan (each seed is a full run)
+
+
 def parse_seeds(spec: str) -> list[int]:
-    """``"0:3,7"`` -> ``[0, 1, 2, 7]`` (ToolkitError naming the bad part)."""
+    """``"0:3,7"`` -> ``[0, 1, 2, 7]`` (ToolkitError naming the bad part): seeds in [0, 2^32),
+    at most :data:`MAX_SWEEP_SEEDS` of them."""
     seeds: list[int] = []
     for part in spec.split(","):
         a, colon, b = part.strip().partition(":")
         ok = a.isdigit() and (not colon or (b.isdigit() and int(b) > int(a)))
+        ok = ok and int(b if colon else a) <= (SEED_BOUND if colon else SEED_BOUND - 1)
         if not ok:
             raise ToolkitError(
-                "--seeds: expected A:B (A < B, seeds A..B-1) or a seed >= 0, comma-separated, "
-                f"got {part.strip()!r} in {spec!r}"
+                "--seeds: expected A:B (A < B, seeds A..B-1) or a seed, each in [0, 2^32), "
+                f"comma-separated, got {part.strip()!r} in {spec!r}"
+            )
+        count = int(b) - int(a) if colon else 1
+        if len(seeds) + count > MAX_SWEEP_SEEDS:
+            raise ToolkitError(
+                f"--seeds: expected at most {MAX_SWEEP_SEEDS:,} seeds, got {spec!r} "
+                f"(at least {len(seeds) + count:,})"
             )
         seeds += list(range(int(a), int(b))) if colon else [int(a)]
     if len(set(seeds)) != len(seeds):

@@ -241,6 +241,9 @@ def test_dotted_plugin_with_a_syntax_error_is_a_clean_error(tmp_path, capsys):
         ["verify", "--seed", "99999999999999999999999", *SMALL_VERIFY],
         ["verify", "--seed", "4294967296", *SMALL_VERIFY],
         ["verify", "--seed", "-1", *SMALL_VERIFY],
+        ["verify", "--seeds", "99999999999999999999999", *SMALL_VERIFY],
+        ["verify", "--seeds", "4294967296", *SMALL_VERIFY],
+        ["verify", "--seeds", "0:4294967297", *SMALL_VERIFY],
         ["experiment", "new_attention", "--quick", "--seed", "-1"],
         ["construct", "pairs", "--seed", "-1"],
         ["construct", "pairs", "--seed", "4294967296"],
@@ -256,6 +259,15 @@ def test_seeds_outside_the_32_bit_range_are_usage_errors(argv, capsys):
 def test_largest_seed_is_accepted(capsys):
     code, _, err = run_cli(["verify", "--seed", str(2**32 - 1), *SMALL_VERIFY], capsys)
     assert code == 0, err
+
+
+def test_a_sweep_of_millions_of_seeds_is_refused_before_any_work(capsys):
+    code, out, err = run_cli(["verify", "--seeds", "0:4294967296", *SMALL_VERIFY], capsys)
+    assert code == 2 and "at most 1,000,000 seeds" in one_error_line(err) and out == ""
+    from theory.verify import run_verify
+
+    with pytest.raises(ToolkitError, match=r"ints in \[0, 2\^32\), got \[4294967296\]"):
+        run_verify(["relative_attention"], ["paper"], seeds=[0, 2**32])
 
 
 # ------------------------------------------------------------------------------ broken pipe

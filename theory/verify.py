@@ -36,7 +36,7 @@ from theory.errors import ToolkitError, unknown_name
 from theory.registry import ARCHITECTURES, METHODS, THEOREMS
 from theory.theorem import Control, Theorem
 from theory.tolerances import EFFECT_FLOOR, VIOLATION
-from theory.trials import TrialShape, check_index, check_shape, draw_trial
+from theory.trials import SEED_BOUND, TrialShape, check_index, check_shape, draw_trial
 
 # Compile options of the checks: compilation dominates at these sizes (about 90% of a
 # default run), so XLA's backend optimisation and its new CPU fusion emitters are off
@@ -207,13 +207,20 @@ def unit_keys(unit, seed: int) -> list[tuple]:
 
 
 def check_seeds(seeds) -> list[int]:
-    """A non-empty list of distinct ints >= 0, in the given order (ToolkitError otherwise)."""
+    """A non-empty list of distinct ints in [0, 2^32), in the given order (ToolkitError
+    otherwise)."""
     if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
-        raise ToolkitError(f"seeds: expected a list of ints >= 0, got {seeds!r}")
+        raise ToolkitError(f"seeds: expected a list of ints in [0, 2^32), got {seeds!r}")
     seeds = list(seeds)
-    bad = [s for s in seeds if not isinstance(s, int) or isinstance(s, bool) or s < 0]
+    bad = [
+        s for s in seeds if not isinstance(s, int) or isinstance(s, bool) or not 0 <= s < SEED_BOUND
+    ]
     if not seeds or bad:
-        raise ToolkitError(f"seeds: expected a non-empty list of ints >= 0, got {seeds!r}")
+        shown = bad[:3] if bad else seeds
+        raise ToolkitError(
+            f"seeds: expected a non-empty list of ints in [0, 2^32), got {shown!r}"
+            + (" among others" if len(bad) > 3 else "")
+        )
     return list(dict.fromkeys(seeds))
 
 
