@@ -37,9 +37,12 @@ TOL_PARITY_F32 = 1e-5  # float32 parity with the experiment's own forward
 SEQS = np.random.default_rng(0).integers(0, 10, (4, 9)).astype(np.int32)
 
 
+logits = jax.jit(logits_batch, static_argnums=1)
+
+
 def max_diff(params_a, arch_a, ctx_a, params_b, arch_b, ctx_b, seqs=SEQS) -> float:
-    a = logits_batch(params_a, arch_a, ctx_a, jnp.asarray(seqs))
-    b = logits_batch(params_b, arch_b, ctx_b, jnp.asarray(seqs))
+    a = logits(params_a, arch_a, ctx_a, jnp.asarray(seqs))
+    b = logits(params_b, arch_b, ctx_b, jnp.asarray(seqs))
     return float(jnp.max(jnp.abs(a - b)))
 
 
