@@ -9,6 +9,8 @@ fingerprint the settings name.  What is written, into ``OUT/``::
     model/    config.json + model.safetensors   the frozen base model (interop.gpt2_writer)
     adapter/  adapter_config.json + adapter_model.safetensors (interop.peft.write_adapter)
     export.json                                 where it came from and the parity measured
+    reference.npz                               ids [n, len] and the experiment's logits
+                                                [n, len, d_vocab] on them (to check a PEFT run)
 
 by method: ``prefix`` (hidden states at every layer, the paper's prefix-tuning) -> the
 PREFIX_TUNING adapter of the keys and values they induce; ``kv_prefix`` -> PREFIX_TUNING as
@@ -199,13 +201,14 @@ def check_inputs(arch: Architecture, n_p: int, n: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, arch.d_vocab, (n, length)).astype(np.int32)
 
 
-def parity(run: ExperimentCheckpoint, model_dir: Path, adapter_dir: Path | None, seqs) -> float:
-    """max |logits of the exported files - logits of the experiment's own forward| (float32)."""
+def parity(run: ExperimentCheckpoint, model_dir: Path, adapter_dir: Path | None, seqs):
+    """``(max |logits of the exported files - logits of the experiment's own forward|, the
+    experiment's logits)`` in float32."""
     model = load_hf(model_dir, "float32")
     context = read_adapter(adapter_dir, model).context if adapter_dir is not None else None
     ours = logits_batch(run.params, run.arch, run.context, jnp.asarray(seqs))
     theirs = logits_batch(model.params, model.arch, context, jnp.asarray(seqs))
-    return float(jnp.max(jnp.abs(ours - theirs)))
+    return float(jnp.max(jnp.abs(ours - theirs))), np.asarray(ours)
 
 
 def export_experiment(
@@ -242,7 +245,7 @@ def export_experiment(
                 base_model_name_or_path=str(out_dir.resolve() / "model"),
             )
         seqs = check_inputs(run.arch, run.adapt.n_p, n_check, seed)
-        diff = parity(run, staging / "model", adapter_dir, seqs)
+        diff, reference = parity(run, staging / "model", adapter_dir, seqs)
         if not diff <= TOL_F32:
             raise ToolkitError(
                 f"export of {run.path}: the written model and adapter give logits up to {diff:.3g} "
@@ -273,8 +276,9 @@ def export_experiment(
             },
         }
         (staging / "export.json").write_text(json.dumps(record, indent=1) + "\n")
+        np.savez(staging / "reference.npz", ids=seqs, logits=reference)
         out_dir.mkdir(exist_ok=True)
-        for name in ("model", "adapter", "export.json"):
+        for name in ("model", "adapter", "export.json", "reference.npz"):
             target = out_dir / name
             if target.is_dir():
                 shutil.rmtree(target)

@@ -202,7 +202,12 @@ def test_export_cli(runs, tmp_path, capsys):
     assert main(["export", "--experiment-checkpoint", str(runs["prefix"]), "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "PREFIX_TUNING" in text and "parity" in text
-    assert sorted(p.name for p in out.iterdir()) == ["adapter", "export.json", "model"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "adapter",
+        "export.json",
+        "model",
+        "reference.npz",
+    ]
     assert json.loads((out / "export.json").read_text())["base_checkpoint"] == str(runs["pretrain"])
 
 
