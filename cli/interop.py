@@ -6,6 +6,8 @@
                           [--png PATH]
     prefix-theory export  --model hf:DIR --context FILE.npz --out ADAPTER_DIR [--task-type T]
                           [--force]
+    prefix-theory export  --experiment-checkpoint RUN/checkpoints/NAME.npz [--base BASE.npz]
+                          --out DIR [--task-type T] [--force]
 
 ``verify --model hf:DIR`` and ``inspect`` take ``--devices N`` / ``--mesh SPEC`` and the
 multi-process options (cli/scale.py, docs/scale.md): the model's parameters are split over
@@ -203,12 +205,22 @@ def read_context(path):
 
 
 def run_export(args) -> int:
-    """``export``: a toolkit context saved as a PEFT adapter for the model."""
+    """``export``: a toolkit context saved as a PEFT adapter for the model, or a run of
+    ``prefix-theory experiment`` saved as a GPT-2 checkpoint and a PEFT adapter."""
     import jax.numpy as jnp
 
     from interop.hf import load_hf
     from interop.peft import write_adapter
 
+    if args.experiment_checkpoint is not None:
+        return run_export_experiment(args)
+    if args.base is not None:
+        raise ToolkitError("--base applies to --experiment-checkpoint only")
+    if args.model is None or args.context is None:
+        raise ToolkitError(
+            "export: expected --model hf:DIR and --context FILE.npz, or --experiment-checkpoint "
+            f"CKPT; got --model {args.model!r}, --context {args.context!r}"
+        )
     validate.output_dir(args.out, "--out")
     model = load_hf(hf_dir(args.model), "float32")
     context = read_context(args.context)
@@ -224,6 +236,49 @@ def run_export(args) -> int:
         f"wrote {out}: {config['peft_type']}, {config['num_virtual_tokens']} "
         f"virtual tokens, task_type {config['task_type']} (load it with "
         f"PeftModel.from_pretrained(base, {str(out)!r}))"
+    )
+    return 0
+
+
+def run_export_experiment(args) -> int:
+    """``export --experiment-checkpoint``: a run's model as a GPT-2 checkpoint, its trained
+    prefix as a PEFT adapter (experiments/export.py)."""
+    from experiments.export import export_experiment
+
+    if args.model is not None or args.context is not None:
+        raise ToolkitError(
+            "--experiment-checkpoint exports the run's own model and prefix; expected no "
+            f"--model/--context, got --model {args.model!r}, --context {args.context!r}"
+        )
+    validate.output_dir(args.out, "--out")
+    record = export_experiment(
+        args.experiment_checkpoint,
+        args.out,
+        base=args.base,
+        task_type=args.task_type,
+        overwrite=args.force,
+    )
+    out = Path(args.out)
+    fold = (
+        f"; its unembedding bias folded into ln_f.bias (residual {record['fold_residual']:.1e})"
+        if record["unembed_bias_folded_into_ln_f"]
+        else ""
+    )
+    print(f"wrote {out / 'model'}: GPT-2 checkpoint of run {record['run']!r}{fold}")
+    if record["adapter"]:
+        print(
+            f"wrote {out / 'adapter'}: {record['peft_type']}, {record['n_virtual']} virtual "
+            f"tokens ({record['method']}, {record['steps_trained']}/{record['steps_planned']} "
+            "steps)"
+        )
+    parity = record["parity"]
+    print(
+        f"parity with the experiment's forward: max |logit diff| "
+        f"{parity['max_abs_logit_diff_float32']:.1e} (float32, {parity['inputs']})"
+    )
+    print(
+        f"load with: PeftModel.from_pretrained(GPT2LMHeadModel.from_pretrained("
+        f"{str(out / 'model')!r}), {str(out / 'adapter')!r}); provenance in {out / 'export.json'}"
     )
     return 0
 
@@ -252,17 +307,33 @@ def add_parsers(sub) -> None:
     )
     p.set_defaults(run=_run_inspect_with_png)
     p = sub.add_parser(
-        "export", help="save a prefix or soft prompt (.npz) as a PEFT adapter for a HF model"
+        "export",
+        help="save a prefix or soft prompt (.npz) as a PEFT adapter for a HF model, or a run of "
+        "`experiment` as a GPT-2 checkpoint + PEFT adapter",
     )
-    p.add_argument("--model", required=True, metavar="hf:DIR", help="a save_pretrained folder")
+    p.add_argument("--model", metavar="hf:DIR", help="a save_pretrained folder")
     p.add_argument(
         "--context",
-        required=True,
         metavar="FILE.npz",
         help="arrays of one context: states [L, n_p, d] (Prefix), keys + values "
         "[L, G, n_p, k] (KVPrefix), embeddings [n_p, d] (SoftPrompt) or tokens [n_p] (HardPrompt)",
     )
-    p.add_argument("--out", required=True, metavar="DIR", help="the adapter folder to write")
+    p.add_argument(
+        "--experiment-checkpoint",
+        metavar="CKPT",
+        help="instead of --model/--context: a checkpoint of `prefix-theory experiment` "
+        "(RUN/checkpoints/NAME.npz of a prefix, kv_prefix, pretrain or finetune run); writes "
+        "OUT/model (GPT-2), OUT/adapter (PEFT) and OUT/export.json",
+    )
+    p.add_argument(
+        "--base",
+        metavar="CKPT",
+        help="with --experiment-checkpoint: the base model's checkpoint (default: found next "
+        "to CKPT by the fingerprint the run names)",
+    )
+    p.add_argument(
+        "--out", required=True, metavar="DIR", help="the adapter folder (or export folder) to write"
+    )
     p.add_argument(
         "--task-type",
         metavar="T",

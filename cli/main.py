@@ -13,6 +13,7 @@
     prefix-theory verify --model hf:DIR [--adapter ADAPTER_DIR] [--text FILE] ...
     prefix-theory inspect --model hf:DIR --adapter ADAPTER_DIR [--text FILE] [--json P] [--png P]
     prefix-theory export --model hf:DIR --context FILE.npz --out ADAPTER_DIR [--force]
+    prefix-theory export --experiment-checkpoint CKPT [--base CKPT] --out DIR [--force]
 
 Exit codes (every subcommand):
   0  every verdict as expected (every claim holds, every certificate certified)
