@@ -78,6 +78,12 @@ oracle-fixtures: setup-all $(ORACLE_VENV)/.installed
 	$(ORACLE_PY) scripts/hf_oracle.py models $(HF_FIXTURES)
 	$(PY) scripts/hf_roundtrip_adapters.py $(HF_FIXTURES)
 	$(ORACLE_PY) scripts/hf_oracle.py roundtrip $(HF_FIXTURES)
+	rm -rf .oracle-run $(HF_FIXTURES)/experiment_prefix
+	$(VENV)/bin/prefix-theory experiment new_attention --quick --out .oracle-run --quiet
+	$(VENV)/bin/prefix-theory export --quiet --out $(HF_FIXTURES)/experiment_prefix \
+		--experiment-checkpoint .oracle-run/checkpoints/attn-1L1H-d32-prefix1-descending.npz
+	$(ORACLE_PY) scripts/hf_check_experiment_export.py $(HF_FIXTURES)/experiment_prefix --record
+	rm -rf .oracle-run
 
 clean:
 	rm -rf $(VENV) $(ORACLE_VENV) .pytest_cache .hypothesis

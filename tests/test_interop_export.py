@@ -247,3 +247,21 @@ def test_export_cli_usage_errors_write_nothing(runs, tmp_path, capsys):
     assert main(["export", "--experiment-checkpoint", ck, "--out", str(full)]) == 2
     assert sorted(p.name for p in full.iterdir()) == ["kept.txt"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
+
+
+ORACLE = Path(__file__).parent / "fixtures" / "hf" / "experiment_prefix"
+
+
+def test_exported_experiment_prefix_matches_transformers_and_peft():
+    """The committed export of a trained ``new_attention --quick`` prefix, run by transformers +
+    PEFT when it was recorded (``make oracle-fixtures``: oracle.npz), against the toolkit reading
+    the same files; without the adapter both sides must move far (negative control)."""
+    model = load_hf(ORACLE / "model", "float32")
+    adapter = read_adapter(ORACLE / "adapter", model)
+    oracle, ids = np.load(ORACLE / "oracle.npz"), np.load(ORACLE / "reference.npz")["ids"]
+    run = jax.jit(logits_batch, static_argnums=1)
+    prefixed = run(model.params, model.arch, adapter.context, jnp.asarray(ids))
+    plain = run(model.params, model.arch, None, jnp.asarray(ids))
+    assert float(jnp.max(jnp.abs(prefixed - oracle["peft_logits"]))) <= TOL_PARITY_F32
+    assert float(jnp.max(jnp.abs(plain - oracle["plain_logits"]))) <= TOL_PARITY_F32
+    assert float(jnp.max(jnp.abs(plain - oracle["peft_logits"]))) > 1e-3
