@@ -88,7 +88,8 @@ def markdown(results: list[dict]) -> str:
             )
             target = _pct(c["target"]) if 0 < c["target"] <= 1 else f"{c['target']:g}"
             lines.append(
-                f"| {c['claim']} | {value} | {c['op']} {target} | {'yes' if c['holds'] else 'NO'} |"
+                f"| {_cell(c['claim'])} | {value} | {c['op']} {target} | "
+                f"{'yes' if c['holds'] else 'NO'} |"
             )
         lines.append("")
         ev = res.get("evidence")
@@ -104,6 +105,11 @@ def markdown(results: list[dict]) -> str:
 def _claim_value(c) -> str:
     v = c["value"]
     return f"{v:g}" if abs(v) > 1 or v == 0 or c["target"] > 1 else _pct(v)
+
+
+def _cell(text: str) -> str:
+    """``text`` inside a Markdown table cell (a ``|`` would end the cell)."""
+    return text.replace("|", "\\|")
 
 
 def seeds_markdown(runs: dict) -> str:
@@ -132,7 +138,7 @@ def seeds_markdown(runs: dict) -> str:
             spread_s = _pct(spread) if 0 < c["target"] <= 1 else f"{spread:g}"
             target = _pct(c["target"]) if 0 < c["target"] <= 1 else f"{c['target']:g}"
             lines.append(
-                f"| {name} | {c['claim']} | {c['op']} {target} | "
+                f"| {name} | {_cell(c['claim'])} | {c['op']} {target} | "
                 + " | ".join(_claim_value(x) for x in cs)
                 + f" | {spread_s} | {'yes' if all(x['holds'] for x in cs) else 'NO'} |"
             )
