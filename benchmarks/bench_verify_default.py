@@ -30,7 +30,7 @@ import jax
 
 import theory
 from theory.trials import TrialShape
-from theory.verify import FAST_COMPILE, groups_function, plan, trial_keys
+from theory.verify import FAST_COMPILE, by_architecture, groups_function, plan, trial_keys
 
 theory.configure_jax()  # float64 and the XLA CPU workaround, as the command line
 
@@ -71,19 +71,17 @@ def time_command(runs: int) -> None:
 def time_strategies() -> None:
     keys = trial_keys(0, 16)
     shape = TrialShape()
-    by_arch: dict = {}
-    for a, m, ids in plan():
-        by_arch.setdefault(a, []).append((a, m, ids))
+    by_arch = by_architecture(plan())
     print(
         "\n## Compile strategies over the default plan "
-        f"({sum(map(len, by_arch.values()))} (architecture, method) groups, "
+        f"({sum(map(len, by_arch))} (architecture, method) groups, "
         f"{len(by_arch)} architectures), single-threaded, one process\n"
     )
     print("| strategy | functions | trace+lower s | compile CPU s | run s |")
     print("|---|---:|---:|---:|---:|")
     totals = {}
     for name, (merged, options) in STRATEGIES.items():
-        units = list(by_arch.values()) if merged else [[g] for gs in by_arch.values() for g in gs]
+        units = by_arch if merged else [[g] for gs in by_arch for g in gs]
         lower_s = compile_s = run_s = 0.0
         for unit in units:
             t0 = time.perf_counter()

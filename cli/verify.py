@@ -81,19 +81,18 @@ def parse_seeds(spec: str) -> list[int]:
     for part in spec.split(","):
         a, colon, b = part.strip().partition(":")
         ok = a.isdigit() and (not colon or (b.isdigit() and int(b) > int(a)))
-        ok = ok and int(b if colon else a) <= (SEED_BOUND if colon else SEED_BOUND - 1)
-        if not ok:
+        end = (int(b) if colon else int(a) + 1) if ok else 0  # seeds a .. end-1
+        if not ok or end > SEED_BOUND:
             raise ToolkitError(
                 "--seeds: expected A:B (A < B, seeds A..B-1) or a seed, each in [0, 2^32), "
                 f"comma-separated, got {part.strip()!r} in {spec!r}"
             )
-        count = int(b) - int(a) if colon else 1
-        if len(seeds) + count > MAX_SWEEP_SEEDS:
+        if len(seeds) + end - int(a) > MAX_SWEEP_SEEDS:
             raise ToolkitError(
                 f"--seeds: expected at most {MAX_SWEEP_SEEDS:,} seeds, got {spec!r} "
-                f"(at least {len(seeds) + count:,})"
+                f"(at least {len(seeds) + end - int(a):,})"
             )
-        seeds += list(range(int(a), int(b))) if colon else [int(a)]
+        seeds += range(int(a), end)
     if len(set(seeds)) != len(seeds):
         raise ToolkitError(f"--seeds: expected each seed once, got repeats in {spec!r}")
     return seeds
@@ -141,16 +140,13 @@ def run_checks(args, mesh) -> int:
     from render.table import format_table
     from theory.sharding import from_process0
     from theory.trials import TrialShape
-    from theory.verify import plan, run_verify, unit_keys
+    from theory.verify import by_architecture, plan, result_key, run_verify, unit_keys
 
     seeds = parse_seeds(args.seeds) if args.seeds is not None else [args.seed]
     shape = TrialShape()
     main_process = scale.is_main_process()
     keys = []  # every result's key, in the order of the table
-    by_arch: dict = {}
-    for group in plan(args.theorem, args.architecture, args.method):
-        by_arch.setdefault(group[0], []).append(group)
-    for unit in by_arch.values():
+    for unit in by_architecture(plan(args.theorem, args.architecture, args.method)):
         for s in seeds:
             keys += unit_keys(unit, s)
     store, done = None, frozenset()
@@ -182,12 +178,7 @@ def run_checks(args, mesh) -> int:
             on_rows=on_rows,
         )
     elapsed = time.perf_counter() - start
-    if store is not None:
-        rows = dict(store.rows)
-    else:
-        from theory.verify import result_key
-
-        rows = {result_key(r): r for r in new}
+    rows = dict(store.rows) if store is not None else {result_key(r): r for r in new}
     results = [rows[k] for k in keys if k in rows]
     code = 0 if len(results) == len(keys) and all(r.as_expected for r in results) else 1
     # Only process 0 holds the resumed rows: its verdict is every process's exit code.

@@ -173,7 +173,9 @@ def test_construct_certificate_not_certified_exits_1(capsys):
 # ------------------------------------------- construct unconditional: the ceiling in batches
 
 
-def test_hard_prompt_ceiling_streams_in_bounded_batches(monkeypatch, capsys):
+@pytest.fixture
+def batch_sizes(monkeypatch):
+    """The number of prompts of every batch the constructions generate (recorded in order)."""
     import constructions.generate as generate
 
     sizes = []
@@ -184,6 +186,13 @@ def test_hard_prompt_ceiling_streams_in_bounded_batches(monkeypatch, capsys):
         return real(construction, contexts, prompts, *args, **kwargs)
 
     monkeypatch.setattr(generate, "greedy_generate_batch", recording)
+    return sizes
+
+
+def test_hard_prompt_ceiling_streams_in_bounded_batches(monkeypatch, capsys, batch_sizes):
+    import constructions.generate as generate
+
+    sizes = batch_sizes
     monkeypatch.setattr(generate, "BATCH_BYTES", 1)  # the smallest budget: one prompt at a time
     code, out, _ = run_cli(["construct", "unconditional", "hello"], capsys)
     assert code == 0
@@ -191,17 +200,12 @@ def test_hard_prompt_ceiling_streams_in_bounded_batches(monkeypatch, capsys):
     assert sizes and max(sizes) == 1 and len(sizes) == 96
 
 
-def test_construct_pairs_streams_its_inputs_and_refuses_what_cannot_fit(monkeypatch, capsys):
+def test_construct_pairs_streams_its_inputs_and_refuses_what_cannot_fit(
+    monkeypatch, capsys, batch_sizes
+):
     import constructions.generate as generate
 
-    sizes = []
-    real = generate.greedy_generate_batch
-
-    def recording(construction, contexts, prompts, *args, **kwargs):
-        sizes.append(np.asarray(prompts).shape[0])
-        return real(construction, contexts, prompts, *args, **kwargs)
-
-    monkeypatch.setattr(generate, "greedy_generate_batch", recording)
+    sizes = batch_sizes
     monkeypatch.setattr(generate, "BATCH_BYTES", 40_000)
     code, out, _ = run_cli(["construct", "pairs", "--V", "6"], capsys)
     assert code == 0 and "36/36 inputs correct" in out

@@ -20,19 +20,27 @@ from theory.verify import Result, judge, run_control, run_verify
 SECTION3 = ["relative_attention", "convex_output"]
 
 
-@pytest.fixture
-def prefix_masked_out(monkeypatch):
-    """Every drawn trial with its virtual keys masked out: the content never sees the prefix."""
+def transform_trials(monkeypatch, transform):
+    """Every trial the verifier draws passed through ``transform(trial, shape)``."""
     import theory.verify
 
     real = theory.verify.draw_trial
 
-    def masked(arch, method, key, shape, *args, **kwargs):
-        trial = real(arch, method, key, shape, *args, **kwargs)
+    def drawn(arch, method, key, shape, *args, **kwargs):
+        return transform(real(arch, method, key, shape, *args, **kwargs), shape)
+
+    monkeypatch.setattr(theory.verify, "draw_trial", drawn)
+
+
+@pytest.fixture
+def prefix_masked_out(monkeypatch):
+    """Every drawn trial with its virtual keys masked out: the content never sees the prefix."""
+
+    def masked(trial, shape):
         n_p = trial.key_mask.shape[0] - shape.n
         return trial._replace(key_mask=trial.key_mask.at[:n_p].set(False))
 
-    monkeypatch.setattr(theory.verify, "draw_trial", masked)
+    transform_trials(monkeypatch, masked)
 
 
 def test_a_prefix_masked_out_is_an_error_not_holds(prefix_masked_out, tmp_path, capsys):
@@ -101,15 +109,10 @@ def test_a_zero_initial_state_is_an_error_not_holds(monkeypatch):
     """Negative control of the recurrent effect: a zero initial state changes nothing."""
     import jax
 
-    import theory.verify
-
-    real = theory.verify.draw_trial
-
-    def zero_state(arch, method, key, shape, *args, **kwargs):
-        trial = real(arch, method, key, shape, *args, **kwargs)
+    def zero_state(trial, shape):
         return trial._replace(context=jax.tree.map(jnp.zeros_like, trial.context))
 
-    monkeypatch.setattr(theory.verify, "draw_trial", zero_state)
+    transform_trials(monkeypatch, zero_state)
     (row,) = run_verify(["recurrent_state"], ["s4d"], ["initial_state"], trials=2)
     assert row.verdict == "error" and "no effect" in row.reason and row.displacement == 0.0
 

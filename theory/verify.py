@@ -195,6 +195,15 @@ def plan(theorems=None, architectures=None, methods=None):
     return groups
 
 
+def by_architecture(groups) -> list[list]:
+    """The (architecture, method, theorem ids) groups of :func:`plan`, one list per architecture
+    in plan order: the unit compiled as one function and, in a sweep, run once per seed."""
+    units: dict = {}
+    for group in groups:
+        units.setdefault(group[0], []).append(group)
+    return list(units.values())
+
+
 def result_key(r: Result) -> tuple:
     """What identifies a result in a sweep: (model, theorem, method, seed); the model of a random
     trial is its architecture."""
@@ -379,11 +388,8 @@ def run_verify(
         except Exception:  # find out which group(s) of the architecture raised
             return [evaluate_alone(group, seed_keys) for group in unit]
 
-    by_arch: dict = {}
-    for group in groups:
-        by_arch.setdefault(group[0], []).append(group)
     jobs = []  # (unit, its context-effect unit, seeds to run)
-    for unit in by_arch.values():
+    for unit in by_architecture(groups):
         seeds_left = [s for s in seed_list if not set(unit_keys(unit, s)) <= skip]
         # the context's effect (a check on a context that does nothing holds vacuously) is
         # measured on the same trials by a function of its own, so the residuals compile, and
