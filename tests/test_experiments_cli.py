@@ -105,3 +105,16 @@ def test_seed_table_reports_every_seed_and_failures(quick_run, tmp_path):
 def test_bad_seed_runs_exit_2(capsys, tmp_path):
     assert main(["experiment", "lora", "--quick", "--seed-runs", "x=" + str(tmp_path)]) == 2
     assert "--seed-runs: expected SEED=DIR" in capsys.readouterr().err
+
+
+def test_a_bar_in_a_claim_stays_inside_its_table_cell():
+    """The LoRA row's claim text holds ``|prefix - LoRA|``: unescaped, it splits the cell and
+    the table gets a column too many (negative control: the raw text does)."""
+    import re
+
+    from experiments import report
+
+    claim = "parameter counts are equal (|prefix - LoRA|)"
+    cells = len(re.split(r"(?<!\\)\|", f"| {report._cell(claim)} | 0 |"))
+    assert cells == len(re.split(r"(?<!\\)\|", "| x | 0 |"))
+    assert len(re.split(r"(?<!\\)\|", f"| {claim} | 0 |")) > cells
