@@ -265,3 +265,12 @@ def test_exported_experiment_prefix_matches_transformers_and_peft():
     assert float(jnp.max(jnp.abs(prefixed - oracle["peft_logits"]))) <= TOL_PARITY_F32
     assert float(jnp.max(jnp.abs(plain - oracle["plain_logits"]))) <= TOL_PARITY_F32
     assert float(jnp.max(jnp.abs(plain - oracle["peft_logits"]))) > 1e-3
+
+
+def test_written_files_are_readable_by_others(tmp_path):
+    """Files are written through a private temporary file (mkstemp: 0600); the result is a
+    shared checkpoint, 0644."""
+    from interop.files import write_bytes
+
+    write_bytes(tmp_path / "x.bin", b"data")
+    assert (tmp_path / "x.bin").stat().st_mode & 0o777 == 0o644
