@@ -124,7 +124,8 @@ def main(argv=None) -> int:
         import theory
         from cli import scale
 
-        theory.configure_jax()  # float64 and the XLA CPU workaround (theory/runtime.py)
+        # float64 and the XLA CPU workarounds (theory/runtime.py); training needs no LAPACK pool
+        theory.configure_jax(lapack_pool=getattr(args, "lapack_pool", True))
         if getattr(args, "check", None) is not None:
             args.check(args)  # option values, before any process or device is set up
         scale.start(args)  # jax.distributed and devices: before anything computes (cli/scale.py)

@@ -79,3 +79,33 @@ def test_a_users_own_setting_wins(monkeypatch):
     monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_concurrency_optimized_scheduler=true")
     runtime.apply_xla_cpu_flags()
     assert os.environ["XLA_FLAGS"] == "--xla_cpu_enable_concurrency_optimized_scheduler=true"
+
+
+POOL_SCRIPT = textwrap.dedent("""
+    import os, sys
+    import cli.experiment, cli.main, cli.verify
+    def report(args):
+        print("PJRT_NPROC=" + os.environ.get("PJRT_NPROC", "default"))
+        return 0
+    cli.experiment.run = cli.verify.run = report
+    sys.exit(cli.main.main(sys.argv[1:]))
+""")
+
+
+def _pool_of(*argv):
+    environ = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", *runtime.POOL_ENV)}
+    proc = subprocess.run(
+        [sys.executable, "-c", POOL_SCRIPT, *argv],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=environ,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout.strip().splitlines()[-1]
+
+
+def test_training_keeps_xlas_default_pool_and_verification_gets_room_for_lapack():
+    assert _pool_of("experiment", "new_attention", "--quick") == "PJRT_NPROC=default"
+    threads = max(os.cpu_count() or 1, runtime.POOL_THREADS_PER_DEVICE)
+    assert _pool_of("verify", "--theorem", "single_prefix") == f"PJRT_NPROC={threads}"

@@ -24,7 +24,10 @@ JAX, to get what the checks were calibrated for:
   at once leave no thread to run the parts and the process hangs with every thread idle
   (``verify --theorem bias_span --trials 16`` did). With :data:`POOL_THREADS_PER_DEVICE`
   threads per device the pool never runs out; the extra threads idle and results are the same.
-  A user's own ``$PJRT_NPROC`` (or ``$NPROC``) wins.
+  A user's own ``$PJRT_NPROC`` (or ``$NPROC``) wins. Training needs no LAPACK and pays for the
+  extra threads (XLA splits every operation over the pool: on 2 cores a 4-layer d 128 training
+  step took 158 ms with 32 threads and 113 ms with the default pool), so ``prefix-theory
+  experiment`` calls ``configure_jax(lapack_pool=False)`` and keeps XLA's default pool.
 """
 
 from __future__ import annotations
@@ -85,9 +88,11 @@ def size_cpu_pool(devices: int = 1) -> bool:
     return True
 
 
-def configure_jax(float64: bool = True) -> None:
-    """Set up JAX for verification: float64 (unless ``float64=False``), the XLA CPU flags and
-    room in the CPU thread pool (see the module doc)."""
+def configure_jax(float64: bool = True, lapack_pool: bool = True) -> None:
+    """Set up JAX for verification: float64 (unless ``float64=False``), the XLA CPU flags and,
+    unless ``lapack_pool=False``, room in the CPU thread pool for batched LAPACK (see the
+    module doc)."""
     apply_xla_cpu_flags()
-    size_cpu_pool()
+    if lapack_pool:
+        size_cpu_pool()
     jax.config.update("jax_enable_x64", bool(float64))
