@@ -237,7 +237,9 @@ def lora(r: Runner) -> dict:
     arch, base, binfo = _lora_base(r)
     tasks = ["double_hist"]
     pf_ad = Adaptation("prefix", N_P_LORA)
-    lo_ad = Adaptation("lora", N_P_LORA, rank=1, targets=LORA_TARGETS)
+    lo_ad = Adaptation(
+        "lora", N_P_LORA, rank=1, targets=LORA_TARGETS, init_scale=r.cfg.lora_init_scale
+    )
     ft_ad = Adaptation("finetune", N_P_LORA)
     # the row's claim first: LoRA, then the prefix and the fine-tuning reference
     lo, linfo = r.adapted(arch, base, binfo, lo_ad, "double_hist", r.cfg.lora)
@@ -289,7 +291,7 @@ def lora(r: Runner) -> dict:
         f"with n_p={N_P_LORA} (paper: d 256); prefix {N_P_LORA} x {arch.n_layers} layers x d = "
         f"{pinfo['n_params']} parameters; "
         f"rank-1 LoRA on W_in, W_out, W_O = {arch.n_layers} x 12 d = {linfo['n_params']} "
-        "(paper: both 12,288)",
+        f"(paper: both 12,288), A initialised with std {r.cfg.lora_init_scale:g} / sqrt(d_in)",
         "rows": rows,
         "claims": claims,
     }
