@@ -28,7 +28,8 @@ from IPython.display import Image, Markdown, display
 import theory
 from cli.main import main
 
-theory.configure_jax()  # float64 and the XLA CPU workaround (the command line does the same)
+# as `prefix-theory experiment`: float64, the XLA CPU workaround, XLA's default thread pool
+theory.configure_jax(lapack_pool=False)
 
 QUICK = os.environ.get("PREFIX_THEORY_QUICK", "1") == "1"
 
