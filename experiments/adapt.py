@@ -170,16 +170,13 @@ def init_trainable(adapt: Adaptation, arch: Architecture, base, key):
     return {"keys": keys, "values": values}
 
 
-OUTER_PRODUCT_MAX_RANK = 8  # low_rank_product: gradients as sums of outer products up to this rank
-
-
 @jax.custom_vjp
 def low_rank_product(x, A, B):
     """``(x @ A) @ B`` for ``x [..., d_in]``, ``A [d_in, r]``, ``B [r, d_out]``.
 
-    Its gradients for small r are sums over positions of outer products (a broadcast
-    multiply and a reduction over the leading axes), which XLA CPU computes in place; as
-    matrix products they would first transpose the ``[positions, d_out]`` gradient.
+    Its gradients contract over the positions; each is computed with the rank-r factor as
+    the transposed operand (see :func:`_outer_sum`), so no full-width activation is
+    transposed.
     """
     return (x @ A) @ B
 
@@ -190,11 +187,17 @@ def _low_rank_fwd(x, A, B):
 
 
 def _outer_sum(a, b):
-    """``sum_t a[t]^T b[t]`` over all leading axes: ``[..., m], [..., n] -> [m, n]``."""
-    if a.shape[-1] <= OUTER_PRODUCT_MAX_RANK or b.shape[-1] <= OUTER_PRODUCT_MAX_RANK:
-        lead = tuple(range(a.ndim - 1))
-        return jnp.sum(a[..., :, None] * b[..., None, :], axis=lead)
-    return a.reshape(-1, a.shape[-1]).T @ b.reshape(-1, b.shape[-1])
+    """``sum_t a[t]^T b[t]`` over all leading axes: ``[..., m], [..., n] -> [m, n]``.
+
+    As the matrix product ``a^T b`` (or ``(b^T a)^T``) with the narrower operand transposed:
+    XLA CPU transposes a product's contracted operand before multiplying, and a rank-r
+    ``[positions, r]`` factor is cheap to transpose (free when r = 1) where a
+    ``[positions, d]`` activation is not.
+    """
+    a2, b2 = a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1])
+    if a2.shape[1] <= b2.shape[1]:
+        return a2.T @ b2
+    return (b2.T @ a2).T
 
 
 def _low_rank_bwd(res, dy):

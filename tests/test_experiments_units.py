@@ -315,8 +315,8 @@ def test_checkpoint_mismatch_and_corruption(base, tmp_path):
 
 @pytest.mark.parametrize("rank", [1, 12])
 def test_low_rank_gradients_match_the_formed_matrices(base, rank):
-    """LoRA as low-rank products (custom VJP: outer-product sums up to rank 8, matrix
-    products above) has the gradients of the formed ``W + A B``; a wrong VJP is caught."""
+    """LoRA as low-rank products (custom VJP: products with the rank-r factor as the transposed
+    operand) has the gradients of the formed ``W + A B``; a wrong VJP is caught."""
     adapt = A.Adaptation("lora", 3, rank=rank, targets=("mlp", "W_O"), scale=0.5)
     tr = A.init_trainable(adapt, ARCH, base, jax.random.PRNGKey(6))
     tr = jax.tree_util.tree_map(lambda a: a + 0.1 * jnp.ones_like(a), tr)  # B != 0
