@@ -51,8 +51,9 @@ verify: setup
 atlas: setup-all
 	$(VENV)/bin/prefix-theory verify --atlas docs $$($(PY) -c "import theory; print(' '.join('--architecture ' + a for a in theory.ARCHITECTURES))")
 
+# --durations: the slowest tests in every run's log (the suite must stay under 10 minutes)
 test: setup-all
-	$(PY) -m pytest -q -n 2
+	$(PY) -m pytest -q -n 2 --durations=15
 
 # docs/mutation.md: semantic bugs planted in the core one at a time; the property tests must kill
 # every one (scripts/mutation.py; about 20 minutes on two cores)

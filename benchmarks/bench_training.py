@@ -4,8 +4,11 @@ For each step kind of the paper's 4-layer 4-head d 256 model (batch 64, ``n_p`` 
 pretraining, prefix-tuning, rank-1 LoRA on W_in, W_out, W_O) and the 1-layer d 96
 pretraining: milliseconds per Adam step, the FLOP model of the step, the achieved
 GFLOP/s and its fraction of JAX's own float32 matmul rate (2048 x 2048 matrices)
-measured in the same run, and the speed relative to the companion PyTorch code's figures
-measured on this machine (2 threads, same settings).
+measured in the same run, and the speed relative to a PyTorch trainer of the same steps
+(``bench_companion.py``, 2 threads) timed in the same run when the oracle environment
+``.venv-oracle`` exists (``make .venv-oracle/.installed``). The companion code's own figures from
+the machine of issue 17 (``COMPANION_MS``) are printed beside them for reference only:
+they come from another machine.
 
 A shared CPU inflates wall times, so every kind is timed in rounds that alternate the
 kinds (and the matmul), each figure is the best round, and the load average is printed
@@ -19,7 +22,7 @@ weights are trained (forward, input gradients, weight gradients) and ``2 F_w + 3
 when they are frozen (prefix, LoRA: no weight gradients), plus LoRA's rank-r products.
 
     .venv/bin/python benchmarks/bench_training.py [--chunk 10] [--rounds 5] [--json FILE]
-        [--xla-flags "--xla_cpu_..."]
+        [--xla-flags "--xla_cpu_..."] [--torch-python PATH | --no-torch]
 """
 
 from __future__ import annotations
@@ -28,10 +31,14 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
+import tempfile
 import time
 
-# the companion PyTorch minGPT code on this machine (2 threads, batch 64, float32), ms/step
+HERE = os.path.dirname(os.path.abspath(__file__))
+ORACLE_PYTHON = os.path.join(HERE, os.pardir, ".venv-oracle", "bin", "python")
+# the companion PyTorch minGPT code on issue 17's machine (2 threads, batch 64, float32), ms/step
 COMPANION_MS = {"pretrain": 279.0, "prefix": 223.0, "lora": 245.0, "pretrain_1L_d96": 16.8}
 KINDS = ("pretrain", "prefix", "lora", "pretrain_1L_d96")
 
@@ -53,6 +60,17 @@ def flop_model(arch, n_p: int, batch: int, kind: str, rank: int = 1) -> float:
     return flops
 
 
+def torch_reference(python: str, kinds, chunk: int, rounds: int) -> dict:
+    """ms/step of ``bench_companion.py`` under ``python`` (the oracle environment)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "torch.json")
+        cmd = [python, os.path.join(HERE, "bench_companion.py"), "--json", out]
+        cmd += ["--kinds", ",".join(kinds), "--chunk", str(chunk), "--rounds", str(rounds)]
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        with open(out) as fh:
+            return json.load(fh)
+
+
 def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -64,7 +82,18 @@ def main(argv=None):
     ap.add_argument("--kinds", default=",".join(KINDS))
     ap.add_argument("--json", help="also write the figures to this JSON file")
     ap.add_argument("--xla-flags", default=None, help="XLA_FLAGS for this run (set before JAX)")
+    ap.add_argument(
+        "--torch-python",
+        default=ORACLE_PYTHON,
+        help="python with torch for the PyTorch reference (default: .venv-oracle's)",
+    )
+    ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
     args = ap.parse_args(argv)
+    if not args.no_torch and not os.path.exists(args.torch_python):
+        ap.error(
+            f"--torch-python: {args.torch_python} does not exist; run "
+            "`make .venv-oracle/.installed` (or pass --no-torch)"
+        )
     if args.xla_flags is not None:
         os.environ["XLA_FLAGS"] = args.xla_flags
     import jax
@@ -72,7 +101,7 @@ def main(argv=None):
     import numpy as np
 
     from experiments import train as T
-    from experiments.adapt import Adaptation, init_trainable
+    from experiments.adapt import Adaptation, init_trainable, n_trainable
     from experiments.models import make_arch
     from experiments.suite import LORA_TARGETS
     from experiments.tasks import make_batch
@@ -111,6 +140,7 @@ def main(argv=None):
         calls[k] = (
             lambda fn=fn, a=(trainable, state, base, batches, scalars, constants): fn(*a),
             compile_s,
+            n_trainable(trainable),
         )
 
     n = 2048
@@ -122,7 +152,11 @@ def main(argv=None):
 
     load_before = load()
     best = {k: float("inf") for k in kinds + ["matmul", "numpy"]}
-    for _ in range(args.rounds):
+    torch_kinds = [k for k in kinds if k in COMPANION_MS]
+    reference = {"ms_per_step": {}}
+    for i in range(args.rounds):
+        if i == args.rounds // 2 and torch_kinds and not args.no_torch:  # mid-run
+            reference = torch_reference(args.torch_python, torch_kinds, args.chunk, args.rounds)
         t0 = time.perf_counter()
         matmul(a, b).block_until_ready()
         best["matmul"] = min(best["matmul"], time.perf_counter() - t0)
@@ -146,13 +180,26 @@ def main(argv=None):
         f"float32 {n}x{n} matmul: JAX {mm_rate:.0f} GFLOP/s, NumPy {np_rate:.0f} GFLOP/s "
         f"(best of {args.rounds})"
     )
+    torch_ms = reference["ms_per_step"]
+    for k in torch_ms:  # the adapted steps train the same parameters in both
+        if k in ("prefix", "lora") and reference["n_trainable"][k] != calls[k][2]:
+            sys.exit(
+                f"PyTorch reference {k!r} trains {reference['n_trainable'][k]} parameters, "
+                f"the JAX step {calls[k][2]}: the two benchmarks disagree"
+            )
     print(
         f"batch {batch}, chunk {args.chunk}, best of {args.rounds} alternating rounds; "
-        "companion = the paper's PyTorch code on this machine"
+        + (
+            f"PyTorch {reference['torch']} ({reference['threads']} threads, bench_companion.py) "
+            "timed in this run"
+            if torch_ms
+            else "no PyTorch reference in this run"
+        )
+        + "; companion = the paper's code on issue 17's machine (another machine)"
     )
     header = (
-        "| step | GFLOP/step | ms/step | GFLOP/s | of JAX matmul | companion ms | speed-up |"
-        "\n|---|---:|---:|---:|---:|---:|---:|"
+        "| step | GFLOP/step | ms/step | GFLOP/s | of JAX matmul | PyTorch ms | speed-up "
+        "| companion ms | speed-up |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     )
     print(header)
     rows = []
@@ -161,7 +208,7 @@ def main(argv=None):
         gflop = flop_model(arch, adapt.n_p, batch, adapt.kind, adapt.rank) / 1e9
         ms = best[k] * 1e3
         rate = gflop / best[k]
-        comp = COMPANION_MS.get(k)
+        comp, ref = COMPANION_MS.get(k), torch_ms.get(k)
         rows.append(
             {
                 "kind": k,
@@ -170,12 +217,15 @@ def main(argv=None):
                 "ms_per_step": ms,
                 "gflop_per_s": rate,
                 "fraction_of_matmul": rate / mm_rate,
-                "companion_ms": comp,
+                "torch_ms": ref,
+                "speedup_vs_torch": ref / ms if ref else None,
+                "companion_ms_issue_machine": comp,
                 "compile_s": calls[k][1],
             }
         )
         print(
             f"| {k} ({arch.name}) | {gflop:.2f} | {ms:.1f} | {rate:.0f} | {rate / mm_rate:.0%} | "
+            f"{f'{ref:.1f}' if ref else '-'} | {f'{ref / ms:.2f}x' if ref else '-'} | "
             f"{comp if comp else '-'} | {f'{comp / ms:.2f}x' if comp else '-'} |"
         )
     if args.json:
@@ -190,6 +240,7 @@ def main(argv=None):
                     "numpy_matmul_gflop_per_s": np_rate,
                     "chunk": args.chunk,
                     "rounds": args.rounds,
+                    "torch": reference.get("torch"),
                     "rows": rows,
                 },
                 fh,
