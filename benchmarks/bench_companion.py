@@ -21,7 +21,12 @@ step kinds; it is written for this benchmark, not taken from that code:
 Frozen weights have ``requires_grad=False``, so no weight gradient is computed for them (the
 companion code computes them, which makes its prefix and LoRA figures slower than these).
 
-    .venv-oracle/bin/python benchmarks/bench_companion.py --json FILE [--rounds 3] [--chunk 10]
+The sizes come from ``bench_training.py`` in ``--spec`` (JSON), so both time the same models:
+``{"vocab", "n_ctx", "content", "outputs", "kinds": {name: [method, n_layers, n_heads,
+d_model, n_p]}}`` with method one of ``pretrain``, ``prefix``, ``lora``.
+
+    .venv-oracle/bin/python benchmarks/bench_companion.py --spec JSON --json FILE
+        [--rounds 3] [--chunk 10]
 """
 
 from __future__ import annotations
@@ -34,17 +39,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-# kind -> (n_layers, n_heads, d_model, n_p), as in bench_training.py
-SETUPS = {
-    "pretrain": (4, 4, 256, 10),
-    "prefix": (4, 4, 256, 10),
-    "lora": (4, 4, 256, 10),
-    "pretrain_1L_d96": (1, 1, 96, 1),
-}
-CONTENT = 19  # tokens the model reads
-OUTPUTS = 10  # trailing positions whose next-token loss is trained
-VOCAB = 10
-N_CTX = 32
+METHODS = ("pretrain", "prefix", "lora")
 
 
 class LowRank(nn.Module):
@@ -80,11 +75,11 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-    def __init__(self, n_layers: int, n_heads: int, d: int):
+    def __init__(self, n_layers: int, n_heads: int, d: int, vocab: int, n_ctx: int):
         super().__init__()
-        self.wte, self.wpe = nn.Embedding(VOCAB, d), nn.Embedding(N_CTX, d)
+        self.wte, self.wpe = nn.Embedding(vocab, d), nn.Embedding(n_ctx, d)
         self.blocks = nn.ModuleList(Block(d, n_heads) for _ in range(n_layers))
-        self.ln_f, self.head = nn.LayerNorm(d), nn.Linear(d, VOCAB, bias=False)
+        self.ln_f, self.head = nn.LayerNorm(d), nn.Linear(d, vocab, bias=False)
 
     def forward(self, tokens, states=None):
         """Logits of ``tokens [b, n]``; ``states [n_layers, n_p, d]`` replace each block's input
@@ -100,17 +95,19 @@ class GPT(nn.Module):
         return self.head(self.ln_f(x))
 
 
-def make_step(kind: str, batch: int, chunk: int, seed: int = 0):
-    """``(run_chunk, n_trainable)``: ``run_chunk()`` runs ``chunk`` Adam steps."""
+def make_step(spec: dict, kind: str, batch: int, chunk: int, seed: int = 0):
+    """``(run_chunk, n_trainable)`` of ``spec["kinds"][kind]``: ``run_chunk()`` runs ``chunk``
+    Adam steps."""
     torch.manual_seed(seed)
-    n_layers, n_heads, d, n_p = SETUPS[kind]
-    model = GPT(n_layers, n_heads, d)
+    method, n_layers, n_heads, d, n_p = spec["kinds"][kind]
+    vocab, outputs = spec["vocab"], spec["outputs"]
+    model = GPT(n_layers, n_heads, d, vocab, spec["n_ctx"])
     states = None
-    if kind.startswith("pretrain"):
+    if method == "pretrain":
         params = list(model.parameters())
     else:
         model.requires_grad_(False)
-        if kind == "prefix":
+        if method == "prefix":
             states = nn.Parameter(0.02 * torch.randn(n_layers, n_p, d))
             params = [states]
         else:
@@ -126,7 +123,7 @@ def make_step(kind: str, batch: int, chunk: int, seed: int = 0):
         torch.cat(
             [
                 torch.zeros(batch, n_p, dtype=torch.long),
-                torch.randint(0, VOCAB, (batch, CONTENT + 1), generator=gen),
+                torch.randint(0, vocab, (batch, spec["content"] + 1), generator=gen),
             ],
             dim=1,
         )
@@ -135,8 +132,8 @@ def make_step(kind: str, batch: int, chunk: int, seed: int = 0):
 
     def run_chunk():
         for seqs in data:
-            logits = model(seqs[:, :-1], states)[:, -OUTPUTS:]
-            loss = F.cross_entropy(logits.reshape(-1, VOCAB), seqs[:, -OUTPUTS:].reshape(-1))
+            logits = model(seqs[:, :-1], states)[:, -outputs:]
+            loss = F.cross_entropy(logits.reshape(-1, vocab), seqs[:, -outputs:].reshape(-1))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -148,19 +145,20 @@ def make_step(kind: str, batch: int, chunk: int, seed: int = 0):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--kinds", default=",".join(SETUPS))
+    ap.add_argument("--spec", required=True, help="the models to time, JSON (module doc)")
     ap.add_argument("--chunk", type=int, default=10, help="steps per timed round")
     ap.add_argument("--rounds", type=int, default=3, help="timed rounds (best one counts)")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     ap.add_argument("--json", help="write {kind: ms per step} here")
     args = ap.parse_args(argv)
-    kinds = args.kinds.split(",")
-    unknown = [k for k in kinds if k not in SETUPS]
+    spec = json.loads(args.spec)
+    kinds = list(spec["kinds"])
+    unknown = [k for k in kinds if spec["kinds"][k][0] not in METHODS]
     if unknown:
-        ap.error(f"unknown kind(s) {', '.join(unknown)}; expected some of {', '.join(SETUPS)}")
+        ap.error(f"--spec: kind(s) {', '.join(unknown)} name no method of {', '.join(METHODS)}")
     torch.set_num_threads(args.threads)
-    runs = {k: make_step(k, args.batch, args.chunk) for k in kinds}
+    runs = {k: make_step(spec, k, args.batch, args.chunk) for k in kinds}
     for run, _ in runs.values():  # warm-up (allocator, kernels)
         run()
     best = {k: float("inf") for k in kinds}

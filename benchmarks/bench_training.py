@@ -60,12 +60,13 @@ def flop_model(arch, n_p: int, batch: int, kind: str, rank: int = 1) -> float:
     return flops
 
 
-def torch_reference(python: str, kinds, chunk: int, rounds: int) -> dict:
-    """ms/step of ``bench_companion.py`` under ``python`` (the oracle environment)."""
+def torch_reference(python: str, spec: dict, chunk: int, rounds: int) -> dict:
+    """ms/step of ``bench_companion.py`` on the models of ``spec`` (its module doc) under
+    ``python`` (the oracle environment)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "torch.json")
         cmd = [python, os.path.join(HERE, "bench_companion.py"), "--json", out]
-        cmd += ["--kinds", ",".join(kinds), "--chunk", str(chunk), "--rounds", str(rounds)]
+        cmd += ["--spec", json.dumps(spec), "--chunk", str(chunk), "--rounds", str(rounds)]
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         with open(out) as fh:
             return json.load(fh)
@@ -102,9 +103,9 @@ def main(argv=None):
 
     from experiments import train as T
     from experiments.adapt import Adaptation, init_trainable, n_trainable
-    from experiments.models import make_arch
+    from experiments.models import N_CTX, make_arch
     from experiments.suite import LORA_TARGETS
-    from experiments.tasks import make_batch
+    from experiments.tasks import D_VOCAB, MODEL_LEN, N_DIGITS, make_batch
     from theory.params import init_params
 
     batch, n_p = 64, 10
@@ -152,11 +153,22 @@ def main(argv=None):
 
     load_before = load()
     best = {k: float("inf") for k in kinds + ["matmul", "numpy"]}
-    torch_kinds = [k for k in kinds if k in COMPANION_MS]
+    spec = {  # the kinds the PyTorch reference implements, with this run's sizes
+        "vocab": D_VOCAB,
+        "n_ctx": N_CTX,
+        "content": MODEL_LEN,
+        "outputs": N_DIGITS,
+        "kinds": {
+            k: [a.kind, arch.n_layers, arch.n_heads, arch.d_model, a.n_p]
+            for k in kinds
+            for arch, a in [setups[k]]
+            if a.kind in ("pretrain", "prefix", "lora")
+        },
+    }
     reference = {"ms_per_step": {}}
     for i in range(args.rounds):
-        if i == args.rounds // 2 and torch_kinds and not args.no_torch:  # mid-run
-            reference = torch_reference(args.torch_python, torch_kinds, args.chunk, args.rounds)
+        if i == args.rounds // 2 and spec["kinds"] and not args.no_torch:  # mid-run
+            reference = torch_reference(args.torch_python, spec, args.chunk, args.rounds)
         t0 = time.perf_counter()
         matmul(a, b).block_until_ready()
         best["matmul"] = min(best["matmul"], time.perf_counter() - t0)
