@@ -17,6 +17,7 @@ from experiments.train import TrainConfig, loss_fn, train
 from theory.errors import ToolkitError
 from theory.model import forward
 from theory.params import init_params
+from theory.tolerances import TOL_F32
 
 ARCH = make_arch("unit-2L2H-d16", 2, 2, 16)
 
@@ -167,7 +168,8 @@ def test_adapted_model_starts_at_the_base_model(base, adapt):
     tr = A.init_trainable(adapt, ARCH, base, jax.random.PRNGKey(2))
     params, ctx = A.apply(adapt, ARCH, base, tr)
     got, _ = forward(A.materialise(params), ARCH, seq, ctx)
-    np.testing.assert_allclose(np.asarray(got), np.asarray(ref), atol=1e-5)
+    # float32 (TOL_F32): the paths sum in different orders, logits of order 1..3
+    np.testing.assert_allclose(np.asarray(got), np.asarray(ref), atol=TOL_F32)
     # negative control: moving the trainables changes the logits
     moved = jax.tree_util.tree_map(
         lambda a: a + jax.random.normal(jax.random.PRNGKey(4), a.shape, a.dtype), tr
@@ -177,7 +179,7 @@ def test_adapted_model_starts_at_the_base_model(base, adapt):
     assert np.abs(np.asarray(moved_logits) - np.asarray(ref)).max() > 1e-2
     # the low-rank products (never forming W + A B) give the same logits as the formed matrices
     fast = forward(params, ARCH, seq, ctx, validate=False)[0]
-    np.testing.assert_allclose(np.asarray(fast), np.asarray(moved_logits), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(fast), np.asarray(moved_logits), atol=TOL_F32)
 
 
 def test_lora_update_is_low_rank(base):
