@@ -7,7 +7,8 @@ leaves three orders of magnitude of headroom, while a genuine violation (a rank-
 W_Q, a wrong softmax) gives residuals of order 1e-3..1e-1, eight orders above it.
 
 ``TOL_F32 = 1e-4`` for float32 runs (unit roundoff 6e-8, amplified by the same accumulation):
-used only where a check explicitly runs in float32 (real weights).
+used only where a check explicitly runs in float32 (real weights, the float32 models of the
+training experiments).
 
 ``VIOLATION = 1e-6``: what a negative control must exceed to count as a violation. It sits four
 orders above ``TOL_F64`` so that a control is never "violated" by rounding noise that merely
