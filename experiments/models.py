@@ -63,6 +63,7 @@ class Budget:
     lr: float
     schedule: str = "cosine"  # see experiments.train.TrainConfig
     b2: float = 0.999  # Adam's second-moment decay (TrainConfig.b2)
+    batch: int = 64  # sequences per step (TrainConfig.batch)
 
 
 @dataclass(frozen=True)
@@ -87,8 +88,9 @@ class ModeConfig:
     lora: Budget  # rank-1 LoRA on W_in, W_out, W_O (paper 10k, lr 5e-3, constant, beta2 0.95)
     ft_lora: Budget  # full fine-tune of the LoRA row's model on double_hist (a reference)
     # LoRA's A starts with entries of std lora_init_scale / sqrt(d_in) (B = 0); 1 in the
-    # companion code. 4 in default mode, with 15,000 steps: at 10,000 steps seeds 0/1 stayed
-    # below 80% (experiments/README.md, "The LoRA row: what it takes", has every attempt)
+    # companion code. 4 in default mode, with 15,000 steps of batch 32: at 10,000 steps of
+    # batch 64 seeds 0/1 stayed below 80% (experiments/README.md, "The LoRA row: what it
+    # takes", has every attempt)
     lora_init_scale: float
     n_eval: int  # test inputs per accuracy
 
@@ -131,7 +133,7 @@ MODE_CONFIGS = {
         d_lora=128,
         pre_lora=Budget(2000, 2e-3),
         prefix_lora=Budget(2000, 3e-2),
-        lora=Budget(15000, 1e-2, "wsd", 0.95),
+        lora=Budget(15000, 1e-2, "wsd", 0.95, batch=32),
         ft_lora=Budget(1000, 3e-3),
         lora_init_scale=4.0,
         n_eval=2048,

@@ -37,7 +37,8 @@ def markdown(results: list[dict]) -> str:
             lines += [
                 (
                     f"Environment: JAX {env.get('jax')} (jaxlib {env.get('jaxlib')}), optax "
-                    f"{env.get('optax')}, NumPy {env.get('numpy')}, {env.get('cpu')}, "
+                    f"{env.get('optax')}, NumPy {env.get('numpy')}, {env.get('cpu')} "
+                    f"({env.get('simd', 'vector extension not recorded')}), "
                     f"{env.get('cores')} cores, XLA_FLAGS `{env.get('xla_flags')}`. The same "
                     "command and seed reproduce these figures bit for bit on this machine; "
                     "another CPU or JAX release rounds differently and training amplifies that, "
@@ -58,16 +59,16 @@ def markdown(results: list[dict]) -> str:
         ]
         if res["rows"]:
             lines += [
-                "| setting | params | steps (paper) | lr | accuracy (ours) | paper |",
-                "|---|---:|---:|---:|---|---|",
+                "| setting | params | steps (paper) | batch | lr | accuracy (ours) | paper |",
+                "|---|---:|---:|---:|---:|---|---|",
             ]
             for row in res["rows"]:
                 ours = ", ".join(f"{t} {_pct(a)}" for t, a in row["accuracy"].items())
                 paper = ", ".join(f"{t} {_pct(a)}" for t, a in row["paper"].items()) or "-"
                 steps = f"{row['steps']} ({row['paper_steps'] if row['paper_steps'] else '-'})"
                 lines.append(
-                    f"| {row['setting']} | {row['n_params']:,} | {steps} | {row['lr']:g} | "
-                    f"{ours} | {paper} |"
+                    f"| {row['setting']} | {row['n_params']:,} | {steps} | "
+                    f"{row.get('batch') or '-'} | {row['lr']:g} | {ours} | {paper} |"
                 )
             lines.append("")
         if res.get("cross_task"):

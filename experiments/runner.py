@@ -50,6 +50,7 @@ class Runner:
             task=task,
             steps=budget.steps,
             lr=budget.lr,
+            batch=budget.batch,
             seed=self.seed,
             schedule=budget.schedule,
             b2=budget.b2,
@@ -106,6 +107,7 @@ def row(setting: str, info: dict, accs: dict, paper: dict | None = None, paper_s
         "n_params": info.get("n_params"),
         "steps": info.get("steps"),
         "paper_steps": paper_steps,
+        "batch": info.get("batch"),
         "lr": info.get("lr"),
         "train_seconds": info.get("seconds"),
         "final_loss": info.get("final_loss"),
@@ -118,6 +120,23 @@ def claim(text: str, value: float, op: str, target: float) -> dict:
     """A checked claim: ``value op target`` with op in ('>=', '<=')."""
     holds = value >= target if op == ">=" else value <= target
     return {"claim": text, "value": value, "op": op, "target": target, "holds": bool(holds)}
+
+
+def _simd() -> str:
+    """The widest vector extension the CPU reports (XLA's kernels, and so their rounding,
+    depend on it): ``avx512``, ``avx2``, ``avx``, ``neon`` or ``unknown``."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = set()
+            for line in fh:
+                if line.startswith(("flags", "Features")):
+                    flags.update(line.split(":", 1)[1].split())
+    except OSError:
+        return "unknown"
+    for name, flag in (("avx512", "avx512f"), ("avx2", "avx2"), ("avx", "avx"), ("neon", "asimd")):
+        if flag in flags:
+            return name
+    return "unknown"
 
 
 def _cpu_model() -> str:
@@ -145,6 +164,7 @@ def environment() -> dict:
         **versions,
         "python": platform.python_version(),
         "cpu": _cpu_model(),
+        "simd": _simd(),
         "cores": os.cpu_count(),
         "device": jax.devices()[0].platform,
         "xla_flags": os.environ.get("XLA_FLAGS", ""),

@@ -32,6 +32,7 @@ def test_quick_experiment_writes_results(quick_run):
     )  # paper figures next to ours
     assert os.path.getsize(os.path.join(out, "new_attention_maps.png")) > 10_000
     rows = {r["setting"]: r for r in res["rows"]}
+    assert {r["batch"] for r in res["rows"]} == {64} and "| batch |" in md
     # training does something even at quick size: ascending well above chance (0 at init)
     assert rows["pretrain on ascending"]["accuracy"]["ascending"] > 0.05
     # the layer-0 theorem on the trained model: prefix rescaled == no prefix (float64) ...

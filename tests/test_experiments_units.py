@@ -241,6 +241,20 @@ def test_training_lowers_loss_and_resumes_identically(base, tmp_path):
     np.testing.assert_array_equal(np.asarray(resumed["states"]), np.asarray(full["states"]))
 
 
+def test_runner_trains_with_the_budgets_batch(base, tmp_path):
+    from experiments.models import Budget
+    from experiments.runner import Runner
+
+    r = Runner("quick", out=str(tmp_path), progress=False)
+    adapt = A.Adaptation("prefix", 3)
+    info = {"fingerprint": "unit"}
+    (_, small), (_, default) = (
+        r.adapted(ARCH, base, info, adapt, task, Budget(4, 1e-2, batch=b))
+        for task, b in (("add1", 8), ("add2", 64))
+    )
+    assert (small["batch"], default["batch"]) == (8, 64)
+
+
 def _train_partial(arch, adapt, base, cfg, run_dir, stop):
     """Simulate an interrupted run: write the checkpoint a run would have at step ``stop``."""
     from experiments.train import (
@@ -353,3 +367,62 @@ def test_low_rank_gradients_match_the_formed_matrices(base, rank):
     assert (
         np.abs(np.asarray(wrong[0]["W_in"]["A"]) - np.asarray(formed[0]["W_in"]["A"])).max() > 1e-4
     )
+
+
+@pytest.mark.parametrize("kind", ["pretrain", "finetune"])
+def test_batched_weight_gradients_match_plain_autodiff(base, kind):
+    """The training loss's weight products (one ``x^T dy`` over the whole batch, see
+    experiments.batched_product) give the gradients of plain ``x @ W``; a VJP that forgets the
+    batch is caught."""
+    from experiments import batched_product as bp
+
+    adapt = A.Adaptation(kind, 3)
+    seqs = jnp.asarray(tasks.make_batch("double_hist", 0, 0, 8))
+
+    def plain_loss(params):
+        ctx = A.base_context(adapt)
+        logits = jax.vmap(lambda s: forward(params, ARCH, s, ctx)[0])(seqs[:, :19])[:, 9:]
+        return optax.softmax_cross_entropy_with_integer_labels(logits, seqs[:, 10:]).mean()
+
+    def max_rel_error(grads):
+        leaves = zip(
+            jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(plain), strict=True
+        )
+        return max(
+            float(
+                np.abs(np.asarray(f) - np.asarray(g)).max() / (np.abs(np.asarray(g)).max() + 1e-30)
+            )
+            for f, g in leaves
+        )
+
+    plain = jax.grad(plain_loss)(base)
+    assert max_rel_error(jax.grad(loss_fn)(base, base, ARCH, adapt, seqs)) < TOL_F32
+    # negative control: a VJP that takes dW from the first sequence only
+    bwd = bp._product_bwd
+
+    def first_sequence_only(res, dy):
+        x, W = res
+        dx, _ = bwd(res, dy)
+        n = x.shape[-2]
+        return dx, x.reshape(-1, x.shape[-1])[:n].T @ dy.reshape(-1, dy.shape[-1])[:n]
+
+    try:
+        bp._product.defvjp(bp._product_fwd, first_sequence_only)
+        jax.clear_caches()
+        wrong = jax.grad(loss_fn)(base, base, ARCH, adapt, seqs)
+    finally:
+        bp._product.defvjp(bp._product_fwd, bwd)
+        jax.clear_caches()
+    assert max_rel_error(wrong) > 1e-2
+
+
+def test_batched_product_with_a_matrix_per_example():
+    """Under vmap with the matrix mapped too, the product is the per-example product."""
+    from experiments.batched_product import batched_product
+
+    x = jax.random.normal(jax.random.PRNGKey(0), (3, 5, 4))
+    W = jax.random.normal(jax.random.PRNGKey(1), (3, 4, 2))
+    out, grad = jax.value_and_grad(lambda W: jax.vmap(batched_product)(x, W).sum() ** 2)(W)
+    ref, ref_grad = jax.value_and_grad(lambda W: jnp.einsum("bti,bio->bto", x, W).sum() ** 2)(W)
+    np.testing.assert_allclose(out, ref, rtol=TOL_F32)
+    np.testing.assert_allclose(grad, ref_grad, rtol=TOL_F32)
