@@ -61,7 +61,7 @@ EPS = 1e-8  # Adam's epsilon
 CLIP_NORM = 1.0  # gradients are clipped to this global norm
 # Changes whenever a checkpoint written by an earlier trainer would not resume identically
 # (optimiser state layout, step arithmetic); part of every checkpoint's fingerprint.
-TRAINER_VERSION = 3
+TRAINER_VERSION = 4
 DTYPE = "float32"  # every trained value (parameters, activations, optimiser state)
 
 
