@@ -31,7 +31,6 @@ import optax
 
 from experiments import adapt as adapt_mod
 from experiments import checkpoint
-from experiments.batched_product import with_batched_weight_gradients
 from experiments.evaluate import logits_batch
 from experiments.tasks import MODEL_LEN, N_DIGITS, check_task, make_batch
 from theory.architecture import Architecture
@@ -61,7 +60,7 @@ EPS = 1e-8  # Adam's epsilon
 CLIP_NORM = 1.0  # gradients are clipped to this global norm
 # Changes whenever a checkpoint written by an earlier trainer would not resume identically
 # (optimiser state layout, step arithmetic); part of every checkpoint's fingerprint.
-TRAINER_VERSION = 4
+TRAINER_VERSION = 3
 DTYPE = "float32"  # every trained value (parameters, activations, optimiser state)
 
 
@@ -152,8 +151,6 @@ def adam_update(trainable, grads, state, scalars, constants):
 def loss_fn(trainable, base, arch, adapt, seqs):
     """Mean cross-entropy of the outputs ``seqs[:, 10:]`` given ``seqs [B, 20]``."""
     params, context = adapt_mod.apply(adapt, arch, base, trainable)
-    if adapt.kind in ("pretrain", "finetune"):
-        params = with_batched_weight_gradients(params)
     logits = logits_batch(params, arch, context, seqs[:, :MODEL_LEN])[
         :, N_DIGITS - 1 :
     ]  # [B, 10, V]
