@@ -9,7 +9,9 @@ Methods (``Adaptation.kind``):
              virtual position at each block input); the model is frozen
   kv_prefix  ``KVPrefix`` keys and values ``[n_layers, n_kv_heads, n_p, d_head]``; frozen model
   lora       ``W + A B`` with ``A [d_in, r]``, ``B [r, d_out]`` (``B = 0`` at init) on the chosen
-             matrices of every layer; no context change (zero tokens)
+             matrices of every layer; no context change (zero tokens). ``A`` starts random
+             (``init="random"``) or along the full weight gradient (``init="gradient"``, see
+             :func:`gradient_aligned`)
 
 "Prefix slots are zero tokens in the no-prefix model" (docs/theory.md §4): the base model
 always sees ``n_p`` virtual positions holding token 0, so a prefix replaces exactly
@@ -41,6 +43,7 @@ from theory.model import forward
 KINDS = ("pretrain", "finetune", "prefix", "kv_prefix", "lora")
 LORA_MATRICES = ("W_in", "W_out", "W_Q", "W_K", "W_V", "W_O")
 LORA_ALIASES = {"mlp": ("W_in", "W_out"), "attn": ("W_Q", "W_K", "W_V", "W_O")}
+LORA_INITS = ("random", "gradient")
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,8 @@ class Adaptation:
     rank: int = 0  # LoRA rank
     targets: tuple = ()  # LoRA matrices (names or aliases)
     scale: float = 1.0  # LoRA: the update is scale * A B (alpha / r; rsLoRA: alpha / sqrt(r))
-    init_scale: float = 1.0  # LoRA: A starts with entries of std init_scale / sqrt(d_in)
+    init_scale: float = 1.0  # LoRA: the norm of each column of A at init (see init_trainable)
+    init: str = "random"  # LoRA: how A starts, one of LORA_INITS
 
     @property
     def matrices(self) -> tuple:
@@ -102,6 +106,8 @@ def validate(adapt: Adaptation, arch: Architecture) -> Adaptation:
             f"(n_p <= {arch.n_ctx - MODEL_LEN})"
         )
     if adapt.kind == "lora":
+        if adapt.init not in LORA_INITS:
+            raise unknown_name("LoRA initialisation", adapt.init, LORA_INITS)
         if not adapt.targets:
             raise ToolkitError(
                 f"lora needs target matrices; expected some of {LORA_MATRICES} or "
@@ -131,7 +137,11 @@ def base_context(adapt: Adaptation):
 
 
 def init_trainable(adapt: Adaptation, arch: Architecture, base, key):
-    """The initial trainable pytree (``base``: pretrained params, or fresh ones for pretrain)."""
+    """The initial trainable pytree (``base``: pretrained params, or fresh ones for pretrain).
+
+    LoRA: ``B = 0`` and ``A`` with entries of std ``init_scale / sqrt(d_in)`` (columns of norm
+    about ``init_scale``); ``init="gradient"`` then needs :func:`gradient_aligned`, which
+    :func:`experiments.train.train` applies."""
     validate(adapt, arch)
     if adapt.kind in ("pretrain", "finetune"):
         return base
@@ -168,6 +178,39 @@ def init_trainable(adapt: Adaptation, arch: Architecture, base, key):
         [jnp.swapaxes(cache[act_name("v", l)][:n_p], 0, 1) for l in range(arch.n_layers)]
     )
     return {"keys": keys, "values": values}
+
+
+def lora_gradient(grads, matrix: str, layer: int) -> np.ndarray:
+    """The gradient of one LoRA target matrix as ``[d_in, d_out]`` (float64), from the gradient
+    pytree of the full parameters (``W_O [heads, d_head, d]`` flattened over the heads, as
+    LoRA adapts it)."""
+    sub = "mlp" if matrix in ("W_in", "W_out") else "attn"
+    g = np.asarray(grads["blocks"][layer][sub][matrix], np.float64)
+    if matrix in ("W_Q", "W_K", "W_V"):  # [heads, d, k] -> [d, heads * k]
+        return np.transpose(g, (1, 0, 2)).reshape(g.shape[1], -1)
+    return g.reshape(-1, g.shape[-1])
+
+
+def gradient_aligned(adapt: Adaptation, trainable, grads):
+    """LoRA factors whose ``A`` spans the top-r left singular vectors of each target's full
+    weight gradient ``G`` (``B`` stays 0, so the adapted model still equals the base model).
+
+    With ``B = 0`` the gradient of ``B`` is ``A^T G``: this ``A`` makes ``B``'s first steps the
+    best rank-r approximation of the full fine-tuning step (``u_i sigma_i v_i^T``) instead of a
+    random projection of it. LoRA-GA (Wang et al., 2024) aligns both factors with ``G`` and
+    subtracts their product from the frozen ``W``; this one-sided form leaves ``W`` alone.
+    Each column of ``A`` has norm ``adapt.init_scale`` (a random ``A``'s columns have about
+    that norm). ``grads``: the gradient pytree of the full parameters on the task's data.
+    """
+    out = []
+    for l, layer in enumerate(trainable):
+        new = {}
+        for m, ab in layer.items():
+            u, _, _ = np.linalg.svd(lora_gradient(grads, m, l), full_matrices=False)
+            A = adapt.init_scale * u[:, : adapt.rank]
+            new[m] = {"A": jnp.asarray(A, ab["A"].dtype), "B": ab["B"]}
+        out.append(new)
+    return out
 
 
 @jax.custom_vjp
@@ -271,13 +314,10 @@ def _lora_apply(arch, adapt, base, layers):
                 continue
             delta = ab["A"] @ ab["B"]  # [d_in, d_out]
             delta = delta if s == 1.0 else s * delta
-            if m == "W_O":
-                attn[m] = attn[m] + delta.reshape(attn[m].shape)
-            else:
-                W = attn[m]  # [heads, d, k]
-                attn[m] = W + jnp.transpose(
-                    delta.reshape(W.shape[1], W.shape[0], W.shape[2]), (1, 0, 2)
-                )
+            W = attn[m]  # W_Q, W_K, W_V: [heads, d, k]
+            attn[m] = W + jnp.transpose(
+                delta.reshape(W.shape[1], W.shape[0], W.shape[2]), (1, 0, 2)
+            )
         new = dict(bp, attn=attn)
         if mlp:
             new["mlp"] = mlp

@@ -87,11 +87,14 @@ class ModeConfig:
     prefix_lora: Budget  # prefix n_p=12 on double_hist (paper 100k, lr 5e-5)
     lora: Budget  # rank-1 LoRA on W_in, W_out, W_O (paper 10k, lr 5e-3, constant, beta2 0.95)
     ft_lora: Budget  # full fine-tune of the LoRA row's model on double_hist (a reference)
-    # LoRA's A starts with entries of std lora_init_scale / sqrt(d_in) (B = 0); 1 in the
-    # companion code. 4 in default mode, with 15,000 steps of batch 32: at 10,000 steps of
-    # batch 64 seeds 0/1 stayed below 80% (experiments/README.md, "The LoRA row: what it
-    # takes", has every attempt)
+    # LoRA's A (B = 0) has columns of norm lora_init_scale, random (entries of std
+    # lora_init_scale / sqrt(d_in); 1 in the companion code) or along the top singular
+    # vectors of the task's full weight gradient (lora_init "gradient"). Default mode: 4 and
+    # "gradient": with random A, whether rank-1 LoRA leaves its loss plateau within the budget
+    # depended on the base model's float32 rounding (experiments/README.md, "The LoRA row:
+    # what it takes", has every attempt)
     lora_init_scale: float
+    lora_init: str
     n_eval: int  # test inputs per accuracy
 
 
@@ -115,6 +118,7 @@ MODE_CONFIGS = {
         lora=Budget(100, 1e-2, "constant", 0.95),
         ft_lora=Budget(100, 3e-3),
         lora_init_scale=1.0,
+        lora_init="gradient",
         n_eval=256,
     ),
     "default": ModeConfig(
@@ -136,6 +140,7 @@ MODE_CONFIGS = {
         lora=Budget(15000, 1e-2, "wsd", 0.95, batch=32),
         ft_lora=Budget(1000, 3e-3),
         lora_init_scale=4.0,
+        lora_init="gradient",
         n_eval=2048,
     ),
     "full": ModeConfig(
@@ -157,6 +162,7 @@ MODE_CONFIGS = {
         lora=Budget(10000, 5e-3, "constant", 0.95),
         ft_lora=Budget(10000, 1e-3),
         lora_init_scale=1.0,
+        lora_init="random",
         n_eval=8192,
     ),
 }

@@ -217,6 +217,15 @@ def combine(r: Runner) -> dict:
     }
 
 
+def _lora_init_text(cfg) -> str:
+    if cfg.lora_init == "gradient":
+        return (
+            f"A initialised along the top left singular vector of the full weight gradient, "
+            f"norm {cfg.lora_init_scale:g} (B = 0)"
+        )
+    return f"A initialised with std {cfg.lora_init_scale:g} / sqrt(d_in) (B = 0)"
+
+
 def _lora_base(r):
     arch = make_arch(
         f"lora-{r.cfg.layers_combine}L4H-d{r.cfg.d_lora}", r.cfg.layers_combine, 4, r.cfg.d_lora
@@ -238,7 +247,12 @@ def lora(r: Runner) -> dict:
     tasks = ["double_hist"]
     pf_ad = Adaptation("prefix", N_P_LORA)
     lo_ad = Adaptation(
-        "lora", N_P_LORA, rank=1, targets=LORA_TARGETS, init_scale=r.cfg.lora_init_scale
+        "lora",
+        N_P_LORA,
+        rank=1,
+        targets=LORA_TARGETS,
+        init_scale=r.cfg.lora_init_scale,
+        init=r.cfg.lora_init,
     )
     ft_ad = Adaptation("finetune", N_P_LORA)
     # the row's claim first: LoRA, then the prefix and the fine-tuning reference
@@ -291,7 +305,7 @@ def lora(r: Runner) -> dict:
         f"with n_p={N_P_LORA} (paper: d 256); prefix {N_P_LORA} x {arch.n_layers} layers x d = "
         f"{pinfo['n_params']} parameters; "
         f"rank-1 LoRA on W_in, W_out, W_O = {arch.n_layers} x 12 d = {linfo['n_params']} "
-        f"(paper: both 12,288), A initialised with std {r.cfg.lora_init_scale:g} / sqrt(d_in)",
+        f"(paper: both 12,288), {_lora_init_text(r.cfg)}",
         "rows": rows,
         "claims": claims,
     }

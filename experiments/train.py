@@ -157,6 +157,22 @@ def loss_fn(trainable, base, arch, adapt, seqs):
     return optax.softmax_cross_entropy_with_integer_labels(logits, seqs[:, N_DIGITS:]).mean()
 
 
+GRADIENT_INIT_BATCHES = 8  # training batches whose full weight gradient aligns LoRA's A
+
+
+def task_gradient(arch: Architecture, adapt, base, cfg: TrainConfig):
+    """The gradient of the loss with respect to every base parameter, on the first
+    :data:`GRADIENT_INIT_BATCHES` batches of the run's own data stream (what LoRA's
+    ``init="gradient"`` aligns ``A`` with)."""
+    seqs = np.concatenate(
+        [make_batch(cfg.task, cfg.seed, s, cfg.batch) for s in range(GRADIENT_INIT_BATCHES)]
+    )
+    finetune = adapt_mod.Adaptation("finetune", adapt.n_p)
+    return jax.jit(jax.grad(loss_fn), static_argnums=(2, 3))(
+        base, base, arch, finetune, jnp.asarray(seqs)
+    )
+
+
 _STEP_CACHE: dict = {}
 
 
@@ -187,6 +203,15 @@ def chunk_fn(arch: Architecture, adapt):
     return _STEP_CACHE[key]
 
 
+def _adapt_settings(adapt) -> dict:
+    """The adaptation's fields, without ``init`` where it is ``"random"``: checkpoints written
+    before that field existed trained that way and stay resumable."""
+    fields = asdict(adapt)
+    if fields.get("init") == "random":
+        del fields["init"]
+    return fields
+
+
 def settings_of(name, arch, adapt, cfg, base_id) -> dict:
     return {
         "name": name,
@@ -194,7 +219,7 @@ def settings_of(name, arch, adapt, cfg, base_id) -> dict:
         "dtype": DTYPE,
         "jax": jax.__version__,
         "arch": asdict(arch),
-        "adapt": asdict(adapt),
+        "adapt": _adapt_settings(adapt),
         "train": asdict(cfg),
         "base": base_id,
     }
@@ -226,6 +251,10 @@ def train(
         )
     key = jax.random.PRNGKey(cfg.seed) if init_key is None else init_key
     trainable = adapt_mod.init_trainable(adapt, arch, base, key)
+    if adapt.kind == "lora" and adapt.init == "gradient":
+        trainable = adapt_mod.gradient_aligned(
+            adapt, trainable, task_gradient(arch, adapt, base, cfg)
+        )
     run_chunk = chunk_fn(arch, adapt)
     opt_state = init_opt_state(trainable)
     constants = jnp.asarray(adam_constants(cfg))

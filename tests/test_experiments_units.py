@@ -95,6 +95,8 @@ def test_impossible_settings():
         A.validate(A.Adaptation("adapter", 1), ARCH)
     with pytest.raises(ToolkitError, match="n_p must be >= 1"):
         A.validate(A.Adaptation("prefix", 0), ARCH)
+    with pytest.raises(ToolkitError, match="unknown LoRA initialisation 'svd'"):
+        A.validate(A.Adaptation("lora", 1, rank=1, targets=("mlp",), init="svd"), ARCH)
 
 
 def test_parameter_counts(base):
@@ -193,6 +195,89 @@ def test_lora_update_is_low_rank(base):
     assert s[0] > 1e-2 and s[1] < 1e-5 * s[0]
 
 
+GRAD_ADAPT = A.Adaptation(
+    "lora", 3, rank=2, targets=("mlp", "attn"), init="gradient", init_scale=3.0
+)
+GRAD_CFG = TrainConfig("add1", steps=1, lr=0.0, batch=8)
+
+
+def _B_gradient_norms(base, tr) -> dict:
+    """|dL/dB| per (layer, matrix) at B = 0, through the low-rank path the training step uses
+    (not through :func:`A.lora_gradient`)."""
+    from experiments.train import GRADIENT_INIT_BATCHES
+
+    seqs = np.concatenate([tasks.make_batch("add1", 0, s, 8) for s in range(GRADIENT_INIT_BATCHES)])
+    g = jax.grad(loss_fn)(tr, base, ARCH, GRAD_ADAPT, jnp.asarray(seqs))
+    return {
+        (l, m): float(jnp.linalg.norm(ab["B"]))
+        for l, layer in enumerate(g)
+        for m, ab in layer.items()
+    }
+
+
+def _aligned(base):
+    from experiments.train import task_gradient
+
+    grads = task_gradient(ARCH, GRAD_ADAPT, base, GRAD_CFG)
+    tr = A.init_trainable(GRAD_ADAPT, ARCH, base, jax.random.PRNGKey(2))
+    return A.gradient_aligned(GRAD_ADAPT, tr, grads), grads
+
+
+def _largest_B_gradient(grads, l, m) -> float:
+    """The most |dL/dB| = |A^T G| can be over A with orthogonal columns of norm init_scale."""
+    sv = np.linalg.svd(A.lora_gradient(grads, m, l), compute_uv=False)
+    return GRAD_ADAPT.init_scale * float(np.sqrt((sv[: GRAD_ADAPT.rank] ** 2).sum()))
+
+
+def test_gradient_aligned_lora_init(base, monkeypatch):
+    """init="gradient": B = 0 (the adapted model is the base model), A has orthogonal columns
+    of norm init_scale, and B's first gradient is as large as any such A allows, on every
+    target (W_Q/W_K/W_V included, whose fused layout differs from the parameters')."""
+    tr, grads = _aligned(base)
+    norms = _B_gradient_norms(base, tr)
+    random_norms = _B_gradient_norms(
+        base, A.init_trainable(GRAD_ADAPT, ARCH, base, jax.random.PRNGKey(2))
+    )
+    for l, layer in enumerate(tr):
+        for m, ab in layer.items():
+            assert not np.asarray(ab["B"]).any()
+            a = np.asarray(ab["A"], np.float64)
+            np.testing.assert_allclose(a.T @ a, 9.0 * np.eye(2), atol=1e-5)  # float32 entries
+            best = _largest_B_gradient(grads, l, m)
+            # float32 gradients: relative 1e-4 (TOL_F32 is stated for values of order 1)
+            assert abs(norms[(l, m)] - best) <= 1e-4 * best, (l, m, norms[(l, m)], best)
+            assert random_norms[(l, m)] < 0.9 * best  # a random A gets a fraction of it
+    # negative control: W_Q's gradient read in the parameters' [heads, d, k] order, not LoRA's
+    # fused [d, heads * k], aligns A with the wrong matrix and the check above fails
+    right = A.lora_gradient
+
+    def wrong(grads, matrix, layer):
+        if matrix != "W_Q":
+            return right(grads, matrix, layer)
+        g = np.asarray(grads["blocks"][layer]["attn"][matrix], np.float64)
+        return g.reshape(g.shape[1], -1)
+
+    monkeypatch.setattr(A, "lora_gradient", wrong)
+    bad, _ = _aligned(base)
+    bad_norm = _B_gradient_norms(base, bad)[(0, "W_Q")]
+    monkeypatch.setattr(A, "lora_gradient", right)
+    assert bad_norm < 0.99 * _largest_B_gradient(grads, 0, "W_Q")
+
+
+def test_training_starts_lora_from_the_gradient_aligned_init(base):
+    """train() applies init="gradient" (lr 0: the trained factors are the initial ones)."""
+    trained, _ = train("g", ARCH, GRAD_ADAPT, base, GRAD_CFG, None, progress=False)
+    expected, _ = _aligned(base)
+    for got, want in zip(trained, expected, strict=True):
+        for m in got:
+            np.testing.assert_array_equal(np.asarray(got[m]["A"]), np.asarray(want[m]["A"]))
+    random_adapt = A.Adaptation("lora", 3, rank=2, targets=("mlp", "attn"), init_scale=3.0)
+    other, _ = train("r", ARCH, random_adapt, base, GRAD_CFG, None, progress=False)
+    assert not np.array_equal(
+        np.asarray(other[0]["W_in"]["A"]), np.asarray(trained[0]["W_in"]["A"])
+    )
+
+
 # ----------------------------------------------------------------------------- decoding
 
 
@@ -278,6 +363,20 @@ def _train_partial(arch, adapt, base, cfg, run_dir, stop):
         stop,
         settings_of("run", arch, adapt, cfg, ""),
     )
+
+
+def test_lora_init_is_part_of_the_checkpoint_settings(base, tmp_path):
+    """A gradient-aligned LoRA run never resumes a random-init checkpoint; a random-init run's
+    settings are those of the runs before the init option existed (no "init" field)."""
+    from experiments.train import settings_of
+
+    random_adapt = A.Adaptation("lora", 3, rank=2, targets=("mlp", "attn"), init_scale=3.0)
+    old = settings_of("g", ARCH, random_adapt, GRAD_CFG, "")["adapt"]
+    assert "init" not in old and old["init_scale"] == 3.0
+    assert settings_of("g", ARCH, GRAD_ADAPT, GRAD_CFG, "")["adapt"]["init"] == "gradient"
+    train("g", ARCH, random_adapt, base, GRAD_CFG, str(tmp_path), progress=False)
+    with pytest.raises(ToolkitError, match="belongs to a different run"):
+        train("g", ARCH, GRAD_ADAPT, base, GRAD_CFG, str(tmp_path), progress=False)
 
 
 def test_checkpoint_mismatch_and_corruption(base, tmp_path):
