@@ -206,7 +206,12 @@ def _B_gradient_norms(base, tr) -> dict:
     (not through :func:`A.lora_gradient`)."""
     from experiments.train import GRADIENT_INIT_BATCHES
 
-    seqs = np.concatenate([tasks.make_batch("add1", 0, s, 8) for s in range(GRADIENT_INIT_BATCHES)])
+    seqs = np.concatenate(
+        [
+            tasks.make_batch(GRAD_CFG.task, GRAD_CFG.seed, s, GRAD_CFG.batch)
+            for s in range(GRADIENT_INIT_BATCHES)
+        ]
+    )
     g = jax.grad(loss_fn)(tr, base, ARCH, GRAD_ADAPT, jnp.asarray(seqs))
     return {
         (l, m): float(jnp.linalg.norm(ab["B"]))
