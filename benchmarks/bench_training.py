@@ -12,8 +12,14 @@ they come from another machine.
 
 A shared CPU inflates wall times, so every kind is timed in rounds that alternate the
 kinds (and the matmul), each figure is the best round, and the load average is printed
-before and after.  Compilation is excluded; a round is one jitted call of ``--chunk``
-steps (``lax.scan``, exactly as :mod:`experiments.train` runs them).
+before and after.  JAX runs with the settings of ``prefix-theory experiment``
+(``theory.configure_jax(lapack_pool=False)``: float64 enabled, the XLA CPU scheduler workaround
+of :mod:`theory.runtime`, XLA's default thread pool), so the figures are those of the
+experiments' own steps; ``--xla-flags`` sets ``XLA_FLAGS`` first, and a flag named there wins
+over the workaround (``--xla-flags=--xla_cpu_enable_concurrency_optimized_scheduler=true``
+times the steps with XLA's default scheduler).  Compilation is excluded; a round is one
+jitted call of ``--chunk`` steps (``lax.scan``, exactly as :mod:`experiments.train` runs
+them).
 
 FLOP model (matrix products only, ``N = n_p + 19`` positions, batch ``b``): the forward
 pass costs ``F_w = 2 b (N L 12 d^2 + 19 d V)`` in weight products and
@@ -82,7 +88,12 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=5, help="timed rounds (best one counts)")
     ap.add_argument("--kinds", default=",".join(KINDS))
     ap.add_argument("--json", help="also write the figures to this JSON file")
-    ap.add_argument("--xla-flags", default=None, help="XLA_FLAGS for this run (set before JAX)")
+    ap.add_argument(
+        "--xla-flags",
+        default=None,
+        help="XLA_FLAGS for this run, set before JAX; a flag named here wins over "
+        "theory.runtime's workaround",
+    )
     ap.add_argument(
         "--torch-python",
         default=ORACLE_PYTHON,
@@ -97,6 +108,9 @@ def main(argv=None):
         )
     if args.xla_flags is not None:
         os.environ["XLA_FLAGS"] = args.xla_flags
+    import theory
+
+    theory.configure_jax(lapack_pool=False)  # as `prefix-theory experiment` runs its steps
     import jax
     import jax.numpy as jnp
     import numpy as np

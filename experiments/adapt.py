@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, Float
 
 from experiments.tasks import MODEL_LEN
 from theory.architecture import Architecture
@@ -180,14 +181,27 @@ def init_trainable(adapt: Adaptation, arch: Architecture, base, key):
     return {"keys": keys, "values": values}
 
 
+def heads_fused(W: Float[Array, "heads d k"]) -> Float[Array, "d heads_k"]:
+    """A per-head projection ``W_Q/W_K/W_V [heads, d, k]`` as the one matrix LoRA adapts,
+    ``[d, heads * k]`` (head-major columns); NumPy or JAX arrays."""
+    return W.transpose(1, 0, 2).reshape(W.shape[1], -1)
+
+
+def heads_split(M: Float[Array, "d heads_k"], shape: tuple) -> Float[Array, "heads d k"]:
+    """The inverse of :func:`heads_fused`: ``M [d, heads * k]`` back to ``shape``
+    ``(heads, d, k)``."""
+    heads, d, k = shape
+    return M.reshape(d, heads, k).transpose(1, 0, 2)
+
+
 def lora_gradient(grads, matrix: str, layer: int) -> np.ndarray:
     """The gradient of one LoRA target matrix as ``[d_in, d_out]`` (float64), from the gradient
     pytree of the full parameters (``W_O [heads, d_head, d]`` flattened over the heads, as
     LoRA adapts it)."""
     sub = "mlp" if matrix in ("W_in", "W_out") else "attn"
     g = np.asarray(grads["blocks"][layer][sub][matrix], np.float64)
-    if matrix in ("W_Q", "W_K", "W_V"):  # [heads, d, k] -> [d, heads * k]
-        return np.transpose(g, (1, 0, 2)).reshape(g.shape[1], -1)
+    if matrix in ("W_Q", "W_K", "W_V"):
+        return heads_fused(g)
     return g.reshape(-1, g.shape[-1])
 
 
@@ -314,10 +328,7 @@ def _lora_apply(arch, adapt, base, layers):
                 continue
             delta = ab["A"] @ ab["B"]  # [d_in, d_out]
             delta = delta if s == 1.0 else s * delta
-            W = attn[m]  # W_Q, W_K, W_V: [heads, d, k]
-            attn[m] = W + jnp.transpose(
-                delta.reshape(W.shape[1], W.shape[0], W.shape[2]), (1, 0, 2)
-            )
+            attn[m] = attn[m] + heads_split(delta, attn[m].shape)  # W_Q, W_K, W_V
         new = dict(bp, attn=attn)
         if mlp:
             new["mlp"] = mlp

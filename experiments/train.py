@@ -31,6 +31,7 @@ import optax
 
 from experiments import adapt as adapt_mod
 from experiments import checkpoint
+from experiments.batched_product import with_batched_weight_gradients
 from experiments.evaluate import logits_batch
 from experiments.tasks import MODEL_LEN, N_DIGITS, check_task, make_batch
 from theory.architecture import Architecture
@@ -60,7 +61,7 @@ EPS = 1e-8  # Adam's epsilon
 CLIP_NORM = 1.0  # gradients are clipped to this global norm
 # Changes whenever a checkpoint written by an earlier trainer would not resume identically
 # (optimiser state layout, step arithmetic); part of every checkpoint's fingerprint.
-TRAINER_VERSION = 3
+TRAINER_VERSION = 4
 DTYPE = "float32"  # every trained value (parameters, activations, optimiser state)
 
 
@@ -151,6 +152,8 @@ def adam_update(trainable, grads, state, scalars, constants):
 def loss_fn(trainable, base, arch, adapt, seqs):
     """Mean cross-entropy of the outputs ``seqs[:, 10:]`` given ``seqs [B, 20]``."""
     params, context = adapt_mod.apply(adapt, arch, base, trainable)
+    if adapt.kind in ("pretrain", "finetune"):
+        params = with_batched_weight_gradients(params)
     logits = logits_batch(params, arch, context, seqs[:, :MODEL_LEN])[
         :, N_DIGITS - 1 :
     ]  # [B, 10, V]
@@ -251,10 +254,6 @@ def train(
         )
     key = jax.random.PRNGKey(cfg.seed) if init_key is None else init_key
     trainable = adapt_mod.init_trainable(adapt, arch, base, key)
-    if adapt.kind == "lora" and adapt.init == "gradient":
-        trainable = adapt_mod.gradient_aligned(
-            adapt, trainable, task_gradient(arch, adapt, base, cfg)
-        )
     run_chunk = chunk_fn(arch, adapt)
     opt_state = init_opt_state(trainable)
     constants = jnp.asarray(adam_constants(cfg))
@@ -267,6 +266,10 @@ def train(
         else:
             (trainable, opt_state), start = checkpoint.load(path, (trainable, opt_state), settings)
     resumed_from = start
+    if start == 0 and adapt.kind == "lora" and adapt.init == "gradient":
+        trainable = adapt_mod.gradient_aligned(
+            adapt, trainable, task_gradient(arch, adapt, base, cfg)
+        )
     losses = []
     bar = None
     if progress and start < cfg.steps:
