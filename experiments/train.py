@@ -171,9 +171,11 @@ def task_gradient(arch: Architecture, adapt, base, cfg: TrainConfig):
         [make_batch(cfg.task, cfg.seed, s, cfg.batch) for s in range(GRADIENT_INIT_BATCHES)]
     )
     finetune = adapt_mod.Adaptation("finetune", adapt.n_p)
-    return jax.jit(jax.grad(loss_fn), static_argnums=(2, 3))(
-        base, base, arch, finetune, jnp.asarray(seqs)
-    )
+    return _loss_gradient(base, base, arch, finetune, jnp.asarray(seqs))
+
+
+# the gradient of loss_fn in its first argument, compiled once per (arch, adaptation, shapes)
+_loss_gradient = jax.jit(jax.grad(loss_fn), static_argnums=(2, 3))
 
 
 _STEP_CACHE: dict = {}
