@@ -163,6 +163,10 @@ def loss_fn(trainable, base, arch, adapt, seqs):
 GRADIENT_INIT_BATCHES = 8  # training batches whose full weight gradient aligns LoRA's A
 
 
+# the gradient of loss_fn in its first argument, compiled once per (arch, adaptation, shapes)
+_loss_gradient = jax.jit(jax.grad(loss_fn), static_argnums=(2, 3))
+
+
 def task_gradient(arch: Architecture, adapt, base, cfg: TrainConfig):
     """The gradient of the loss with respect to every base parameter, on the first
     :data:`GRADIENT_INIT_BATCHES` batches of the run's own data stream (what LoRA's
@@ -172,10 +176,6 @@ def task_gradient(arch: Architecture, adapt, base, cfg: TrainConfig):
     )
     finetune = adapt_mod.Adaptation("finetune", adapt.n_p)
     return _loss_gradient(base, base, arch, finetune, jnp.asarray(seqs))
-
-
-# the gradient of loss_fn in its first argument, compiled once per (arch, adaptation, shapes)
-_loss_gradient = jax.jit(jax.grad(loss_fn), static_argnums=(2, 3))
 
 
 _STEP_CACHE: dict = {}

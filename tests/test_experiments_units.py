@@ -1,5 +1,6 @@
 """Unit tests of the experiments package: data, adaptations, checkpoints, decoding."""
 
+import contextlib
 import os
 
 import jax
@@ -463,6 +464,28 @@ def test_checkpoint_mismatch_and_corruption(base, tmp_path):
         checkpoint.load(path, {"states": jnp.zeros((2, 2, 16))}, settings)
 
 
+def _reference_loss(params, ctx, seqs):
+    """The training loss written independently of experiments.train: theory.model.forward per
+    sequence, cross-entropy of the 10 output predictions."""
+    logits = jax.vmap(lambda s: forward(params, ARCH, s, ctx)[0])(seqs[:, :19])[:, 9:]
+    return optax.softmax_cross_entropy_with_integer_labels(logits, seqs[:, 10:]).mean()
+
+
+@contextlib.contextmanager
+def _planted_vjp(product, wrong_bwd):
+    """Inside the block the custom-VJP function ``product`` differentiates with ``wrong_bwd``.
+    JAX's caches are cleared on entry and exit: the jitted forward pass was traced with the
+    right rule, and later tests must not see the wrong one."""
+    right_fwd, right_bwd = product.fwd, product.bwd
+    try:
+        product.defvjp(right_fwd, wrong_bwd)
+        jax.clear_caches()
+        yield
+    finally:
+        product.defvjp(right_fwd, right_bwd)
+        jax.clear_caches()
+
+
 @pytest.mark.parametrize("rank", [1, 12])
 def test_low_rank_gradients_match_the_formed_matrices(base, rank):
     """LoRA as low-rank products (custom VJP: products with the rank-r factor as the transposed
@@ -474,30 +497,21 @@ def test_low_rank_gradients_match_the_formed_matrices(base, rank):
 
     def formed_loss(t):
         params, ctx = A.apply(adapt, ARCH, base, t)
-        logits = jax.vmap(lambda s: forward(A.materialise(params), ARCH, s, ctx)[0])(seqs[:, :19])[
-            :, 9:
-        ]
-        return optax.softmax_cross_entropy_with_integer_labels(logits, seqs[:, 10:]).mean()
+        return _reference_loss(A.materialise(params), ctx, seqs)
 
     fast = jax.grad(loss_fn)(tr, base, ARCH, adapt, seqs)
     formed = jax.grad(formed_loss)(tr)
     leaves = zip(jax.tree_util.tree_leaves(fast), jax.tree_util.tree_leaves(formed), strict=True)
     for f, g in leaves:
         np.testing.assert_allclose(np.asarray(f), np.asarray(g), rtol=1e-4, atol=1e-6)
-    # negative control: a VJP that drops the gradient of A disagrees with the formed matrices
-    bwd = A._low_rank_bwd
 
+    # negative control: a VJP that drops the gradient of A disagrees with the formed matrices
     def drop_grad_A(res, dy):
-        dx, dA, dB = bwd(res, dy)
+        dx, dA, dB = A._low_rank_bwd(res, dy)
         return dx, 0 * dA, dB
 
-    try:
-        A.low_rank_product.defvjp(A._low_rank_fwd, drop_grad_A)
-        jax.clear_caches()  # the jitted forward pass was traced with the right VJP
+    with _planted_vjp(A.low_rank_product, drop_grad_A):
         wrong = jax.grad(loss_fn)(tr, base, ARCH, adapt, seqs)
-    finally:
-        A.low_rank_product.defvjp(A._low_rank_fwd, bwd)
-        jax.clear_caches()
     assert (
         np.abs(np.asarray(wrong[0]["W_in"]["A"]) - np.asarray(formed[0]["W_in"]["A"])).max() > 1e-4
     )
@@ -514,9 +528,7 @@ def test_batched_weight_gradients_match_plain_autodiff(base, kind):
     seqs = jnp.asarray(tasks.make_batch("double_hist", 0, 0, 8))
 
     def plain_loss(params):
-        ctx = A.base_context(adapt)
-        logits = jax.vmap(lambda s: forward(params, ARCH, s, ctx)[0])(seqs[:, :19])[:, 9:]
-        return optax.softmax_cross_entropy_with_integer_labels(logits, seqs[:, 10:]).mean()
+        return _reference_loss(params, A.base_context(adapt), seqs)
 
     def max_rel_error(grads):
         leaves = zip(
@@ -533,22 +545,16 @@ def test_batched_weight_gradients_match_plain_autodiff(base, kind):
     assert max_rel_error(jax.grad(loss_fn)(base, base, ARCH, adapt, seqs)) < TOL_F32
     if kind != "pretrain":  # the same products: one negative control covers both kinds
         return
-    # negative control: a VJP that takes dW from the first sequence only
-    bwd = bp._product_bwd
 
+    # negative control: a VJP that takes dW from the first sequence only
     def first_sequence_only(res, dy):
         x, W = res
-        dx, _ = bwd(res, dy)
+        dx, _ = bp._product_bwd(res, dy)
         n = x.shape[-2]
         return dx, x.reshape(-1, x.shape[-1])[:n].T @ dy.reshape(-1, dy.shape[-1])[:n]
 
-    try:
-        bp._product.defvjp(bp._product_fwd, first_sequence_only)
-        jax.clear_caches()
+    with _planted_vjp(bp._product, first_sequence_only):
         wrong = jax.grad(loss_fn)(base, base, ARCH, adapt, seqs)
-    finally:
-        bp._product.defvjp(bp._product_fwd, bwd)
-        jax.clear_caches()
     assert max_rel_error(wrong) > 1e-2
 
 
