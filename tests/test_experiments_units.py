@@ -15,6 +15,7 @@ from experiments.evaluate import greedy
 from experiments.models import make_arch
 from experiments.runner import claim
 from experiments.train import TrainConfig, loss_fn, train
+from theory import model as model_mod
 from theory.errors import ToolkitError
 from theory.model import forward
 from theory.params import init_params
@@ -474,16 +475,17 @@ def _reference_loss(params, ctx, seqs):
 @contextlib.contextmanager
 def _planted_vjp(product, wrong_bwd):
     """Inside the block the custom-VJP function ``product`` differentiates with ``wrong_bwd``.
-    JAX's caches are cleared on entry and exit: the jitted forward pass was traced with the
-    right rule, and later tests must not see the wrong one."""
+    The one jitted function the block's un-jitted ``jax.grad(loss_fn)`` goes through, the
+    forward pass, is retraced on entry (its cache holds the right rule) and on exit (later tests
+    must not see the wrong one); every other cache is kept, so later tests do not recompile."""
     right_fwd, right_bwd = product.fwd, product.bwd
     try:
         product.defvjp(right_fwd, wrong_bwd)
-        jax.clear_caches()
+        model_mod._forward.clear_cache()
         yield
     finally:
         product.defvjp(right_fwd, right_bwd)
-        jax.clear_caches()
+        model_mod._forward.clear_cache()
 
 
 @pytest.mark.parametrize("rank", [1, 12])
