@@ -26,6 +26,11 @@ pass costs ``F_w = 2 b (N L 12 d^2 + 19 d V)`` in weight products and
 ``F_a = 4 b L N^2 d`` in attention products.  A step costs ``3 F_w + 3 F_a`` when the
 weights are trained (forward, input gradients, weight gradients) and ``2 F_w + 3 F_a``
 when they are frozen (prefix, LoRA: no weight gradients), plus LoRA's rank-r products.
+That is the arithmetic of a per-sequence forward (the companion code's); the "GFLOP/s"
+column divides it by the step time.  The toolkit's batched forward
+(:func:`theory.model.forward_batch`) runs the ``n_p`` virtual positions once per batch, so it
+does less: ``F_w`` with ``b N`` replaced by ``19 b + n_p`` and ``F_a`` with ``b N^2`` by
+``19 b N + n_p^2`` (the "done" columns).
 
     .venv/bin/python benchmarks/bench_training.py [--chunk 10] [--rounds 5] [--json FILE]
         [--xla-flags "--xla_cpu_..."] [--torch-python PATH | --no-torch]
@@ -49,20 +54,23 @@ COMPANION_MS = {"pretrain": 279.0, "prefix": 223.0, "lora": 245.0, "pretrain_1L_
 KINDS = ("pretrain", "prefix", "lora", "pretrain_1L_d96")
 
 
-def flop_model(arch, n_p: int, batch: int, kind: str, rank: int = 1) -> float:
-    """FLOPs of one training step (see the module docstring)."""
+def flop_model(arch, n_p: int, batch: int, kind: str, rank: int = 1, shared: bool = False) -> float:
+    """FLOPs of one training step (see the module docstring); ``shared``: with the virtual
+    positions run once per batch (the arithmetic the toolkit's step does)."""
     from experiments.tasks import MODEL_LEN
 
     d, L, V, N = arch.d_model, arch.n_layers, arch.d_vocab, n_p + MODEL_LEN
-    f_w = 2 * batch * (N * L * 12 * d * d + MODEL_LEN * d * V)
-    f_a = 4 * batch * L * N * N * d
+    rows = MODEL_LEN * batch + n_p if shared else N * batch  # positions through the weights
+    scores = MODEL_LEN * batch * N + n_p * n_p if shared else N * N * batch  # (query, key) pairs
+    f_w = 2 * (rows * L * 12 * d * d + batch * MODEL_LEN * d * V)
+    f_a = 4 * L * scores * d
     if kind.startswith("pretrain") or kind == "finetune":
         return 3 * f_w + 3 * f_a
     flops = 2 * f_w + 3 * f_a
     if kind == "lora":  # (x A) B on W_in, W_out, W_O: forward 2 products, backward 4
         d_mlp = arch.d_mlp
         per_token = (d + d_mlp) + (d_mlp + d) + (d + d)
-        flops += 3 * 2 * batch * N * L * rank * per_token
+        flops += 3 * 2 * rows * L * rank * per_token
     return flops
 
 
@@ -224,16 +232,18 @@ def main(argv=None):
         + "; companion = the paper's code on issue 17's machine (another machine)"
     )
     header = (
-        "| step | GFLOP/step | ms/step | GFLOP/s | of JAX matmul | PyTorch ms | speed-up "
-        "| companion ms | speed-up |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "| step | GFLOP/step | ms/step | GFLOP/s | of JAX matmul | GFLOP done | done GFLOP/s "
+        "| of JAX matmul | PyTorch ms | speed-up | companion ms | speed-up |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     )
     print(header)
     rows = []
     for k in kinds:
         arch, adapt = setups[k]
         gflop = flop_model(arch, adapt.n_p, batch, adapt.kind, adapt.rank) / 1e9
+        done = flop_model(arch, adapt.n_p, batch, adapt.kind, adapt.rank, shared=True) / 1e9
         ms = best[k] * 1e3
-        rate = gflop / best[k]
+        rate, done_rate = gflop / best[k], done / best[k]
         comp, ref = COMPANION_MS.get(k), torch_ms.get(k)
         rows.append(
             {
@@ -243,6 +253,9 @@ def main(argv=None):
                 "ms_per_step": ms,
                 "gflop_per_s": rate,
                 "fraction_of_matmul": rate / mm_rate,
+                "gflop_done_per_step": done,
+                "done_gflop_per_s": done_rate,
+                "done_fraction_of_matmul": done_rate / mm_rate,
                 "torch_ms": ref,
                 "speedup_vs_torch": ref / ms if ref else None,
                 "companion_ms_issue_machine": comp,
@@ -251,6 +264,7 @@ def main(argv=None):
         )
         print(
             f"| {k} ({arch.name}) | {gflop:.2f} | {ms:.1f} | {rate:.0f} | {rate / mm_rate:.0%} | "
+            f"{done:.2f} | {done_rate:.0f} | {done_rate / mm_rate:.0%} | "
             f"{f'{ref:.1f}' if ref else '-'} | {f'{ref / ms:.2f}x' if ref else '-'} | "
             f"{comp if comp else '-'} | {f'{comp / ms:.2f}x' if comp else '-'} |"
         )

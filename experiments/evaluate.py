@@ -2,8 +2,8 @@
 
 Decoding is one jitted ``lax.fori_loop`` of 10 full forward passes over a fixed-shape
 buffer ``[19]`` (x then the outputs generated so far, zeros after): the model is
-causal, so the zeros to the right of the current step are never seen.  Batches are
-``jax.vmap`` of :func:`theory.model.forward`.
+causal, so the zeros to the right of the current step are never seen.  Batches run through
+:func:`theory.model.forward_batch` (the virtual positions once per batch).
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ import numpy as np
 from experiments import adapt as adapt_mod
 from experiments.tasks import MODEL_LEN, N_DIGITS, RANDOM_TASKS, target
 from theory.architecture import Architecture
-from theory.model import forward
+from theory.model import forward_batch
 
 
 def logits_batch(params, arch: Architecture, context, seqs):
     """Logits ``[B, 19, V]`` of sequences ``seqs [B, 19]`` (shared context)."""
-    return jax.vmap(lambda s: forward(params, arch, s, context, validate=False)[0])(seqs)
+    return forward_batch(params, arch, seqs, context, validate=False)
 
 
 @partial(jax.jit, static_argnames=("arch", "adapt"))

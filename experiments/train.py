@@ -4,7 +4,7 @@ One jitted call runs ``chunk`` Adam steps with ``lax.scan`` over a stack of batc
 ``[chunk, batch, 20]`` generated in numpy (deterministic in (seed, step), see
 :func:`experiments.tasks.make_batch`), which keeps Python overhead off the CPU.
 Loss: mean cross-entropy of the 10 output tokens under teacher forcing, computed by
-``jax.vmap`` of :func:`theory.model.forward` (float32).
+:func:`theory.model.forward_batch` (float32; the virtual positions run once per batch).
 
 Learning rate (``TrainConfig.schedule``), each after a linear warm-up: cosine decay to 5%
 (``"cosine"``, the default); constant (``"constant"``, the companion code's recipe for
@@ -61,7 +61,7 @@ EPS = 1e-8  # Adam's epsilon
 CLIP_NORM = 1.0  # gradients are clipped to this global norm
 # Changes whenever a checkpoint written by an earlier trainer would not resume identically
 # (optimiser state layout, step arithmetic); part of every checkpoint's fingerprint.
-TRAINER_VERSION = 4
+TRAINER_VERSION = 5
 DTYPE = "float32"  # every trained value (parameters, activations, optimiser state)
 
 

@@ -136,3 +136,100 @@ def test_init_is_seeded():
     assert not bool(jnp.all(a["embed"]["W_E"] == c["embed"]["W_E"]))
     assert a["embed"]["W_E"].dtype == jnp.float64
     assert init_params(GPT, jax.random.PRNGKey(7), jnp.float32)["embed"]["W_E"].dtype == jnp.float32
+
+
+# forward_batch: one context for a batch; the virtual positions run once where causal attention
+# keeps them apart from the content. Each context kind and each way a layer reads positions or
+# keys: learned / RoPE / ALiBi positions, grouped-query heads with a KV-prefix, a sliding window
+# (3) shorter than the sequence, sandwich norms with a prefix, differential attention and
+# scalable softmax (its scale counts the visible keys). BERT (the per-sequence path) is in the
+# negative control below.
+BATCH_CASES = [
+    ("gpt", "hard_prompt"),
+    ("llama", "kv_prefix"),
+    ("mistral", "hard_prompt"),
+    ("bloom", "soft_prompt"),
+    ("gemma2", "prefix"),
+    ("diff", "hard_prompt"),
+    ("ssmax", "soft_prompt"),
+]
+
+
+def _batch_case(arch_name, method):
+    from theory import get_method
+
+    arch = ARCHITECTURES[arch_name]
+    params, context = get_method(method).draw(
+        arch, init_params(arch, jax.random.PRNGKey(3)), jax.random.PRNGKey(4), 4
+    )
+    tokens = jax.random.randint(jax.random.PRNGKey(5), (3, 6), 0, arch.d_vocab)
+    return arch, params, context, tokens
+
+
+def _per_sequence(params, arch, tokens, context):
+    return jax.vmap(lambda t: forward(params, arch, t, context, validate=False)[0])(tokens)
+
+
+@pytest.mark.parametrize("arch_name,method", BATCH_CASES)
+def test_forward_batch_equals_the_per_sequence_forward(arch_name, method):
+    from theory.model import forward_batch, shares_virtual_positions
+    from theory.tolerances import TOL_F64
+
+    arch, params, context, tokens = _batch_case(arch_name, method)
+    assert shares_virtual_positions(arch)
+    got = forward_batch(params, arch, tokens, context)
+    want = _per_sequence(params, arch, tokens, context)
+    assert got.shape == want.shape == (3, 6, arch.d_vocab)
+    assert float(jnp.max(jnp.abs(got - want))) < TOL_F64
+
+
+def test_forward_batch_gradients_equal_the_per_sequence_ones():
+    """Training differentiates through the shared virtual positions: their gradient sums
+    every sequence's contribution, as the per-sequence forward's does."""
+    from theory.model import forward_batch
+    from theory.tolerances import TOL_F64
+
+    arch, params, context, tokens = _batch_case("gpt", "soft_prompt")
+
+    def loss(run):
+        return lambda p, c: jnp.sum(jnp.tanh(run(p, arch, tokens, c)))
+
+    got = jax.grad(loss(lambda *a: forward_batch(*a, validate=False)), (0, 1))(params, context)
+    want = jax.grad(loss(_per_sequence), (0, 1))(params, context)
+    errors = jax.tree_util.tree_map(lambda a, b: float(jnp.max(jnp.abs(a - b))), got, want)
+    assert max(jax.tree_util.tree_leaves(errors)) < TOL_F64
+
+
+def test_shared_virtual_positions_are_wrong_without_causal_attention():
+    """NEGATIVE CONTROL: under bidirectional attention the virtual positions see the content,
+    so running them once per batch changes the logits; the comparison above detects it, and
+    ``forward_batch`` does not share them there."""
+    from theory.model import _forward_shared, forward_batch
+    from theory.tolerances import TOL_F64, VIOLATION
+
+    arch, params, context, tokens = _batch_case("bert", "hard_prompt")
+    shared = _forward_shared(params, arch, tokens, context)
+    want = _per_sequence(params, arch, tokens, context)
+    assert float(jnp.max(jnp.abs(shared - want))) > VIOLATION
+    assert float(jnp.max(jnp.abs(forward_batch(params, arch, tokens, context) - want))) < TOL_F64
+
+
+def test_forward_batch_rejects_bad_input(gpt_params, without_runtime_typecheck):
+    from theory import ToolkitError
+    from theory.model import forward_batch
+
+    with pytest.raises(
+        ToolkitError, match=r"expected a batch of token ids \[B, n\], got shape \(5,\)"
+    ):
+        forward_batch(gpt_params, GPT, jnp.arange(5))
+    with pytest.raises(ToolkitError, match="token ids must lie in"):
+        forward_batch(gpt_params, GPT, jnp.full((2, 3), GPT.d_vocab))
+    with pytest.raises(ToolkitError, match="context too long"):
+        forward_batch(
+            gpt_params,
+            GPT,
+            jnp.zeros((2, GPT.n_ctx), jnp.int32),
+            HardPrompt(jnp.zeros(1, jnp.int32)),
+        )
+    with pytest.raises(ToolkitError, match="expected an Architecture"):
+        forward_batch(gpt_params, "gpt", jnp.zeros((2, 3), jnp.int32))

@@ -154,15 +154,24 @@ def attention_layer(
     arch: Architecture,
     h: Float[Array, "N d_model"],
     positions: Int[Array, " N"],
-    mask: Bool[Array, "N N"],
-    virtual: Bool[Array, " N"],
+    mask: Bool[Array, "N Nk"],
+    virtual: Bool[Array, " Nk"],
     kv: tuple | None = None,
+    past: tuple | None = None,
 ) -> tuple[Float[Array, "N d_model"], dict]:
     """Multi-head attention on normalised inputs ``h [N, d_model]``.
 
     ``kv`` = (keys, values), each ``[n_kv_heads, n_p, d_head]``, replaces the keys and values
-    of the first ``n_p`` positions (KV-prefix; used as given: no norm, no rotation). Returns
-    ``(attn_out [N, d_model], record)`` with the attention activations (:mod:`theory.hooks`).
+    of the first ``n_p`` positions (KV-prefix; used as given: no norm, no rotation).
+
+    ``past`` = (keys ``[n_past, n_kv_heads, d_head]``, values (the same), their positions
+    ``[n_past]``): keys and values computed earlier (rotated already), put in front of this
+    layer's own, as a KV cache is. The queries are then the ``N`` rows of ``h`` only: ``mask``
+    is ``[N, n_past + N]`` and ``virtual`` ``[n_past + N]``; :func:`theory.model.forward_batch`
+    uses it to run the virtual positions once for a batch.
+
+    Returns ``(attn_out [N, d_model], record)`` with the attention activations
+    (:mod:`theory.hooks`); with ``past``, ``k`` / ``v`` / ``scores`` / ``pattern`` cover every key.
     """
     q = jnp.einsum("nd,hdk->nhk", h, p["W_Q"]) + p["b_Q"]
     k = jnp.einsum("nd,gdk->ngk", h, p["W_K"]) + p["b_K"]
@@ -177,29 +186,38 @@ def attention_layer(
         n_p = keys.shape[1]
         k = k.at[:n_p].set(jnp.swapaxes(keys, 0, 1).astype(k.dtype))
         v = v.at[:n_p].set(jnp.swapaxes(values, 0, 1).astype(v.dtype))
-    return attend_heads(p, arch, q, k, v, positions, mask, virtual)
+    key_positions = positions
+    if past is not None:
+        past_k, past_v, past_positions = past
+        k = jnp.concatenate([past_k.astype(k.dtype), k])
+        v = jnp.concatenate([past_v.astype(v.dtype), v])
+        key_positions = jnp.concatenate([past_positions, positions])
+    return attend_heads(p, arch, q, k, v, positions, mask, virtual, key_positions)
 
 
 def attend_heads(
     p: dict,
     arch: Architecture,
     q: Float[Array, "N H dh"],
-    k: Float[Array, "N G dh"],
-    v: Float[Array, "N G dh"],
+    k: Float[Array, "Nk G dh"],
+    v: Float[Array, "Nk G dh"],
     positions: Int[Array, " N"],
-    mask: Bool[Array, "N N"],
-    virtual: Bool[Array, " N"],
+    mask: Bool[Array, "N Nk"],
+    virtual: Bool[Array, " Nk"],
+    key_positions: Int[Array, " Nk"] | None = None,
 ) -> tuple[Float[Array, "N d_model"], dict]:
     """The heads' weights (the architecture's attention kind), outputs ``z`` and ``attn_out`` from
-    queries, keys and values (after rotation); ``p`` holds ``W_O`` and ``b_O``. Returns
-    ``(attn_out, record)`` with the activations q, k, v, scores, pattern, z."""
+    queries, keys and values (after rotation); ``p`` holds ``W_O`` and ``b_O``.
+    ``positions`` are the queries' positions, ``key_positions`` the keys' (default: the same).
+    Returns ``(attn_out, record)`` with the activations q, k, v, scores, pattern, z."""
     group = arch.n_heads // arch.kv_heads
     k_rep = jnp.repeat(k, group, axis=1)
     v_rep = jnp.repeat(v, group, axis=1)
     bias = 0.0
     scheme = POSITIONAL_SCHEMES[arch.positional]
     if scheme.logit_bias is not None:
-        bias = scheme.logit_bias(arch, positions, positions).astype(q.dtype)
+        k_pos = positions if key_positions is None else key_positions
+        bias = scheme.logit_bias(arch, positions, k_pos).astype(q.dtype)
     kind = ATTENTION_KINDS[arch.attention]
     scores, pattern = kind.weights(q, k_rep, arch, bias, mask, virtual)
     z = jnp.einsum("hqk,khd->qhd", pattern, v_rep)

@@ -128,9 +128,10 @@ def block_forward(
     arch: Architecture,
     resid_pre: Float[Array, "N d_model"],
     positions: Int[Array, " N"],
-    mask: Bool[Array, "N N"],
-    virtual: Bool[Array, " N"],
+    mask: Bool[Array, "N Nk"],
+    virtual: Bool[Array, " Nk"],
     kv: tuple | None = None,
+    past: tuple | None = None,
 ) -> tuple[Float[Array, "N d_model"], dict]:
     """One transformer block ``[N, d_model] -> [N, d_model]``; returns (resid_post, record).
 
@@ -138,12 +139,22 @@ def block_forward(
     ``kv`` this layer's part of a per-layer context (a KV-prefix's keys and values, an initial
     state, a latent prefix) or None. Running this on the content activations alone
     (``virtual`` all False) is the no-prefix layer of the deeper-layer theorems.
+
+    ``past``: keys and values computed earlier, which the attention puts in front of the
+    block's own (:func:`theory.attention.attention_layer`; ``mask`` is then ``[N, n_past + N]``
+    and ``virtual`` ``[n_past + N]``). Only blocks whose mixer is the standard attention
+    (``BlockKind.mixer`` None) take it.
     """
     kind = BLOCK_KINDS[arch.block]
 
     def attend(h):
         if kind.mixer is None:
-            out, record = attention_layer(bp["attn"], arch, h, positions, mask, virtual, kv)
+            out, record = attention_layer(bp["attn"], arch, h, positions, mask, virtual, kv, past)
+        elif past is not None:
+            raise ToolkitError(
+                f"block kind {kind.name!r}: past keys and values need the standard attention "
+                "mixer (BlockKind.mixer None)"
+            )
         else:
             out, record = kind.mixer(bp, arch, h, positions, mask, virtual, kv)
         return out, dict(record, **{act_name("attn_out"): out})

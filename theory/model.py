@@ -2,7 +2,9 @@
 
 Everything in the toolkit (theorem checks, constructions, experiments, real
 weights) runs through :func:`forward`.  It processes ONE sequence; use
-``jax.vmap`` for batches.
+``jax.vmap`` for batches, or :func:`forward_batch` for the logits of a batch that shares one
+context (it runs the virtual positions once where causal attention allows it; the training
+loop's forward pass).
 
 Sequence layout: the ``n_p`` virtual positions of the context come first
 (sequence indices ``0..n_p-1``, positions ``0..n_p-1``), then the ``n`` content
@@ -44,7 +46,7 @@ from theory.errors import ToolkitError
 from theory.hooks import act_name, block_prefix
 from theory.layers import apply_norm
 from theory.params import validate_params
-from theory.registry import POSITIONAL_SCHEMES
+from theory.registry import BLOCK_KINDS, POSITIONAL_SCHEMES
 
 
 def embed(params: dict, arch: Architecture, token_embeddings, positions, token_types=None):
@@ -75,19 +77,24 @@ def unembed(params: dict, arch: Architecture, resid):
 # --------------------------------------------------------------------------- forward
 
 
+def _virtual_embeddings(params, arch, context):
+    """Token embeddings ``[n_p, d_model]`` of the virtual positions (zeros unless the context
+    is a hard or soft prompt: a prefix sets the states itself)."""
+    W_E = params["embed"]["W_E"]
+    if isinstance(context, HardPrompt):
+        return W_E[context.tokens]
+    if isinstance(context, SoftPrompt):
+        return context.embeddings.astype(W_E.dtype)
+    return jnp.zeros((n_virtual(context), arch.d_model), W_E.dtype)
+
+
 @partial(jax.jit, static_argnames=("arch", "position_offset"))
 def _forward(params, arch, tokens, context, position_offset, key_mask, token_types):
     n = tokens.shape[0]
     n_p = n_virtual(context)
     positions = jnp.concatenate([jnp.arange(n_p), position_offset + jnp.arange(n)])
-    W_E = params["embed"]["W_E"]
-    content = W_E[tokens]
-    if isinstance(context, HardPrompt):
-        virtual_embed = W_E[context.tokens]
-    elif isinstance(context, SoftPrompt):
-        virtual_embed = context.embeddings.astype(W_E.dtype)
-    else:
-        virtual_embed = jnp.zeros((n_p, arch.d_model), W_E.dtype)
+    content = params["embed"]["W_E"][tokens]
+    virtual_embed = _virtual_embeddings(params, arch, context)
     types = None
     if token_types is not None:
         types = jnp.concatenate([jnp.zeros(n_p, jnp.int32), token_types.astype(jnp.int32)])
@@ -176,3 +183,98 @@ def virtual_states(params, arch: Architecture, context: Context, tokens, **kwarg
     n_p = n_virtual(context)
     _, cache = forward(params, arch, tokens, context, **kwargs)
     return jnp.stack([cache[act_name("resid_pre", l)][:n_p] for l in range(arch.n_layers)])
+
+
+# --------------------------------------------------------------------------- batches
+
+
+def shares_virtual_positions(arch: Architecture) -> bool:
+    """Whether every sequence of a batch with one context has the same virtual positions:
+    under causal attention they never see the content, and a block with the standard
+    attention mixer reads nothing else across positions."""
+    return arch.causal and BLOCK_KINDS[arch.block].mixer is None
+
+
+@partial(jax.jit, static_argnames=("arch",))
+def _forward_shared(params, arch, tokens, context):
+    """:func:`forward_batch`'s shared path: the ``n_p`` virtual positions run once, then every
+    sequence's ``n`` content positions attend to their keys and values (``past``). Equal to
+    the per-sequence forward only when :func:`shares_virtual_positions` holds."""
+    n = tokens.shape[1]
+    n_p = n_virtual(context)
+    positions = jnp.arange(n_p + n)
+    seen = mask_matrix(arch, jnp.ones(n_p + n, bool))
+    virtual = positions < n_p
+    v_resid, _ = embed(params, arch, _virtual_embeddings(params, arch, context), positions[:n_p])
+    W_E = params["embed"]["W_E"]
+    c_resid = jax.vmap(lambda t: embed(params, arch, W_E[t], positions[n_p:])[0])(tokens)
+    for l, bp in enumerate(params["blocks"]):
+        if isinstance(context, Prefix):
+            v_resid = context.states[l].astype(v_resid.dtype)
+        kv = layer_context(context, l)
+
+        def virtual_block(resid, bp=bp, kv=kv):
+            return block_forward(
+                bp, arch, resid, positions[:n_p], seen[:n_p, :n_p], virtual[:n_p], kv
+            )
+
+        # a batch of one, like the content pass: a weight whose product has its own batching
+        # rule (jax.custom_batching.custom_vmap, as experiments.batched_product) is then always
+        # used under vmap; JAX cannot differentiate such a product outside vmap
+        v_resid, record = jax.vmap(virtual_block)(v_resid[None])
+        v_resid = v_resid[0]
+        past = (record[act_name("k")][0], record[act_name("v")][0], positions[:n_p])
+
+        def content_block(resid, bp=bp, past=past):
+            return block_forward(bp, arch, resid, positions[n_p:], seen[n_p:], virtual, None, past)[
+                0
+            ]
+
+        c_resid = jax.vmap(content_block)(c_resid)
+    return jax.vmap(lambda r: unembed(params, arch, r)[0])(c_resid)
+
+
+@partial(jax.jit, static_argnames=("arch",))
+def _forward_each(params, arch, tokens, context):
+    """:func:`forward_batch`'s general path: the per-sequence forward, vmapped."""
+    key_mask = jnp.ones(n_virtual(context) + tokens.shape[1], bool)
+    n_p = n_virtual(context)
+    return jax.vmap(lambda t: _forward(params, arch, t, context, n_p, key_mask, None)[0])(tokens)
+
+
+def forward_batch(
+    params, arch: Architecture, tokens, context: Context = None, *, validate: bool = True
+):
+    """Logits ``[B, n, d_vocab]`` of a batch of sequences ``tokens [B, n]`` that share one
+    context, as ``jax.vmap`` of :func:`forward` gives them (default positions, every key
+    visible, default token types) but without the activation cache.
+
+    Where :func:`shares_virtual_positions` holds (causal attention, standard attention mixer),
+    the ``n_p`` virtual positions are the same for every sequence, so they run once for the
+    batch and the content attends to their keys and values; this saves the share
+    ``n_p / (n_p + n)`` of the per-position arithmetic (the training loop's use). Otherwise it
+    is the vmapped :func:`forward`.
+    """
+    if not isinstance(arch, Architecture):
+        raise ToolkitError(
+            "arch: expected an Architecture (e.g. theory.ARCHITECTURES['gpt']), got "
+            f"{type(arch).__name__} {arch!r}"[:200]
+        )
+    shape = tuple(getattr(tokens, "shape", ()))
+    if len(shape) != 2:
+        raise ToolkitError(f"tokens: expected a batch of token ids [B, n], got shape {shape}")
+    if validate:
+        validate_context(context, arch)
+        validate_params(params, arch)
+        check_tokens("tokens", tokens.reshape(-1), arch)
+        n_p, n = n_virtual(context), shape[1]
+        if n < 1:
+            raise ToolkitError("tokens: expected at least one content token per sequence, got 0")
+        if n_p + n > arch.n_ctx:
+            raise ToolkitError(
+                f"context too long for {arch.name!r}: {n_p} virtual + {n} content tokens need "
+                f"{n_p + n} positions, the architecture allows n_ctx={arch.n_ctx}"
+            )
+    if n_virtual(context) and shares_virtual_positions(arch):
+        return _forward_shared(params, arch, tokens, context)
+    return _forward_each(params, arch, tokens, context)
