@@ -137,7 +137,7 @@ MODE_CONFIGS = {
         d_lora=128,
         pre_lora=Budget(2000, 2e-3),
         prefix_lora=Budget(2000, 3e-2),
-        lora=Budget(15000, 1e-2, "wsd", 0.95, batch=32),
+        lora=Budget(20000, 1e-2, "wsd", 0.95, batch=32),
         ft_lora=Budget(1000, 3e-3),
         lora_init_scale=4.0,
         lora_init="gradient",
