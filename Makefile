@@ -87,4 +87,4 @@ oracle-fixtures: setup-all $(ORACLE_VENV)/.installed
 	rm -rf .oracle-run
 
 clean:
-	rm -rf $(VENV) $(ORACLE_VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) $(ORACLE_VENV) .pytest_cache .hypothesis .jax_cache

@@ -46,7 +46,10 @@ IMPORT_SCRIPT = textwrap.dedent("""
 
 
 def _run(script: str, **env):
-    environ = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS",)}
+    # no compilation cache (conftest.py): the deadlock check must compile its graph itself
+    environ = {
+        k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_COMPILATION_CACHE_DIR")
+    }
     environ.update(env)
     return subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=240, env=environ
