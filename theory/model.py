@@ -88,6 +88,26 @@ def _virtual_embeddings(params, arch, context):
     return jnp.zeros((n_virtual(context), arch.d_model), W_E.dtype)
 
 
+def _check_arch(arch) -> None:
+    if not isinstance(arch, Architecture):
+        raise ToolkitError(
+            "arch: expected an Architecture (e.g. theory.ARCHITECTURES['gpt']), got "
+            f"{type(arch).__name__} {arch!r}"[:200]
+        )
+
+
+def _check_length(arch: Architecture, n_p: int, n: int, offset: int) -> None:
+    """At least one content token, and every position within the architecture's ``n_ctx``."""
+    if n < 1:
+        raise ToolkitError("tokens: expected at least one content token, got 0")
+    last = max(offset + n, n_p)
+    if last > arch.n_ctx:
+        raise ToolkitError(
+            f"context too long for {arch.name!r}: {n_p} virtual + {n} content tokens at "
+            f"offset {offset} need {last} positions, the architecture allows n_ctx={arch.n_ctx}"
+        )
+
+
 @partial(jax.jit, static_argnames=("arch", "position_offset"))
 def _forward(params, arch, tokens, context, position_offset, key_mask, token_types):
     n = tokens.shape[0]
@@ -137,11 +157,7 @@ def forward(
     Returns:
       (logits ``[n, d_vocab]`` at the content positions, cache dict of hook tensors).
     """
-    if not isinstance(arch, Architecture):
-        raise ToolkitError(
-            "arch: expected an Architecture (e.g. theory.ARCHITECTURES['gpt']), got "
-            f"{type(arch).__name__} {arch!r}"[:200]
-        )
+    _check_arch(arch)
     if validate:
         validate_context(context, arch)
     n_p = n_virtual(context)
@@ -152,14 +168,7 @@ def forward(
         if not isinstance(offset, int) or offset < 0:
             raise ToolkitError(f"position_offset must be an int >= 0, got {offset!r}")
         n = tokens.shape[0]
-        if n < 1:
-            raise ToolkitError("tokens: expected at least one content token, got 0")
-        last = max(offset + n, n_p)
-        if last > arch.n_ctx:
-            raise ToolkitError(
-                f"context too long for {arch.name!r}: {n_p} virtual + {n} content tokens at "
-                f"offset {offset} need {last} positions, the architecture allows n_ctx={arch.n_ctx}"
-            )
+        _check_length(arch, n_p, n, offset)
         if attention_mask is not None and tuple(getattr(attention_mask, "shape", ())) != (n_p + n,):
             raise ToolkitError(
                 f"attention_mask: expected a key mask of shape ({n_p + n},) = n_p + n "
@@ -226,9 +235,10 @@ def _forward_shared(params, arch, tokens, context):
         past = (record[act_name("k")][0], record[act_name("v")][0], positions[:n_p])
 
         def content_block(resid, bp=bp, past=past):
-            return block_forward(bp, arch, resid, positions[n_p:], seen[n_p:], virtual, None, past)[
-                0
-            ]
+            out, _ = block_forward(
+                bp, arch, resid, positions[n_p:], seen[n_p:], virtual, None, past
+            )
+            return out
 
         c_resid = jax.vmap(content_block)(c_resid)
     return jax.vmap(lambda r: unembed(params, arch, r)[0])(c_resid)
@@ -237,8 +247,8 @@ def _forward_shared(params, arch, tokens, context):
 @partial(jax.jit, static_argnames=("arch",))
 def _forward_each(params, arch, tokens, context):
     """:func:`forward_batch`'s general path: the per-sequence forward, vmapped."""
-    key_mask = jnp.ones(n_virtual(context) + tokens.shape[1], bool)
     n_p = n_virtual(context)
+    key_mask = jnp.ones(n_p + tokens.shape[1], bool)
     return jax.vmap(lambda t: _forward(params, arch, t, context, n_p, key_mask, None)[0])(tokens)
 
 
@@ -255,11 +265,7 @@ def forward_batch(
     ``n_p / (n_p + n)`` of the per-position arithmetic (the training loop's use). Otherwise it
     is the vmapped :func:`forward`.
     """
-    if not isinstance(arch, Architecture):
-        raise ToolkitError(
-            "arch: expected an Architecture (e.g. theory.ARCHITECTURES['gpt']), got "
-            f"{type(arch).__name__} {arch!r}"[:200]
-        )
+    _check_arch(arch)
     shape = tuple(getattr(tokens, "shape", ()))
     if len(shape) != 2:
         raise ToolkitError(f"tokens: expected a batch of token ids [B, n], got shape {shape}")
@@ -267,14 +273,8 @@ def forward_batch(
         validate_context(context, arch)
         validate_params(params, arch)
         check_tokens("tokens", tokens.reshape(-1), arch)
-        n_p, n = n_virtual(context), shape[1]
-        if n < 1:
-            raise ToolkitError("tokens: expected at least one content token per sequence, got 0")
-        if n_p + n > arch.n_ctx:
-            raise ToolkitError(
-                f"context too long for {arch.name!r}: {n_p} virtual + {n} content tokens need "
-                f"{n_p + n} positions, the architecture allows n_ctx={arch.n_ctx}"
-            )
+        n_p = n_virtual(context)
+        _check_length(arch, n_p, shape[1], n_p)
     if n_virtual(context) and shares_virtual_positions(arch):
         return _forward_shared(params, arch, tokens, context)
     return _forward_each(params, arch, tokens, context)
