@@ -28,9 +28,12 @@ weights are trained (forward, input gradients, weight gradients) and ``2 F_w + 3
 when they are frozen (prefix, LoRA: no weight gradients), plus LoRA's rank-r products.
 That is the arithmetic of a per-sequence forward (the companion code's); the "GFLOP/s"
 column divides it by the step time.  The toolkit's batched forward
-(:func:`theory.model.forward_batch`) runs the ``n_p`` virtual positions once per batch, so it
-does less: ``F_w`` with ``b N`` replaced by ``19 b + n_p`` and ``F_a`` with ``b N^2`` by
-``19 b N + n_p^2`` (the "done" columns).
+(:func:`theory.model.forward_batch`) does less (the "done" columns): it runs the ``n_p``
+virtual positions once per batch (``b N`` positions become ``19 b + n_p``, ``b N^2`` (query,
+key) pairs ``19 b N + n_p^2``), and the loss reads the logits of the last 10 positions only, so
+the last block runs W_Q, W_O and the MLP (``10 d^2`` of the ``12 d^2`` per position) and its
+queries for those ``10 b`` positions only (the others' results there are unused, and XLA
+drops them), as the unembedding.
 
     .venv/bin/python benchmarks/bench_training.py [--chunk 10] [--rounds 5] [--json FILE]
         [--xla-flags "--xla_cpu_..."] [--torch-python PATH | --no-torch]
@@ -55,22 +58,34 @@ KINDS = ("pretrain", "prefix", "lora", "pretrain_1L_d96")
 
 
 def flop_model(arch, n_p: int, batch: int, kind: str, rank: int = 1, shared: bool = False) -> float:
-    """FLOPs of one training step (see the module docstring); ``shared``: with the virtual
-    positions run once per batch (the arithmetic the toolkit's step does)."""
-    from experiments.tasks import MODEL_LEN
+    """FLOPs of one training step (see the module docstring); ``shared``: the arithmetic the
+    toolkit's step does (virtual positions once per batch; the last block's queries, output
+    projection and MLP only at the 10 outputs)."""
+    from experiments.tasks import MODEL_LEN, N_DIGITS
 
     d, L, V, N = arch.d_model, arch.n_layers, arch.d_vocab, n_p + MODEL_LEN
-    rows = MODEL_LEN * batch + n_p if shared else N * batch  # positions through the weights
-    scores = MODEL_LEN * batch * N + n_p * n_p if shared else N * N * batch  # (query, key) pairs
-    f_w = 2 * (rows * L * 12 * d * d + batch * MODEL_LEN * d * V)
-    f_a = 4 * L * scores * d
+    n_out = MODEL_LEN - N_DIGITS + 1  # the positions whose logits the loss reads
+    if shared:
+        rows = MODEL_LEN * batch + n_p  # positions through a block's weights
+        last_rows = n_out * batch  # ... through the last block's W_Q, W_O and MLP
+        weight_rows = 2 * L * rows + 10 * ((L - 1) * rows + last_rows)  # times d^2
+        adapted_rows = (L - 1) * rows + last_rows  # through W_in, W_out, W_O
+        scores = (L - 1) * (MODEL_LEN * batch * N + n_p * n_p) + n_out * batch * N
+        logit_rows = n_out * batch
+    else:
+        weight_rows = 12 * L * N * batch
+        adapted_rows = L * N * batch
+        scores = L * N * N * batch  # (query, key) pairs over all blocks
+        logit_rows = MODEL_LEN * batch
+    f_w = 2 * (weight_rows * d * d + logit_rows * d * V)
+    f_a = 4 * scores * d
     if kind.startswith("pretrain") or kind == "finetune":
         return 3 * f_w + 3 * f_a
     flops = 2 * f_w + 3 * f_a
     if kind == "lora":  # (x A) B on W_in, W_out, W_O: forward 2 products, backward 4
         d_mlp = arch.d_mlp
         per_token = (d + d_mlp) + (d_mlp + d) + (d + d)
-        flops += 3 * 2 * rows * L * rank * per_token
+        flops += 3 * 2 * adapted_rows * rank * per_token
     return flops
 
 

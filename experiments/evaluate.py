@@ -20,9 +20,10 @@ from theory.architecture import Architecture
 from theory.model import forward_batch
 
 
-def logits_batch(params, arch: Architecture, context, seqs):
-    """Logits ``[B, 19, V]`` of sequences ``seqs [B, 19]`` (shared context)."""
-    return forward_batch(params, arch, seqs, context, validate=False)
+def logits_batch(params, arch: Architecture, context, seqs, n_out: int | None = None):
+    """Logits ``[B, n_out, V]`` at the last ``n_out`` positions (default all 19) of sequences
+    ``seqs [B, 19]`` (shared context)."""
+    return forward_batch(params, arch, seqs, context, n_out=n_out, validate=False)
 
 
 @partial(jax.jit, static_argnames=("arch", "adapt"))

@@ -61,7 +61,7 @@ EPS = 1e-8  # Adam's epsilon
 CLIP_NORM = 1.0  # gradients are clipped to this global norm
 # Changes whenever a checkpoint written by an earlier trainer would not resume identically
 # (optimiser state layout, step arithmetic); part of every checkpoint's fingerprint.
-TRAINER_VERSION = 5
+TRAINER_VERSION = 6
 DTYPE = "float32"  # every trained value (parameters, activations, optimiser state)
 
 
@@ -154,9 +154,8 @@ def loss_fn(trainable, base, arch, adapt, seqs):
     params, context = adapt_mod.apply(adapt, arch, base, trainable)
     if adapt.kind in ("pretrain", "finetune"):
         params = with_batched_weight_gradients(params)
-    logits = logits_batch(params, arch, context, seqs[:, :MODEL_LEN])[
-        :, N_DIGITS - 1 :
-    ]  # [B, 10, V]
+    # the logits that predict the 10 outputs: at positions N_DIGITS - 1 .. MODEL_LEN - 1
+    logits = logits_batch(params, arch, context, seqs[:, :MODEL_LEN], MODEL_LEN - N_DIGITS + 1)
     return optax.softmax_cross_entropy_with_integer_labels(logits, seqs[:, N_DIGITS:]).mean()
 
 

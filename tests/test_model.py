@@ -181,11 +181,17 @@ def test_forward_batch_equals_the_per_sequence_forward(arch_name, method):
     want = _per_sequence(params, arch, tokens, context)
     assert got.shape == want.shape == (3, 6, arch.d_vocab)
     assert float(jnp.max(jnp.abs(got - want))) < TOL_F64
+    # the last two positions only: the last block runs the first four for their keys
+    last = forward_batch(params, arch, tokens, context, n_out=2)
+    assert last.shape == (3, 2, arch.d_vocab)
+    assert float(jnp.max(jnp.abs(last - want[:, 4:]))) < TOL_F64
 
 
-def test_forward_batch_gradients_equal_the_per_sequence_ones():
+@pytest.mark.parametrize("n_out", [6, 2])
+def test_forward_batch_gradients_equal_the_per_sequence_ones(n_out):
     """Training differentiates through the shared virtual positions: their gradient sums
-    every sequence's contribution, as the per-sequence forward's does."""
+    every sequence's contribution, as the per-sequence forward's does; with ``n_out`` < n the
+    positions before the outputs reach the loss only through the last block's keys."""
     from theory.model import forward_batch
     from theory.tolerances import TOL_F64
 
@@ -194,8 +200,10 @@ def test_forward_batch_gradients_equal_the_per_sequence_ones():
     def loss(run):
         return lambda p, c: jnp.sum(jnp.tanh(run(p, arch, tokens, c)))
 
-    got = jax.grad(loss(lambda *a: forward_batch(*a, validate=False)), (0, 1))(params, context)
-    want = jax.grad(loss(_per_sequence), (0, 1))(params, context)
+    got = jax.grad(loss(lambda *a: forward_batch(*a, n_out=n_out, validate=False)), (0, 1))(
+        params, context
+    )
+    want = jax.grad(loss(lambda *a: _per_sequence(*a)[:, 6 - n_out :]), (0, 1))(params, context)
     errors = jax.tree_util.tree_map(lambda a, b: float(jnp.max(jnp.abs(a - b))), got, want)
     assert max(jax.tree_util.tree_leaves(errors)) < TOL_F64
 
@@ -208,10 +216,30 @@ def test_shared_virtual_positions_are_wrong_without_causal_attention():
     from theory.tolerances import TOL_F64, VIOLATION
 
     arch, params, context, tokens = _batch_case("bert", "hard_prompt")
-    shared = _forward_shared(params, arch, tokens, context)
+    shared = _forward_shared(params, arch, tokens, context, tokens.shape[1])
     want = _per_sequence(params, arch, tokens, context)
     assert float(jnp.max(jnp.abs(shared - want))) > VIOLATION
     assert float(jnp.max(jnp.abs(forward_batch(params, arch, tokens, context) - want))) < TOL_F64
+
+
+def test_outputs_read_the_keys_of_the_positions_before_them():
+    """NEGATIVE CONTROL for ``n_out``: the outputs' logits depend on the keys and values of the
+    content before them (which the last block computes only for that purpose); hiding those
+    keys (a key mask on the per-sequence forward) changes them by more than ``VIOLATION``, so
+    the comparison above would catch a last block that dropped them."""
+    from theory.model import forward_batch
+    from theory.tolerances import VIOLATION
+
+    arch, params, context, tokens = _batch_case("gpt", "hard_prompt")
+    n_p, keys = 4, jnp.arange(4 + 6)
+    key_mask = (keys < n_p) | (keys >= n_p + 4)  # the virtual keys and the outputs' own
+
+    def without_earlier(t):
+        return forward(params, arch, t, context, attention_mask=key_mask, validate=False)[0]
+
+    blind = jax.vmap(without_earlier)(tokens)[:, 4:]
+    got = forward_batch(params, arch, tokens, context, n_out=2)
+    assert float(jnp.max(jnp.abs(got - blind))) > VIOLATION
 
 
 def test_forward_batch_rejects_bad_input(gpt_params, without_runtime_typecheck):
@@ -233,3 +261,6 @@ def test_forward_batch_rejects_bad_input(gpt_params, without_runtime_typecheck):
         )
     with pytest.raises(ToolkitError, match="expected an Architecture"):
         forward_batch(gpt_params, "gpt", jnp.zeros((2, 3), jnp.int32))
+    for n_out in (0, 4, "2"):
+        with pytest.raises(ToolkitError, match=r"n_out: expected an int from 1 to the sequence"):
+            forward_batch(gpt_params, GPT, jnp.zeros((2, 3), jnp.int32), n_out=n_out)

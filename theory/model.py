@@ -204,11 +204,15 @@ def shares_virtual_positions(arch: Architecture) -> bool:
     return arch.causal and BLOCK_KINDS[arch.block].mixer is None
 
 
-@partial(jax.jit, static_argnames=("arch",))
-def _forward_shared(params, arch, tokens, context):
+@partial(jax.jit, static_argnames=("arch", "n_out"))
+def _forward_shared(params, arch, tokens, context, n_out):
     """:func:`forward_batch`'s shared path: the ``n_p`` virtual positions run once, then every
     sequence's ``n`` content positions attend to their keys and values (``past``). Equal to
-    the per-sequence forward only when :func:`shares_virtual_positions` holds."""
+    the per-sequence forward only when :func:`shares_virtual_positions` holds.
+
+    The last block runs the content positions before the ``n_out`` outputs only for their keys
+    and values (their other results are unused, and XLA drops them), then the outputs'
+    positions attend to those keys as to the virtual ones."""
     n = tokens.shape[1]
     n_p = n_virtual(context)
     positions = jnp.arange(n_p + n)
@@ -217,6 +221,7 @@ def _forward_shared(params, arch, tokens, context):
     v_resid, _ = embed(params, arch, _virtual_embeddings(params, arch, context), positions[:n_p])
     W_E = params["embed"]["W_E"]
     c_resid = jax.vmap(lambda t: embed(params, arch, W_E[t], positions[n_p:])[0])(tokens)
+    last = len(params["blocks"]) - 1
     for l, bp in enumerate(params["blocks"]):
         if isinstance(context, Prefix):
             v_resid = context.states[l].astype(v_resid.dtype)
@@ -232,15 +237,33 @@ def _forward_shared(params, arch, tokens, context):
         # used under vmap; JAX cannot differentiate such a product outside vmap
         v_resid, record = jax.vmap(virtual_block)(v_resid[None])
         v_resid = v_resid[0]
-        past = (record[act_name("k")][0], record[act_name("v")][0], positions[:n_p])
+        past = (record[act_name("k")][0], record[act_name("v")][0])
 
-        def content_block(resid, bp=bp, past=past):
-            out, _ = block_forward(
-                bp, arch, resid, positions[n_p:], seen[n_p:], virtual, None, past
+        def content_block(resid, past_k, past_v, bp=bp):
+            """Block ``bp`` on the rows ``resid [m, d]`` that follow the ``start`` sequence
+            positions whose keys and values are ``past_k`` / ``past_v``."""
+            start, m = past_k.shape[0], resid.shape[0]
+            rows = slice(start, start + m)
+            past = (past_k, past_v, positions[:start])
+            return block_forward(
+                bp,
+                arch,
+                resid,
+                positions[rows],
+                seen[rows, : start + m],
+                virtual[: start + m],
+                None,
+                past,
             )
-            return out
 
-        c_resid = jax.vmap(content_block)(c_resid)
+        if l == last and n_out < n:
+            # the content before the outputs: only its keys and values are used (by the
+            # outputs' queries, after the virtual ones), so XLA drops the rest of its block
+            _, record = jax.vmap(content_block, (0, None, None))(c_resid[:, : n - n_out], *past)
+            past = (record[act_name("k")], record[act_name("v")])
+            c_resid, _ = jax.vmap(content_block)(c_resid[:, n - n_out :], *past)
+        else:
+            c_resid, _ = jax.vmap(content_block, (0, None, None))(c_resid, *past)
     return jax.vmap(lambda r: unembed(params, arch, r)[0])(c_resid)
 
 
@@ -253,28 +276,42 @@ def _forward_each(params, arch, tokens, context):
 
 
 def forward_batch(
-    params, arch: Architecture, tokens, context: Context = None, *, validate: bool = True
+    params,
+    arch: Architecture,
+    tokens,
+    context: Context = None,
+    *,
+    n_out: int | None = None,
+    validate: bool = True,
 ):
-    """Logits ``[B, n, d_vocab]`` of a batch of sequences ``tokens [B, n]`` that share one
-    context, as ``jax.vmap`` of :func:`forward` gives them (default positions, every key
-    visible, default token types) but without the activation cache.
+    """Logits ``[B, n_out, d_vocab]`` at the last ``n_out`` positions (default all ``n``) of a
+    batch of sequences ``tokens [B, n]`` that share one context, as ``jax.vmap`` of
+    :func:`forward` gives them (default positions, every key visible, default token types) but
+    without the activation cache.
 
     Where :func:`shares_virtual_positions` holds (causal attention, standard attention mixer),
     the ``n_p`` virtual positions are the same for every sequence, so they run once for the
     batch and the content attends to their keys and values; this saves the share
-    ``n_p / (n_p + n)`` of the per-position arithmetic (the training loop's use). Otherwise it
-    is the vmapped :func:`forward`.
+    ``n_p / (n_p + n)`` of the per-position arithmetic (the training loop's use), and the last
+    block computes only the keys and values of the positions before the ``n_out`` outputs.
+    Otherwise it is the vmapped :func:`forward`.
     """
     _check_arch(arch)
     shape = tuple(getattr(tokens, "shape", ()))
     if len(shape) != 2:
         raise ToolkitError(f"tokens: expected a batch of token ids [B, n], got shape {shape}")
+    n = shape[1]
+    n_out = n if n_out is None else n_out
+    if not isinstance(n_out, int) or not 1 <= n_out <= n:
+        raise ToolkitError(
+            f"n_out: expected an int from 1 to the sequence length {n}, got {n_out!r}"
+        )
     if validate:
         validate_context(context, arch)
         validate_params(params, arch)
         check_tokens("tokens", tokens.reshape(-1), arch)
         n_p = n_virtual(context)
-        _check_length(arch, n_p, shape[1], n_p)
+        _check_length(arch, n_p, n, n_p)
     if n_virtual(context) and shares_virtual_positions(arch):
-        return _forward_shared(params, arch, tokens, context)
-    return _forward_each(params, arch, tokens, context)
+        return _forward_shared(params, arch, tokens, context, n_out)
+    return _forward_each(params, arch, tokens, context)[:, n - n_out :]
