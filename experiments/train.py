@@ -4,7 +4,8 @@ One jitted call runs ``chunk`` Adam steps with ``lax.scan`` over a stack of batc
 ``[chunk, batch, 20]`` generated in numpy (deterministic in (seed, step), see
 :func:`experiments.tasks.make_batch`), which keeps Python overhead off the CPU.
 Loss: mean cross-entropy of the 10 output tokens under teacher forcing, computed by
-:func:`theory.model.forward_batch` (float32; the virtual positions run once per batch).
+:func:`theory.model.forward_batch` (float32; the virtual positions run once per batch, and only
+the logits that predict the outputs are formed).
 
 Learning rate (``TrainConfig.schedule``), each after a linear warm-up: cosine decay to 5%
 (``"cosine"``, the default); constant (``"constant"``, the companion code's recipe for

@@ -572,3 +572,27 @@ def test_batched_product_with_a_matrix_per_example():
     ref, ref_grad = jax.value_and_grad(lambda W: jnp.einsum("bti,bio->bto", x, W).sum() ** 2)(W)
     np.testing.assert_allclose(out, ref, rtol=TOL_F32)
     np.testing.assert_allclose(grad, ref_grad, rtol=TOL_F32)
+
+
+def test_a_rule_that_ignores_the_per_example_matrices_is_caught():
+    """NEGATIVE CONTROL for the test above: a batching rule that multiplies every example by
+    the first example's matrix (the shared-matrix rule applied to a mapped one) gives other
+    outputs and gradients, and the comparison reports them."""
+    from jax.custom_batching import custom_vmap
+
+    from experiments.batched_product import _product
+
+    @custom_vmap
+    def wrong(x, W):
+        return _product(x, W)
+
+    @wrong.def_vmap
+    def _first_matrix_for_all(axis_size, in_batched, x, W):
+        return _product(x, W[0] if in_batched[1] else W), True
+
+    x = jax.random.normal(jax.random.PRNGKey(0), (3, 5, 4))
+    W = jax.random.normal(jax.random.PRNGKey(1), (3, 4, 2))
+    out, grad = jax.value_and_grad(lambda W: jax.vmap(wrong)(x, W).sum() ** 2)(W)
+    ref, ref_grad = jax.value_and_grad(lambda W: jnp.einsum("bti,bio->bto", x, W).sum() ** 2)(W)
+    assert not np.allclose(out, ref, rtol=TOL_F32)
+    assert not np.allclose(grad, ref_grad, rtol=TOL_F32)
