@@ -240,8 +240,9 @@ def _forward_shared(params, arch, tokens, context, n_out):
         past = (record[act_name("k")][0], record[act_name("v")][0])
 
         def content_block(resid, past_k, past_v, bp=bp):
-            """Block ``bp`` on the rows ``resid [m, d]`` that follow the ``start`` sequence
-            positions whose keys and values are ``past_k`` / ``past_v``."""
+            """Block ``bp`` on the rows ``resid [m, d]`` at sequence indices ``start ..
+            start + m - 1``, after the ``start`` positions whose keys and values are ``past_k`` /
+            ``past_v``."""
             start, m = past_k.shape[0], resid.shape[0]
             rows = slice(start, start + m)
             past = (past_k, past_v, positions[:start])
@@ -302,7 +303,7 @@ def forward_batch(
         raise ToolkitError(f"tokens: expected a batch of token ids [B, n], got shape {shape}")
     n = shape[1]
     n_out = n if n_out is None else n_out
-    if not isinstance(n_out, int) or not 1 <= n_out <= n:
+    if isinstance(n_out, bool) or not isinstance(n_out, int) or not 1 <= n_out <= n:
         raise ToolkitError(
             f"n_out: expected an int from 1 to the sequence length {n}, got {n_out!r}"
         )
