@@ -261,6 +261,8 @@ def test_forward_batch_rejects_bad_input(gpt_params, without_runtime_typecheck):
         )
     with pytest.raises(ToolkitError, match="expected an Architecture"):
         forward_batch(gpt_params, "gpt", jnp.zeros((2, 3), jnp.int32))
+    with pytest.raises(ToolkitError, match="expected at least one content token, got 0"):
+        forward_batch(gpt_params, GPT, jnp.zeros((2, 0), jnp.int32))
     for n_out in (0, 4, "2", True):
         with pytest.raises(ToolkitError, match=r"n_out: expected an int from 1 to the sequence"):
             forward_batch(gpt_params, GPT, jnp.zeros((2, 3), jnp.int32), n_out=n_out)

@@ -301,18 +301,19 @@ def forward_batch(
     shape = tuple(getattr(tokens, "shape", ()))
     if len(shape) != 2:
         raise ToolkitError(f"tokens: expected a batch of token ids [B, n], got shape {shape}")
-    n = shape[1]
-    n_out = n if n_out is None else n_out
-    if isinstance(n_out, bool) or not isinstance(n_out, int) or not 1 <= n_out <= n:
+    n, n_p = shape[1], n_virtual(context)
+    if n_out is not None and (
+        isinstance(n_out, bool) or not isinstance(n_out, int) or not 1 <= n_out <= n
+    ):
         raise ToolkitError(
             f"n_out: expected an int from 1 to the sequence length {n}, got {n_out!r}"
         )
+    n_out = n if n_out is None else n_out
     if validate:
         validate_context(context, arch)
         validate_params(params, arch)
         check_tokens("tokens", tokens.reshape(-1), arch)
-        n_p = n_virtual(context)
         _check_length(arch, n_p, n, n_p)
-    if n_virtual(context) and shares_virtual_positions(arch):
+    if n_p and shares_virtual_positions(arch):
         return _forward_shared(params, arch, tokens, context, n_out)
     return _forward_each(params, arch, tokens, context)[:, n - n_out :]
